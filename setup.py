@@ -1,0 +1,40 @@
+"""Install tinymed. `kernels/` ships as the subpackage `tinymed.kernels` (CUDA C sources and
+Numba kernels), so the GPU backends find their kernels wherever the package is installed."""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "tinymed" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="tinymed",
+    version=VERSION,
+    description="A from-scratch deep-learning framework for teaching medical image analysis",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=[
+        "tinymed",
+        "tinymed.backends",
+        "tinymed.nn",
+        "tinymed.data",
+        "tinymed.models",
+        "tinymed.train",
+        "tinymed.kernels",
+        "tinymed.kernels.numba",
+    ],
+    package_dir={"tinymed.kernels": "kernels", "tinymed.kernels.numba": "kernels/numba"},
+    package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"]},
+    install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80", "numba>=0.59", "cuda-bindings>=12", "nvidia-cuda-nvrtc"],
+        "cuda": ["cupy-cuda13x", "numba-cuda"],
+    },
+    entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)

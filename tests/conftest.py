@@ -1,0 +1,12 @@
+"""Shared test set-up.
+
+Numba reads NUMBA_ENABLE_CUDASIM once, when it is first imported, so it is set here, before
+any test module imports tinymed (and through it numba): on a machine with no GPU the Numba
+kernels then run in Numba's CUDA simulator on NumPy arrays. On a GPU machine the real GPU
+is used; set NUMBA_ENABLE_CUDASIM=1 yourself to force the simulator there."""
+
+import os
+import shutil
+
+if not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")

@@ -1,0 +1,105 @@
+"""Functions that create tensors: ``zeros``, ``ones``, ``full``, ``arange``, ``randn``, ...
+
+Same names and arguments as PyTorch, with ``backend=`` in place of ``device=``. Random
+tensors are drawn from :mod:`tinymed.random` on the host, so ``tm.manual_seed`` makes them
+reproducible on every backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinymed import random
+from tinymed.tensor import Tensor, _shape_args, _to_array, get_default_dtype
+
+
+def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: str) -> Tensor:
+    dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
+    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend)
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """A tensor of zeros of shape ``size``."""
+    return _make(np.zeros(_shape_args(size)), dtype, requires_grad, backend)
+
+
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """A tensor of ones of shape ``size``."""
+    return _make(np.ones(_shape_args(size)), dtype, requires_grad, backend)
+
+
+def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """A tensor of shape ``size`` filled with ``fill_value`` (dtype inferred from it)."""
+    dtype = _to_array(fill_value, None).dtype if dtype is None else dtype
+    return _make(np.full(_shape_args((size,)), fill_value), dtype, requires_grad, backend)
+
+
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """Values from ``start`` to ``end`` (exclusive) by ``step``; ints give int64."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be non-zero")
+    if dtype is None:
+        dtype = np.int64 if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else get_default_dtype()
+    return _make(np.arange(start, end, step), dtype, requires_grad, backend)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    return _make(np.linspace(start, end, steps), dtype, requires_grad, backend)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """The identity matrix (n x m)."""
+    return _make(np.eye(n, m), dtype, requires_grad, backend)
+
+
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """Samples from N(0, 1)."""
+    return _make(random.generator().standard_normal(_shape_args(size)), dtype, requires_grad, backend)
+
+
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+    """Samples from U[0, 1)."""
+    return _make(random.generator().random(_shape_args(size)), dtype, requires_grad, backend)
+
+
+def randint(low: int, high: int, size: Any, dtype: Any = np.int64, backend: str = "numpy") -> Tensor:
+    """Integers drawn uniformly from [low, high)."""
+    return _make(random.generator().integers(low, high, _shape_args((size,))), dtype, False, backend)
+
+
+def randperm(n: int, backend: str = "numpy") -> Tensor:
+    """A random permutation of 0..n-1."""
+    return _make(random.generator().permutation(n), np.int64, False, backend)
+
+
+def _like(fill: Any, input: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
+    return _make(fill(input.shape), input.dtype if dtype is None else dtype, requires_grad, input.backend)
+
+
+def zeros_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with ``input``'s shape, dtype and backend."""
+    return _like(np.zeros, input, dtype, requires_grad)
+
+
+def ones_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with ``input``'s shape, dtype and backend."""
+    return _like(np.ones, input, dtype, requires_grad)
+
+
+def full_like(input: Tensor, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``fill_value`` with ``input``'s shape, dtype and backend."""
+    return _like(lambda shape: np.full(shape, fill_value), input, dtype, requires_grad)
+
+
+def randn_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """N(0, 1) samples with ``input``'s shape, dtype and backend."""
+    return _like(random.generator().standard_normal, input, dtype, requires_grad)
+
+
+def rand_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """U[0, 1) samples with ``input``'s shape, dtype and backend."""
+    return _like(random.generator().random, input, dtype, requires_grad)

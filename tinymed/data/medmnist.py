@@ -1,0 +1,238 @@
+"""MedMNIST's 2D data sets at 28x28: the official ``.npz`` files, read and downloaded.
+
+An official file ``{flag}.npz`` holds, for each split in ``train``, ``val``, ``test``::
+
+    {split}_images   uint8 (N, 28, 28)  grayscale, or (N, 28, 28, 3) for the RGB flags
+    {split}_labels   uint8 (N, 1)       class index, or (N, 14) for multi-label ChestMNIST
+
+Files live at ``{root}/{flag}.npz`` with the medmnist package's default root
+``~/.medmnist``, so a file that package downloaded is found here too. A missing file is
+downloaded from the official Zenodo record 10519652 and checked against the MD5 the medmnist
+package publishes before it is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = [
+    "DatasetError",
+    "MedMNISTFlag",
+    "FLAGS",
+    "SPLITS",
+    "DEFAULT_ROOT",
+    "DEFAULT_BASE_URL",
+    "URL_ENV_VAR",
+    "medmnist_url",
+    "download_medmnist",
+    "read_npz_split",
+    "load_medmnist",
+]
+
+SPLITS = ("train", "val", "test")
+DEFAULT_ROOT = Path("~/.medmnist")
+DEFAULT_BASE_URL = "https://zenodo.org/records/10519652/files"
+URL_ENV_VAR = "TINYMED_MEDMNIST_URL"
+
+
+class DatasetError(ValueError):
+    """A data set cannot be loaded: unknown name, missing or corrupted file, failed download.
+
+    The message is one line that says what to do, so the command line can print it alone.
+    """
+
+
+@dataclass(frozen=True)
+class MedMNISTFlag:
+    """What MedMNIST publishes about one data set (``medmnist/info.py``)."""
+
+    task: str               # "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
+    n_channels: int         # 1 grayscale, 3 RGB
+    labels: tuple[str, ...]  # the name of each class (or of each label, for multi-label)
+    md5: str                # MD5 of the 28x28 file in Zenodo record 10519652
+
+
+_ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
+           "liver", "lung-left", "lung-right", "pancreas", "spleen")
+
+# The 2D flags of MedMNIST v3 (medmnist 3.0.2, medmnist/info.py), whose URLs point to
+# Zenodo record 10519652. The Organ{A,C,S} MD5s differ from those of the older record 6496656.
+# Every flag has its MD5 here, so every download is verified; none is used unchecked.
+FLAGS: dict[str, MedMNISTFlag] = {
+    "pathmnist": MedMNISTFlag("multi-class", 3, (
+        "adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
+        "normal colon mucosa", "cancer-associated stroma", "colorectal adenocarcinoma epithelium"),
+        "a8b06965200029087d5bd730944a56c1"),
+    "chestmnist": MedMNISTFlag("multi-label, binary-class", 1, (
+        "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
+        "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"),
+        "02c8a6516a18b556561a56cbdd36c4a8"),
+    "dermamnist": MedMNISTFlag("multi-class", 3, (
+        "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+        "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
+        "vascular lesions"),
+        "0744692d530f8e62ec473284d019b0c7"),
+    "octmnist": MedMNISTFlag("multi-class", 1, (
+        "choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+        "c68d92d5b585d8d81f7112f81e2d0842"),
+    "pneumoniamnist": MedMNISTFlag("binary-class", 1, ("normal", "pneumonia"),
+                                   "28209eda62fecd6e6a2d98b1501bb15f"),
+    "retinamnist": MedMNISTFlag("ordinal-regression", 3, ("0", "1", "2", "3", "4"),
+                                "bd4c0672f1bba3e3a89f0e4e876791e4"),
+    "breastmnist": MedMNISTFlag("binary-class", 1, ("malignant", "normal, benign"),
+                                "750601b1f35ba3300ea97c75c52ff8f6"),
+    "bloodmnist": MedMNISTFlag("multi-class", 3, (
+        "basophil", "eosinophil", "erythroblast",
+        "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)", "lymphocyte",
+        "monocyte", "neutrophil", "platelet"),
+        "7053d0359d879ad8a5505303e11de1dc"),
+    "tissuemnist": MedMNISTFlag("multi-class", 1, (
+        "Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule",
+        "Glomerular endothelial cells", "Interstitial endothelial cells", "Leukocytes",
+        "Podocytes", "Proximal Tubule Segments", "Thick Ascending Limb"),
+        "ebe78ee8b05294063de985d821c1c34b"),
+    "organamnist": MedMNISTFlag("multi-class", 1, _ORGANS, "68e3f8846a6bd62f0c9bf841c0d9eacc"),
+    "organcmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "b9ceb9546e10131b32923c5bbeaea2b1"),
+    "organsmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "9ab87b696fb54e2a387ebe992d6ed5f1"),
+}
+
+
+def _flag_info(flag: str) -> MedMNISTFlag:
+    if flag not in FLAGS:
+        raise DatasetError(f"unknown MedMNIST data set {flag!r}; the 2D flags are: {', '.join(FLAGS)}")
+    return FLAGS[flag]
+
+
+def medmnist_url(flag: str, base_url: str | None = None) -> str:
+    """Download URL of ``{flag}.npz``: ``{base}/{flag}.npz?download=1``.
+
+    The base is base_url, else the environment variable ``TINYMED_MEDMNIST_URL`` (a mirror,
+    or a local server in the tests), else the Zenodo record.
+    """
+    _flag_info(flag)
+    base = base_url or os.environ.get(URL_ENV_VAR) or DEFAULT_BASE_URL
+    return f"{base.rstrip('/')}/{flag}.npz?download=1"
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_medmnist(flag: str, root: str | os.PathLike | None = None,
+                      base_url: str | None = None, progress: bool = True,
+                      timeout: float = 60.0) -> Path:
+    """Downloads ``{flag}.npz`` into root (default ``~/.medmnist``) and returns its path.
+
+    The bytes go to a temporary file in root; only once their MD5 matches the published one
+    is it renamed to ``{root}/{flag}.npz`` (an atomic rename on one file system), so an
+    interrupted or corrupted download never sits where a good file is expected. On failure
+    the temporary file is removed and DatasetError gives the URL, the expected MD5 and the
+    path to place the file at by hand.
+    """
+    expected_md5 = _flag_info(flag).md5
+    root = Path(root or DEFAULT_ROOT).expanduser()
+    target = root / f"{flag}.npz"
+    url = medmnist_url(flag, base_url)
+    by_hand = f"download {url} (MD5 {expected_md5}) and place it at {target}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"cannot create the data directory {root} ({e}); {by_hand}") from e
+    fd, partial = tempfile.mkstemp(prefix=f".{flag}.", suffix=".part", dir=root)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{flag}.npz",
+                      disable=not progress) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        actual_md5 = _file_md5(Path(partial))
+        if actual_md5 != expected_md5:
+            raise DatasetError(f"the download of {flag}.npz has MD5 {actual_md5}, expected "
+                               f"{expected_md5}; nothing was kept; {by_hand}")
+        os.replace(partial, target)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        # str() of an HTTPError reads "HTTP Error 404: ..."; a URLError's reason is clearer than its str().
+        why = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
+        raise DatasetError(f"cannot download {flag}.npz ({why}); {by_hand}") from e
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads ``{split}_images`` and ``{split}_labels`` from a file in the MedMNIST layout.
+
+    ``np.load`` reads an ``.npz`` member only when it is asked for, so only this split's two
+    arrays are read, and a file holding just this split works. Returns ``(images, labels)``
+    as stored: images uint8 ``(N, H, W)`` or ``(N, H, W, C)``, labels ``(N, 1)`` or ``(N, K)``.
+    """
+    path = Path(path)
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; the splits are: {', '.join(SPLITS)}")
+    if not path.is_file():
+        raise DatasetError(f"data file not found: {path}")
+    keys = (f"{split}_images", f"{split}_labels")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise DatasetError(f"{path} has no {' or '.join(missing)} (it holds the keys: "
+                                   f"{', '.join(npz.files) or 'none'})")
+            images, labels = npz[keys[0]], npz[keys[1]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{path} is not a readable .npz file ({e}); delete it, or "
+                           f"download it again") from e
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise DatasetError(f"{path}: {keys[0]} must be uint8 (N, H, W) or (N, H, W, C), "
+                           f"got {images.dtype} {images.shape}")
+    if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
+        raise DatasetError(f"{path}: {keys[1]} must be (N, 1) or (N, K) with N = "
+                           f"{images.shape[0]} like {keys[0]}, got {labels.shape}")
+    return images, labels
+
+
+def load_medmnist(flag: str, split: str, root: str | os.PathLike | None = None,
+                  data_file: str | os.PathLike | None = None, download: bool = True,
+                  base_url: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a 2D MedMNIST data set as ``(images, labels)`` (see :func:`read_npz_split`).
+
+    Reads data_file when given (any file in the layout, never downloaded), else
+    ``{root}/{flag}.npz``, downloading it first when it is missing and download is True.
+    """
+    info = _flag_info(flag)
+    if data_file is None:
+        path = Path(root or DEFAULT_ROOT).expanduser() / f"{flag}.npz"
+        if not path.is_file():
+            if not download:
+                raise DatasetError(f"{path} not found and downloading is off; download "
+                                   f"{medmnist_url(flag, base_url)} (MD5 {info.md5}) and place "
+                                   f"it at {path}")
+            download_medmnist(flag, path.parent, base_url)
+    else:
+        path = Path(data_file).expanduser()
+    images, labels = read_npz_split(path, split)
+    channels = 1 if images.ndim == 3 else images.shape[3]
+    if channels != info.n_channels:
+        raise DatasetError(f"{path}: {flag} images have {info.n_channels} channel(s), this file's "
+                           f"{split}_images {images.shape} has {channels}")
+    return images, labels

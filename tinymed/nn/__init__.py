@@ -1,0 +1,60 @@
+"""tinymed.nn: layers, containers, losses and initialisation (mirrors ``torch.nn``).
+
+``tinymed.nn.functional`` is the same module object as :mod:`tinymed.functional`, so both
+``import tinymed.nn.functional as F`` and ``tinymed.functional`` reach the same ops."""
+
+import sys
+
+from tinymed import functional
+from tinymed.nn import init
+from tinymed.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinymed.nn.attention import MultiheadAttention, MultiHeadAttention
+from tinymed.nn.container import ModuleDict, ModuleList, Sequential
+from tinymed.nn.conv import Conv2d, ConvTranspose2d
+from tinymed.nn.dropout import Dropout
+from tinymed.nn.flatten import Flatten
+from tinymed.nn.linear import Identity, Linear
+from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from tinymed.nn.module import Module
+from tinymed.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinymed.nn.parameter import Parameter
+from tinymed.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+sys.modules[__name__ + ".functional"] = functional
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "GELU",
+    "Identity",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "MultiHeadAttention",
+    "MultiheadAttention",
+    "NLLLoss",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "functional",
+    "init",
+]

@@ -1,0 +1,12 @@
+"""tinymed.optim: optimisers and learning-rate schedules (mirrors ``torch.optim``).
+
+The schedulers live in :mod:`tinymed.optim.lr_scheduler`, as in PyTorch, and are also
+importable from here."""
+
+from tinymed.optim import lr_scheduler
+from tinymed.optim.adam import Adam, AdamW
+from tinymed.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, OneCycleLR, StepLR
+from tinymed.optim.optimizer import Optimizer
+from tinymed.optim.sgd import SGD
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "OneCycleLR", "lr_scheduler"]

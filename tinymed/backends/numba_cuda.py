@@ -1,0 +1,417 @@
+"""The Numba backend: the contract's primitives, launched as the ``@cuda.jit`` kernels of
+``tinymed.kernels.numba`` (the package built from ``kernels/numba``).
+
+Two ways to run, chosen when Numba is first imported:
+
+* **on a GPU**, arrays are CuPy arrays (``xp`` is ``cupy``); a kernel receives them through
+  ``__cuda_array_interface__``, the protocol by which CUDA libraries share device memory
+  without copying;
+* **in Numba's CUDA simulator** (``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported),
+  arrays are NumPy arrays (``xp`` is ``numpy``) and every GPU thread runs as Python code.
+  It is slow, but it runs, and lets a machine with no GPU test the very same kernel code.
+
+Each primitive here only allocates the outputs, picks the launch shape (how many blocks of
+how many threads) and launches; the arithmetic is all in the kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from types import ModuleType
+
+import numpy
+
+from tinymed.backends.numpy_ref import _output_size
+
+try:
+    import numba
+    from numba import cuda
+except ImportError:  # Numba is optional: unavailable_reason() says what to install
+    numba = None
+
+name = "numba"
+SIMULATOR: bool = numba is not None and bool(numba.config.ENABLE_CUDASIM)
+
+cupy: ModuleType | None = None
+if numba is not None and not SIMULATOR:
+    try:
+        import cupy
+    except ImportError:
+        pass  # unavailable_reason() says what to install
+
+xp: ModuleType = cupy if cupy is not None else numpy
+
+if numba is not None:
+    from tinymed.kernels.numba import attention, conv, gemm as gemm_kernels, pool
+
+# Launch shapes. On a GPU they are those of the CUDA C kernels (tinymed.backends.cupy_cuda),
+# so the two backends can be compared kernel for kernel. The simulator starts a Python
+# thread for every GPU thread (about a millisecond each), so there blocks and tiles are
+# tiny, which also lets tiny test shapes cross several tile edges.
+if SIMULATOR:
+    THREADS_PER_BLOCK = 32  # kernels with one thread per output element
+    GRAD_WEIGHT_THREADS = 8  # a power of two, for the tree reduction
+    GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE = 8, 4, 4
+    GEMM_MIN_STEPS_PER_SPLIT = 1
+    MULTIPROCESSORS = 2  # a pretend GPU, so that small products are split along K too
+    ATTENTION_LANES = 4
+    ATTENTION_ROWS = {numpy.dtype(numpy.float32): 2, numpy.dtype(numpy.float64): 2}
+    ATTENTION_TILE = {numpy.dtype(numpy.float32): 4, numpy.dtype(numpy.float64): 3}
+else:
+    THREADS_PER_BLOCK = 256
+    GRAD_WEIGHT_THREADS = 256
+    GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE = 64, 16, 16
+    # Split K only into chunks of at least this many K steps, so that each block still does
+    # enough work to pay for writing its partial tile.
+    GEMM_MIN_STEPS_PER_SPLIT = 8
+    MULTIPROCESSORS = None  # asked of the GPU (see _multiprocessors)
+    ATTENTION_LANES = 32  # a warp
+    # Doubles take twice the bytes, so their tiles are halved to stay within the 48 KiB of
+    # shared memory a block gets by default.
+    ATTENTION_ROWS = {numpy.dtype(numpy.float32): 8, numpy.dtype(numpy.float64): 4}
+    ATTENTION_TILE = {numpy.dtype(numpy.float32): 32, numpy.dtype(numpy.float64): 16}
+# The fused attention kernels keep head rows in shared memory, sized for at most this.
+MAX_HEAD_DIM = 128
+
+_INSTALL_HINT = (
+    "install a GPU build with pip install 'tinymed[cuda]', or set NUMBA_ENABLE_CUDASIM=1 "
+    "before importing tinymed to run the Numba kernels in Numba's CUDA simulator (slow, no GPU needed)"
+)
+
+
+def unavailable_reason() -> str | None:
+    """``None`` when the Numba kernels can run here (GPU or simulator), else why not and what to do."""
+    if numba is None:
+        return f"Numba is not installed; {_INSTALL_HINT}"
+    if SIMULATOR:
+        return None
+    if not cuda.is_available():
+        return f"Numba finds no usable CUDA GPU (no NVIDIA GPU, or its driver is missing or too old); {_INSTALL_HINT}"
+    if cupy is None:
+        return f"CuPy is not installed (on a GPU this backend keeps its arrays in CuPy); {_INSTALL_HINT}"
+    return None
+
+
+def asarray(array):
+    """Move a NumPy (or this backend's) array onto this backend."""
+    return xp.asarray(array)
+
+
+def to_numpy(array) -> numpy.ndarray:
+    """Bring one of this backend's arrays back to the host as a NumPy array."""
+    return cupy.asnumpy(array) if xp is cupy else numpy.asarray(array)
+
+
+# ---------------------------------------------------------------------------------------
+# Launch helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _float_dtype(op: str, array) -> numpy.dtype:
+    """The element type of ``array``, which the kernels are built for: float32 or float64."""
+    if array.dtype not in (numpy.float32, numpy.float64):
+        raise TypeError(f"{op}: the Numba kernels take float32 or float64 arrays, got {array.dtype}")
+    return array.dtype
+
+
+def _contiguous(array, dtype):
+    """``array`` as C-contiguous memory of ``dtype``: the layout the kernels read fastest."""
+    array = xp.ascontiguousarray(array, dtype=dtype)
+    if SIMULATOR and not array.flags.writeable:
+        # The simulator copies every NumPy argument back after a launch, inputs included.
+        array = array.copy()
+    return array
+
+
+def _launch(kernel, blocks: int | tuple[int, ...], threads: int, *args) -> None:
+    """Launch ``kernel`` on a grid of ``blocks`` blocks (a tuple for a 2-D or 3-D grid) of
+    ``threads`` threads each; skip an empty grid, which CUDA refuses."""
+    if math.prod(blocks if isinstance(blocks, tuple) else (blocks,)) > 0:
+        kernel[blocks, threads](*args)
+
+
+def _launch_per_element(kernel, count: int, *args) -> None:
+    """Launch ``kernel`` with one thread for each of ``count`` elements (a 1-D grid)."""
+    _launch(kernel, math.ceil(count / THREADS_PER_BLOCK), THREADS_PER_BLOCK, *args)
+
+
+def _output_sizes(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
+    """``(OH, OW)``: the contract's output size along H and along W."""
+    return tuple(_output_size(*axis) for axis in zip(size, kernel_size, stride, padding, dilation))
+
+
+# ---------------------------------------------------------------------------------------
+# Convolution
+# ---------------------------------------------------------------------------------------
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation):
+    """``y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
+
+    x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
+    ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
+    """
+    dtype = _float_dtype("conv2d_forward", x)
+    x, weight = _contiguous(x, dtype), _contiguous(weight, dtype)
+    N, _, H, W = x.shape
+    O, _, KH, KW = weight.shape
+    OH, OW = _output_sizes((H, W), (KH, KW), stride, padding, dilation)
+    # No bias is a bias of zeros: adding 0 changes nothing, and one kernel serves both.
+    bias = xp.zeros(O, dtype) if bias is None else _contiguous(bias, dtype)
+    y = xp.empty((N, O, OH, OW), dtype)
+    groups = math.ceil(O / conv.CHANNELS_PER_THREAD)
+    _launch_per_element(
+        conv.conv2d_forward_kernel(dtype), N * groups * OH * OW,
+        x, weight, bias, y, *stride, *padding, *dilation,
+    )
+    return y
+
+
+def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation):
+    """``gx[n,c,h,w]``: the sum of ``gy[n,o,i,j] * w[o,c,p,q]`` over the taps that reach ``(h, w)``.
+
+    Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
+    forward. Each thread gathers 4 input channels of one input pixel (no atomics).
+    """
+    dtype = _float_dtype("conv2d_grad_input", grad_output)
+    grad_output, weight = _contiguous(grad_output, dtype), _contiguous(weight, dtype)
+    N, C, (H, W) = grad_output.shape[0], weight.shape[1], input_size
+    gx = xp.empty((N, C, H, W), dtype)
+    groups = math.ceil(C / conv.CHANNELS_PER_THREAD)
+    _launch_per_element(
+        conv.conv2d_grad_input_kernel(dtype), N * groups * H * W,
+        grad_output, weight, gx, *stride, *padding, *dilation,
+    )
+    return gx
+
+
+def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
+    """``gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
+
+    Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
+    """
+    dtype = _float_dtype("conv2d_grad_weight", x)
+    x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
+    gw = xp.empty((grad_output.shape[1], x.shape[1], *kernel_size), dtype)
+    _launch(
+        conv.conv2d_grad_weight_kernel(dtype, GRAD_WEIGHT_THREADS), gw.size, GRAD_WEIGHT_THREADS,
+        x, grad_output, gw, *stride, *padding, *dilation,
+    )
+    return gw
+
+
+# ---------------------------------------------------------------------------------------
+# Max pooling
+# ---------------------------------------------------------------------------------------
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+    """``y`` = the maximum of each window of the ``-inf``-padded input, ``indices = h*W + w`` of it.
+
+    Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
+    maximum in row-major window order; a NaN counts as the maximum. One thread per output.
+    """
+    dtype = _float_dtype("max_pool2d_forward", x)
+    x = _contiguous(x, dtype)
+    N, C, H, W = x.shape
+    OH, OW = _output_sizes((H, W), kernel_size, stride, padding, dilation)
+    y = xp.empty((N, C, OH, OW), dtype)
+    indices = xp.empty((N, C, OH, OW), numpy.int64)
+    _launch_per_element(
+        pool.max_pool2d_forward_kernel(dtype), y.size,
+        x, y, indices, *kernel_size, *stride, *padding, *dilation,
+    )
+    return y, indices
+
+
+def max_pool2d_backward(grad_output, indices, input_size):
+    """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
+
+    One thread per input row, adding in row-major output order (no atomics).
+    """
+    dtype = _float_dtype("max_pool2d_backward", grad_output)
+    grad_output, indices = _contiguous(grad_output, dtype), _contiguous(indices, numpy.int64)
+    N, C = grad_output.shape[:2]
+    gx = xp.empty((N, C, *input_size), dtype)
+    _launch_per_element(pool.max_pool2d_backward, N * C * input_size[0], grad_output, indices, gx)
+    return gx
+
+
+# ---------------------------------------------------------------------------------------
+# Affine
+# ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _multiprocessors() -> int:
+    """How many streaming multiprocessors (each runs a few blocks at a time) the GPU has."""
+    return MULTIPROCESSORS or cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def _gemm_splits(M: int, N: int, K: int) -> tuple[int, int]:
+    """``(splits, k_chunk)``: into how many chunks of ``k_chunk`` to cut K.
+
+    Enough blocks to give every multiprocessor two, when the output alone has fewer tiles
+    than that and K is long enough to share. Depends only on the shapes and the GPU, so a
+    given product always adds in the same order on a given GPU.
+    """
+    tiles = math.ceil(M / GEMM_TILE) * math.ceil(N / GEMM_TILE)
+    k_steps = math.ceil(K / GEMM_K_STEP)
+    wanted = math.ceil(2 * _multiprocessors() / tiles)
+    splits = max(1, min(wanted, k_steps // GEMM_MIN_STEPS_PER_SPLIT))
+    k_chunk = max(1, math.ceil(k_steps / splits)) * GEMM_K_STEP
+    # Rounding the chunks up to whole K steps can leave fewer chunks than asked for.
+    return max(1, math.ceil(K / k_chunk)), k_chunk
+
+
+def gemm(a, b, bias=None, trans_a=False, trans_b=False):
+    """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
+
+    A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
+    copied. A thin product with a long K is split along K and the chunks added in order.
+    """
+    dtype = _float_dtype("gemm", a)
+    a, b = _contiguous(a, dtype), _contiguous(b, dtype)
+    M, K = a.shape[::-1] if trans_a else a.shape
+    K_b, N = b.shape[::-1] if trans_b else b.shape
+    if K != K_b:
+        raise ValueError(
+            f"gemm: op(a) is {M}x{K} but op(b) is {K_b}x{N} (a {a.shape}, trans_a={trans_a}; "
+            f"b {b.shape}, trans_b={trans_b})"
+        )
+    # No bias is a bias of zeros: adding 0 changes nothing, and one kernel serves both.
+    bias = xp.zeros(N, dtype) if bias is None else _contiguous(bias, dtype)
+    c = xp.empty((M, N), dtype)
+    if c.size == 0:
+        return c
+    splits, k_chunk = _gemm_splits(M, N, K)
+    partial = c.reshape(1, M, N) if splits == 1 else xp.empty((splits, M, N), dtype)
+    _launch(
+        gemm_kernels.gemm_kernel(dtype, GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE),
+        (math.ceil(M / GEMM_TILE), math.ceil(N / GEMM_TILE), splits), GEMM_THREADS_SIDE**2,
+        a, b, bias, partial, bool(trans_a), bool(trans_b), k_chunk,
+    )
+    if splits > 1:
+        _launch_per_element(gemm_kernels.gemm_sum_splits, M * N, partial, bias, c)
+    return c
+
+
+# ---------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------
+
+
+def _attention_inputs(op: str, q, k, v, mask):
+    """q, k, v C-contiguous in q's dtype, the mask argument and its flag, and the sizes.
+
+    Kernels take arrays, never ``None``: a missing mask is a 1-element placeholder that the
+    kernel, told ``has_mask=False``, never reads.
+    """
+    dtype = _float_dtype(op, q)
+    q, k, v = (_contiguous(array, dtype) for array in (q, k, v))
+    (B, Lq, D), (Lk, Dv) = q.shape, v.shape[1:]
+    if mask is None:
+        mask, has_mask = xp.zeros((1, 1, 1), dtype), False
+    else:
+        mask, has_mask = _contiguous(mask, dtype), True
+    return dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv)
+
+
+def _fused_kernel(op: str, build, dtype: numpy.dtype, D: int, Dv: int):
+    """The fused kernel ``build(...)`` for these head sizes, and its ``(rows per block, threads)``."""
+    if max(D, Dv) > MAX_HEAD_DIM:
+        raise ValueError(
+            f"{op}: head dimensions D={D}, Dv={Dv} exceed the fused kernels' limit of "
+            f"{MAX_HEAD_DIM}; use attention_forward_naive, or the numpy backend"
+        )
+    rows = ATTENTION_ROWS[dtype]
+    kernel = build(dtype, D, Dv, rows, ATTENTION_TILE[dtype], ATTENTION_LANES)
+    return kernel, rows, rows * ATTENTION_LANES
+
+
+def attention_forward(q, k, v, mask, scale, is_causal):
+    """Fused scaled dot-product attention: ``out = softmax(scale * q @ k^T + mask) @ v`` and ``lse``.
+
+    q ``(B, Lq, D)``, k ``(B, Lk, D)``, v ``(B, Lk, Dv)``, mask ``None`` or additive
+    ``(B, Lq, Lk)``; returns ``out (B, Lq, Dv)`` and ``lse (B, Lq)``. The ``Lq x Lk`` score
+    matrix is never stored (an online softmax over key tiles); D, Dv <= 128.
+    """
+    dtype, q, k, v, mask, has_mask, (B, Lq, _, D, Dv) = _attention_inputs("attention_forward", q, k, v, mask)
+    out = xp.empty((B, Lq, Dv), dtype)
+    lse = xp.empty((B, Lq), dtype)
+    kernel, rows, threads = _fused_kernel("attention_forward", attention.attention_forward_kernel, dtype, D, Dv)
+    _launch(
+        kernel, math.ceil(Lq / rows) * B, threads,
+        q, k, v, mask, has_mask, dtype.type(scale), bool(is_causal), out, lse,
+    )
+    return out, lse
+
+
+def attention_backward(grad_out, q, k, v, out, lse, mask, scale, is_causal):
+    """Fused attention backward from the saved ``out`` and ``lse``; returns ``(gq, gk, gv)``.
+
+    ``P = exp(s - lse)``, ``D = rowsum(grad_out * out)``, ``dS = P * (grad_out @ v^T - D)``,
+    ``gq = scale * dS @ k``, ``gk = scale * dS^T @ q``, ``gv = P^T @ grad_out``, recomputing
+    P tile by tile. One kernel gives gk and gv (a team per key, walking the queries), another
+    gq (a team per query, walking the keys): every sum has one owner, so no atomics.
+    """
+    dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv) = _attention_inputs("attention_backward", q, k, v, mask)
+    grad_out, out, lse = (_contiguous(array, dtype) for array in (grad_out, out, lse))
+    delta = (grad_out * out).sum(axis=-1)  # a reduction: the array module does it
+    gq, gk, gv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
+    shared = (grad_out, q, k, v, lse, delta, mask, has_mask, dtype.type(scale), bool(is_causal))
+    kernel, rows, threads = _fused_kernel("attention_backward", attention.attention_backward_dkdv_kernel, dtype, D, Dv)
+    _launch(kernel, math.ceil(Lk / rows) * B, threads, *shared, gk, gv)
+    kernel, rows, threads = _fused_kernel("attention_backward", attention.attention_backward_dq_kernel, dtype, D, Dv)
+    _launch(kernel, math.ceil(Lq / rows) * B, threads, *shared, gq)
+    return gq, gk, gv
+
+
+def _batched_matmul(a, x, trans_a=False, trans_x=False):
+    """``op(a[b]) @ op(x[b])`` for every head ``b``, with the naive kernel (a thread per output)."""
+    rows = a.shape[2] if trans_a else a.shape[1]
+    cols = x.shape[1] if trans_x else x.shape[2]
+    c = xp.empty((a.shape[0], rows, cols), a.dtype)
+    _launch_per_element(attention.batched_matmul_kernel(a.dtype), c.size, a, x, trans_a, trans_x, c)
+    return c
+
+
+def _scores(q, k, mask, has_mask, scale, is_causal):
+    """The whole ``(B, Lq, Lk)`` score matrix ``scale * q @ k^T + mask`` (causal entries ``-inf``)."""
+    s = xp.empty((q.shape[0], q.shape[1], k.shape[1]), q.dtype)
+    _launch_per_element(
+        attention.attention_scores, s.size, q, k, mask, has_mask, q.dtype.type(scale), bool(is_causal), s
+    )
+    return s
+
+
+def attention_forward_naive(q, k, v, mask, scale, is_causal):
+    """:func:`attention_forward` the naive way, storing the ``(B, Lq, Lk)`` matrix; same results.
+
+    Three kernels: every score, a softmax per row (in place, also giving ``lse``), the
+    weighted sum of v. For benchmarks and as an independent check of the fused kernel.
+    """
+    dtype, q, k, v, mask, has_mask, (B, Lq, *_) = _attention_inputs("attention_forward_naive", q, k, v, mask)
+    p = _scores(q, k, mask, has_mask, scale, is_causal)
+    lse = xp.empty((B, Lq), dtype)
+    _launch_per_element(attention.attention_softmax_rows_kernel(dtype), B * Lq, p, lse)
+    return _batched_matmul(p, v), lse
+
+
+def attention_backward_naive(grad_out, q, k, v, out, lse, mask, scale, is_causal):
+    """:func:`attention_backward` the naive way, through stored ``(B, Lq, Lk)`` matrices.
+
+    Rebuilds ``P = exp(s - lse)`` whole, then the products of the formula with the naive
+    batched matrix product. For benchmarks and as an independent check of the fused kernels.
+    """
+    dtype, q, k, v, mask, has_mask, _ = _attention_inputs("attention_backward_naive", q, k, v, mask)
+    grad_out, out, lse = (_contiguous(array, dtype) for array in (grad_out, out, lse))
+    p = _scores(q, k, mask, has_mask, scale, is_causal)
+    _launch_per_element(attention.attention_probabilities, p.size, p, lse)
+    delta = (grad_out * out).sum(axis=-1, keepdims=True)
+    ds = p * (_batched_matmul(grad_out, v, trans_x=True) - delta)  # elementwise: the array module
+    scale = dtype.type(scale)
+    gq = scale * _batched_matmul(ds, k)
+    gk = scale * _batched_matmul(ds, q, trans_a=True)
+    return gq, gk, _batched_matmul(p, grad_out, trans_a=True)

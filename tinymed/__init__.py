@@ -59,4 +59,14 @@ from tinymed.tensor import (
 # PyTorch spells these as attributes of the top-level module.
 float = float32
 bool = bool_
+# PyTorch's function forms of Tensor methods: torch.exp(x) is x.exp(), torch.max(x, 1) is x.max(1).
+exp, log, sqrt, abs, clamp, clip = Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.abs, Tensor.clamp, Tensor.clip
+sum, mean, var, max, min, argmax = Tensor.sum, Tensor.mean, Tensor.var, Tensor.max, Tensor.min, Tensor.argmax
+reshape, flatten, transpose, permute = Tensor.reshape, Tensor.flatten, Tensor.transpose, Tensor.permute
+unsqueeze, squeeze, masked_fill = Tensor.unsqueeze, Tensor.squeeze, Tensor.masked_fill
 from tinymed.gradcheck import GradcheckError, gradcheck
+
+# The layers above the engine, reachable as in PyTorch: tm.nn.Linear, tm.optim.SGD,
+# tm.sigmoid(x), tm.softmax(x, 1).
+from tinymed import functional, nn, optim
+from tinymed.functional import relu, sigmoid, softmax, log_softmax, tanh

@@ -1,6 +1,7 @@
 """Functions that create tensors: ``zeros``, ``ones``, ``full``, ``arange``, ``randn``, ...
 
-Same names and arguments as PyTorch, with ``backend=`` in place of ``device=``. Random
+Same names and arguments as PyTorch, with ``backend=`` for the backend; PyTorch's ``device=``
+is accepted too (``"cpu"`` is the NumPy backend, ``"cuda"`` the CuPy one). Random
 tensors are drawn from :mod:`tinymed.random` on the host, so ``tm.manual_seed`` makes them
 reproducible on every backend."""
 
@@ -14,28 +15,35 @@ from tinymed import random
 from tinymed.tensor import Tensor, _shape_args, _to_array, get_default_dtype
 
 
-def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: str) -> Tensor:
+def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: str, device: str | None = None) -> Tensor:
     dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
-    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend)
+    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend if device is None else device)
 
 
-def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def _float_dtype(op: str, dtype: Any) -> Any:
+    """``dtype``, checked to be floating: samples of N(0, 1) or U[0, 1) are not integers."""
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise TypeError(f"{op}: dtype must be floating, got {np.dtype(dtype)}")
+    return dtype
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """A tensor of zeros of shape ``size``."""
-    return _make(np.zeros(_shape_args(size)), dtype, requires_grad, backend)
+    return _make(np.zeros(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """A tensor of ones of shape ``size``."""
-    return _make(np.ones(_shape_args(size)), dtype, requires_grad, backend)
+    return _make(np.ones(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (dtype inferred from it)."""
     dtype = _to_array(fill_value, None).dtype if dtype is None else dtype
-    return _make(np.full(_shape_args((size,)), fill_value), dtype, requires_grad, backend)
+    return _make(np.full(_shape_args((size,)), fill_value), dtype, requires_grad, backend, device)
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive) by ``step``; ints give int64."""
     if end is None:
         start, end = 0, start
@@ -43,37 +51,43 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
         raise ValueError("arange: step must be non-zero")
     if dtype is None:
         dtype = np.int64 if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else get_default_dtype()
-    return _make(np.arange(start, end, step), dtype, requires_grad, backend)
+    return _make(np.arange(start, end, step), dtype, requires_grad, backend, device)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
-    return _make(np.linspace(start, end, steps), dtype, requires_grad, backend)
+    return _make(np.linspace(start, end, steps), dtype, requires_grad, backend, device)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """The identity matrix (n x m)."""
-    return _make(np.eye(n, m), dtype, requires_grad, backend)
+    return _make(np.eye(n, m), dtype, requires_grad, backend, device)
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """Samples from N(0, 1)."""
-    return _make(random.generator().standard_normal(_shape_args(size)), dtype, requires_grad, backend)
+    dtype = _float_dtype("randn", dtype)
+    return _make(random.generator().standard_normal(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy") -> Tensor:
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
     """Samples from U[0, 1)."""
-    return _make(random.generator().random(_shape_args(size)), dtype, requires_grad, backend)
+    dtype = _float_dtype("rand", dtype)
+    return _make(random.generator().random(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def randint(low: int, high: int, size: Any, dtype: Any = np.int64, backend: str = "numpy") -> Tensor:
-    """Integers drawn uniformly from [low, high)."""
-    return _make(random.generator().integers(low, high, _shape_args((size,))), dtype, False, backend)
+def randint(low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: str | None = None) -> Tensor:
+    """Integers drawn uniformly from [low, high); ``randint(high, size)`` means low = 0."""
+    if size is None:
+        low, high, size = 0, low, high
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must exceed low ({low})")
+    return _make(random.generator().integers(low, high, _shape_args((size,))), dtype, False, backend, device)
 
 
-def randperm(n: int, backend: str = "numpy") -> Tensor:
+def randperm(n: int, backend: str = "numpy", device: str | None = None) -> Tensor:
     """A random permutation of 0..n-1."""
-    return _make(random.generator().permutation(n), np.int64, False, backend)
+    return _make(random.generator().permutation(n), np.int64, False, backend, device)
 
 
 def _like(fill: Any, input: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
@@ -97,9 +111,9 @@ def full_like(input: Tensor, fill_value: float, dtype: Any = None, requires_grad
 
 def randn_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """N(0, 1) samples with ``input``'s shape, dtype and backend."""
-    return _like(random.generator().standard_normal, input, dtype, requires_grad)
+    return _like(random.generator().standard_normal, input, _float_dtype("randn_like", input.dtype if dtype is None else dtype), requires_grad)
 
 
 def rand_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """U[0, 1) samples with ``input``'s shape, dtype and backend."""
-    return _like(random.generator().random, input, dtype, requires_grad)
+    return _like(random.generator().random, input, _float_dtype("rand_like", input.dtype if dtype is None else dtype), requires_grad)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tinymed.tensor import Tensor, float64, no_grad
+from tinymed.tensor import Tensor, enable_grad, float64, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -24,6 +24,29 @@ class GradcheckError(AssertionError):
 def _outputs(result: Any) -> tuple[Tensor, ...]:
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     return tuple(o for o in outputs if isinstance(o, Tensor) and o.dtype.kind == "f")
+
+
+def _central_differences(t: Tensor, objective: Callable[[], float], eps: float) -> np.ndarray:
+    """d objective / d t, element by element: (L(t + eps e_k) - L(t - eps e_k)) / (2 eps).
+
+    The perturbations go into a contiguous copy of ``t.data`` (so a flat view writes
+    through, even for a 0-d or transposed tensor); the caller's array is put back after."""
+    original_data = t.data
+    t.data = original_data.copy()
+    flat = t.data.reshape(-1)
+    numeric = np.empty(flat.size)
+    try:
+        for k in range(flat.size):
+            value = flat[k].copy()
+            flat[k] = value + eps
+            plus = objective()
+            flat[k] = value - eps
+            minus = objective()
+            flat[k] = value
+            numeric[k] = (plus - minus) / (2 * eps)
+    finally:
+        t.data = original_data
+    return numeric.reshape(t.shape)
 
 
 def gradcheck(
@@ -50,36 +73,27 @@ def gradcheck(
             raise TypeError(f"gradcheck: input {i} has dtype {t.dtype}; finite differences need float64 (use .double())")
 
     rng = np.random.default_rng(seed)
-    outputs = _outputs(fn(*inputs))
-    if not outputs:
-        raise ValueError("gradcheck: fn returned no floating-point tensor")
-    projections = [Tensor._wrap(o._backend.asarray(rng.standard_normal(o.shape)), o._backend) for o in outputs]
+    with enable_grad():  # gradcheck may be called inside a no_grad block
+        outputs = _outputs(fn(*inputs))
+        if not outputs:
+            raise ValueError("gradcheck: fn returned no floating-point tensor")
+        projections = [Tensor._wrap(o._backend.asarray(rng.standard_normal(o.shape)), o._backend) for o in outputs]
+        projected = sum((o * v).sum() for o, v in zip(outputs, projections))
+    saved_grads = [t.grad for _, t in checked]
+    for _, t in checked:
+        t.grad = None
+    if projected.requires_grad:  # else no output depends on the inputs: every gradient is 0
+        projected.backward()
+    analytic = [np.zeros(t.shape) if t.grad is None else t._backend.to_numpy(t.grad) for _, t in checked]
+    for (_, t), grad in zip(checked, saved_grads):
+        t.grad = grad
 
     def objective() -> float:
         with no_grad():
             return float(sum((o.numpy().astype(np.float64) * v.numpy()).sum() for o, v in zip(_outputs(fn(*inputs)), projections)))
 
-    saved_grads = [t.grad for _, t in checked]
-    for _, t in checked:
-        t.grad = None
-    sum((o * v).sum() for o, v in zip(outputs, projections)).backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t._backend.to_numpy(t.grad) for _, t in checked]
-    for (_, t), grad in zip(checked, saved_grads):
-        t.grad = grad
-
     for (position, t), exact in zip(checked, analytic):
-        t.data = t._backend.xp.ascontiguousarray(t.data)  # so the flat view below writes through
-        flat = t.data.reshape(-1)
-        numeric = np.empty(flat.size)
-        for k in range(flat.size):
-            original = flat[k].copy()
-            flat[k] = original + eps
-            plus = objective()
-            flat[k] = original - eps
-            minus = objective()
-            flat[k] = original
-            numeric[k] = (plus - minus) / (2 * eps)
-        numeric = numeric.reshape(t.shape)
+        numeric = _central_differences(t, objective, eps)
         excess = np.abs(exact - numeric) - (atol + rtol * np.abs(numeric))
         if np.any(excess > 0) or not np.all(np.isfinite(exact)):
             worst = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(excess), excess, np.inf))), t.shape)

@@ -1,0 +1,742 @@
+"""Tensor and autograd: every Tensor method and operator, three ways.
+
+1. ``tm.gradcheck`` (central differences in float64) on shapes and values drawn by hypothesis;
+2. forward values and gradients against PyTorch, in float32 (rtol 1e-4) and float64 (rtol
+   1e-10) (skipped when torch is absent);
+3. the engine's behaviour (no_grad, detach, retain_grad, accumulation, deep graphs), PyTorch's
+   dtype rules, creation functions, and the error messages of bad calls.
+
+Each op is written once, as ``op(m, *tensors)`` with ``m`` either ``tinymed`` or ``torch``: the
+two share the names, so one lambda drives both sides of the comparison.
+"""
+
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
+
+import tinymed as tm
+from tinymed.tensor import Tensor
+
+SETTINGS = settings(max_examples=12, deadline=None)
+TOLERANCE = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+@pytest.fixture(scope="module")  # hypothesis refuses function-scoped fixtures
+def torch():
+    return pytest.importorskip("torch", reason="torch is the test oracle; install torch (CPU) to compare with it")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def shapes(min_dims=0, max_dims=3, min_side=1, max_side=3):
+    return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
+
+
+def values(seed, shape, domain="real"):
+    """float64 values of ``shape``: ``real`` N(0, 1); ``positive`` in [0.5, 2];
+    ``nonzero`` of either sign with |x| in [0.5, 2] (away from the poles of 1/x and log)."""
+    rng = np.random.default_rng(seed)
+    if domain == "real":
+        return rng.standard_normal(shape)
+    magnitude = rng.uniform(0.5, 2.0, shape)
+    return magnitude if domain == "positive" else magnitude * rng.choice([-1.0, 1.0], shape)
+
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+# --------------------------------------------------------------------------- the ops
+# Each entry: name -> (op(m, *tensors), domain of every input).
+
+# Any shape, including 0-d.
+UNARY = {
+    "neg": (lambda m, x: -x, "real"),
+    "neg_method": (lambda m, x: x.neg(), "real"),
+    "exp": (lambda m, x: x.exp(), "real"),
+    "exp_function": (lambda m, x: m.exp(x), "real"),
+    "log": (lambda m, x: x.log(), "positive"),
+    "sqrt": (lambda m, x: x.sqrt(), "positive"),
+    "rsqrt": (lambda m, x: x.rsqrt(), "positive"),
+    "abs": (lambda m, x: x.abs(), "nonzero"),
+    "clamp": (lambda m, x: x.clamp(-0.5, 0.7), "real"),
+    "clamp_min": (lambda m, x: x.clamp(min=-0.3), "real"),
+    "clip_max": (lambda m, x: x.clip(max=0.2), "real"),
+    "pow_int": (lambda m, x: x**2, "real"),
+    "pow_float": (lambda m, x: x**1.5, "positive"),
+    "pow_method": (lambda m, x: x.pow(3), "real"),
+    "rpow": (lambda m, x: 2.0**x, "real"),
+    "add_scalar": (lambda m, x: x + 2, "real"),
+    "radd_scalar": (lambda m, x: 1.5 + x, "real"),
+    "rsub_scalar": (lambda m, x: 2 - x, "real"),
+    "mul_scalar": (lambda m, x: x * 3, "real"),
+    "div_scalar": (lambda m, x: x / 4, "real"),
+    "rdiv_scalar": (lambda m, x: 3 / x, "nonzero"),
+    "sum": (lambda m, x: x.sum(), "real"),
+    "mean": (lambda m, x: x.mean(), "real"),
+    "max": (lambda m, x: x.max(), "real"),
+    "min": (lambda m, x: x.min(), "real"),
+    "amax": (lambda m, x: x.amax(), "real"),
+    "masked_fill": (lambda m, x: x.masked_fill(x > 0, -2.0), "nonzero"),
+    "where_scalar": (lambda m, x: m.where(x > 0, x, 0.5), "nonzero"),
+    "reshape_flat": (lambda m, x: x.reshape(-1), "real"),
+    "flatten": (lambda m, x: x.flatten(), "real"),
+    "squeeze": (lambda m, x: x.squeeze(), "real"),
+    "unsqueeze_front": (lambda m, x: x.unsqueeze(0), "real"),
+    "unsqueeze_back": (lambda m, x: x.unsqueeze(-1), "real"),
+    "expand": (lambda m, x: x.expand(2, *x.shape), "real"),
+    "x_plus_x": (lambda m, x: x + x, "real"),
+    "x_times_x": (lambda m, x: x * x, "real"),
+    "chain": (lambda m, x: ((x * 2 + 1).exp() / 3).sum(), "real"),
+}
+
+# Two (or three) inputs whose shapes broadcast together.
+BROADCAST = {
+    "add": (lambda m, a, b: a + b, "real"),
+    "sub": (lambda m, a, b: a - b, "real"),
+    "mul": (lambda m, a, b: a * b, "real"),
+    "div": (lambda m, a, b: a / b, "nonzero"),
+    "pow": (lambda m, a, b: a**b, "positive"),
+    "where": (lambda m, c, a, b: m.where(c > 0, a, b), "nonzero"),
+}
+
+# One input of at least one dim (sides >= 2 so the unbiased variance is defined); the op
+# receives a dim drawn from [-ndim, ndim) and keepdim.
+REDUCE = {
+    "sum": lambda m, x, d, k: x.sum(d, keepdim=k),
+    "sum_function": lambda m, x, d, k: m.sum(x, d, keepdim=k),
+    "mean": lambda m, x, d, k: x.mean(d, keepdim=k),
+    "var": lambda m, x, d, k: x.var(d, keepdim=k),
+    "var_biased": lambda m, x, d, k: x.var(d, unbiased=False, keepdim=k),
+    "std": lambda m, x, d, k: x.std(d, keepdim=k),
+    "max_dim": lambda m, x, d, k: x.max(d, keepdim=k).values,
+    "min_dim": lambda m, x, d, k: x.min(d, keepdim=k)[0],
+    "max_function": lambda m, x, d, k: m.max(x, d, keepdim=k).values,
+    "amax": lambda m, x, d, k: x.amax(d, keepdim=k),
+    "amin": lambda m, x, d, k: x.amin(d, keepdim=k),
+    "sum_leading_dims": lambda m, x, d, k: x.sum(tuple(range(d % x.ndim + 1)), keepdim=k),
+    "mean_all_negative_dims": lambda m, x, d, k: x.mean(tuple(range(-x.ndim, 0)), keepdim=k),
+    "var_leading_dims": lambda m, x, d, k: x.var(tuple(range(d % x.ndim + 1)), keepdim=k),
+    "squeeze_dim": lambda m, x, d, k: x.sum(d, keepdim=True).squeeze(d),
+    "unsqueeze_dim": lambda m, x, d, k: x.unsqueeze(d),
+    "flatten_from": lambda m, x, d, k: x.flatten(d % x.ndim),
+    "transpose": lambda m, x, d, k: x.transpose(d, 0),
+    "cat": lambda m, x, d, k: m.cat([x, x * 2], d),
+    "cat_unequal_sizes": lambda m, x, d, k: m.cat([x, x[..., :1].exp(), x], -1),
+    "stack": lambda m, x, d, k: m.stack([x, -x], d),
+    "softmax_by_hand": lambda m, x, d, k: (x - x.amax(d, keepdim=True)).exp() / (x - x.amax(d, keepdim=True)).exp().sum(d, keepdim=True),
+}
+
+# Indexing: any shape with at least ``ndim`` dims; indices 0 and -1 are valid for every side.
+INDEX = {
+    "int": (1, lambda m, x: x[0]),
+    "negative_int": (1, lambda m, x: x[-1]),
+    "slice": (1, lambda m, x: x[1:]),
+    "step_slice": (1, lambda m, x: x[::2]),
+    "ellipsis": (1, lambda m, x: x[..., -1]),
+    "none": (1, lambda m, x: x[:, None]),
+    "int_array_repeats": (1, lambda m, x: x[m.tensor([0, -1, 0, 0])]),
+    "list_repeats": (1, lambda m, x: x[[0, 0, -1]]),
+    "int_array_2d": (1, lambda m, x: x[m.tensor([[0, -1], [0, 0]])]),
+    "int_array_last_dim": (1, lambda m, x: x[..., m.tensor([-1, 0, -1])]),
+    "two_int_arrays": (2, lambda m, x: x[m.tensor([0, -1, 0]), m.tensor([0, 0, -1])]),
+    "slice_and_array": (2, lambda m, x: x[1:, m.tensor([0, 0])]),
+    "bool_mask": (1, lambda m, x: x[x > 0]),
+    "bool_mask_rows": (2, lambda m, x: x[x[..., 0] > 0]),
+    "reverse_dims": (1, lambda m, x: x.permute(*reversed(range(x.ndim)))),
+    "t": (2, lambda m, x: x[0].t() if x.ndim > 2 else x.t()),
+    "permute": (2, lambda m, x: x.permute(-1, *range(x.ndim - 1))),
+    "view": (2, lambda m, x: x.view(x.shape[0], -1)),
+}
+
+# (shape of a, shape of b) for matmul, with a broadcast batch where PyTorch allows one.
+MATMUL = {
+    "vector_vector": lambda n, k, m_, b: ((k,), (k,)),
+    "matrix_vector": lambda n, k, m_, b: ((n, k), (k,)),
+    "vector_matrix": lambda n, k, m_, b: ((k,), (k, m_)),
+    "matrix_matrix": lambda n, k, m_, b: ((n, k), (k, m_)),
+    "batch_matrix": lambda n, k, m_, b: ((b, n, k), (k, m_)),
+    "matrix_batch": lambda n, k, m_, b: ((n, k), (b, k, m_)),
+    "batch_batch": lambda n, k, m_, b: ((b, n, k), (b, k, m_)),
+    "broadcast_batch": lambda n, k, m_, b: ((1, b, n, k), (2, 1, k, m_)),
+    "batch_vector": lambda n, k, m_, b: ((b, n, k), (k,)),
+}
+
+
+def reduce_args(shape, seed, dim_fraction, keepdim):
+    """Values of ``shape``, a dim in [-ndim, ndim) picked by ``dim_fraction``, and keepdim."""
+    dim = int(dim_fraction * 2 * len(shape)) - len(shape)
+    return values(seed, shape), dim, keepdim
+
+
+reduce_shapes = shapes(min_dims=1, min_side=2)
+dim_fractions = st.floats(0, 1, exclude_max=True)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def to_numpy_dtype(torch_dtype):
+    return np.dtype(str(torch_dtype).removeprefix("torch."))
+
+
+def assert_matches_torch(torch, op, arrays, dtype):
+    """Forward and gradients of ``op`` on tinymed and on torch, from the same arrays."""
+    tolerance = TOLERANCE[dtype]
+    ours = [tm.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+    out, expected = op(tm, *ours), op(torch, *theirs)
+    assert out.dtype == to_numpy_dtype(expected.dtype)
+    assert out.shape == tuple(expected.shape)
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), **tolerance)
+    if not expected.requires_grad:
+        return
+    projection = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
+    (out * tm.tensor(projection)).sum().backward()
+    (expected * torch.tensor(projection)).sum().backward()
+    for t, reference in zip(ours, theirs):
+        want = np.zeros(t.shape, dtype) if reference.grad is None else reference.grad.numpy()
+        got = np.zeros(t.shape, dtype) if t.grad is None else t.grad
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, **tolerance)
+
+
+def assert_matches_torch_in_both_dtypes(torch, op, arrays):
+    for dtype in (np.float32, np.float64):
+        assert_matches_torch(torch, op, arrays, dtype)
+
+
+def assert_gradcheck(op, arrays):
+    inputs = [tm.tensor(a, requires_grad=True) for a in arrays]
+    assert tm.gradcheck(lambda *ts: op(tm, *ts), inputs)
+
+
+both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64])
+TORCH_SETTINGS = settings(max_examples=8, deadline=None)
+
+
+# --------------------------------------------------------------------------- element-wise, any shape
+
+
+@pytest.mark.parametrize("name", UNARY)
+@SETTINGS
+@given(shape=shapes(), seed=seeds)
+def test_unary_gradcheck(name, shape, seed):
+    op, domain = UNARY[name]
+    assert_gradcheck(op, [values(seed, shape, domain)])
+
+
+@pytest.mark.parametrize("name", UNARY)
+@TORCH_SETTINGS
+@given(shape=shapes(), seed=seeds)
+def test_unary_matches_torch(torch, name, shape, seed):
+    op, domain = UNARY[name]
+    assert_matches_torch_in_both_dtypes(torch, op, [values(seed, shape, domain)])
+
+
+# --------------------------------------------------------------------------- broadcasting
+
+
+@pytest.mark.parametrize("name", BROADCAST)
+@SETTINGS
+@given(shapes=mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3), seed=seeds)
+def test_broadcast_gradcheck(name, shapes, seed):
+    op, domain = BROADCAST[name]
+    arity = op.__code__.co_argcount - 1
+    assert_gradcheck(op, [values(seed + i, s, domain) for i, s in enumerate(shapes.input_shapes[:arity])])
+
+
+@pytest.mark.parametrize("name", BROADCAST)
+@TORCH_SETTINGS
+@given(shapes=mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3), seed=seeds)
+def test_broadcast_matches_torch(torch, name, shapes, seed):
+    op, domain = BROADCAST[name]
+    arity = op.__code__.co_argcount - 1
+    assert_matches_torch_in_both_dtypes(torch, op, [values(seed + i, s, domain) for i, s in enumerate(shapes.input_shapes[:arity])])
+
+
+def test_unbroadcast_sums_over_stretched_and_added_dims():
+    a = tm.tensor(np.ones((3, 1)), requires_grad=True)
+    b = tm.tensor(np.ones((4, 3, 5)), requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.shape == (3, 1) and np.all(a.grad == 20)
+    assert b.grad.shape == (4, 3, 5) and np.all(b.grad == 1)
+
+
+# --------------------------------------------------------------------------- reductions and dims
+
+
+@pytest.mark.parametrize("name", REDUCE)
+@SETTINGS
+@given(shape=reduce_shapes, seed=seeds, dim_fraction=dim_fractions, keepdim=st.booleans())
+def test_dim_ops_gradcheck(name, shape, seed, dim_fraction, keepdim):
+    x, dim, keepdim = reduce_args(shape, seed, dim_fraction, keepdim)
+    assert_gradcheck(lambda m, t: REDUCE[name](m, t, dim, keepdim), [x])
+
+
+@pytest.mark.parametrize("name", REDUCE)
+@TORCH_SETTINGS
+@given(shape=reduce_shapes, seed=seeds, dim_fraction=dim_fractions, keepdim=st.booleans())
+def test_dim_ops_match_torch(torch, name, shape, seed, dim_fraction, keepdim):
+    x, dim, keepdim = reduce_args(shape, seed, dim_fraction, keepdim)
+    assert_matches_torch_in_both_dtypes(torch, lambda m, t: REDUCE[name](m, t, dim, keepdim), [x])
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=reduce_shapes, seed=seeds, dim_fraction=dim_fractions, keepdim=st.booleans())
+def test_argmax_argmin_and_max_indices_match_torch(torch, shape, seed, dim_fraction, keepdim):
+    x, dim, keepdim = reduce_args(shape, seed, dim_fraction, keepdim)
+    ours, theirs = tm.tensor(x), torch.tensor(x)
+    for name in ("argmax", "argmin"):
+        for got, want in [
+            (getattr(ours, name)(dim, keepdim), getattr(theirs, name)(dim, keepdim)),
+            (getattr(ours, name)(), getattr(theirs, name)()),
+        ]:
+            assert got.dtype == tm.int64 and got.shape == tuple(want.shape)
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    np.testing.assert_array_equal(ours.max(dim, keepdim).indices.numpy(), theirs.max(dim, keepdim).indices.numpy())
+    np.testing.assert_array_equal(tm.argmax(ours, dim).numpy(), torch.argmax(theirs, dim).numpy())
+
+
+def test_max_without_dim_shares_the_gradient_among_ties_like_torch(torch):
+    data = [[1.0, 3.0], [3.0, 0.0]]
+    x, y = tm.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    x.max().backward()
+    y.max().backward()
+    np.testing.assert_array_equal(x.grad, y.grad.numpy())
+
+
+# --------------------------------------------------------------------------- indexing and shapes
+
+
+@pytest.mark.parametrize("name", INDEX)
+@SETTINGS
+@given(data=st.data(), seed=seeds)
+def test_index_and_shape_gradcheck(name, data, seed):
+    min_dims, op = INDEX[name]
+    shape = data.draw(shapes(min_dims=min_dims, max_dims=3))
+    assert_gradcheck(op, [values(seed, shape, "nonzero")])
+
+
+@pytest.mark.parametrize("name", INDEX)
+@TORCH_SETTINGS
+@given(data=st.data(), seed=seeds)
+def test_index_and_shape_match_torch(torch, name, data, seed):
+    min_dims, op = INDEX[name]
+    shape = data.draw(shapes(min_dims=min_dims, max_dims=3))
+    assert_matches_torch_in_both_dtypes(torch, op, [values(seed, shape, "nonzero")])
+
+
+def test_integer_index_with_repeats_adds_gradients():
+    x = tm.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x[[0, 0, 2, 0]].sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 0.0, 1.0])
+
+
+@SETTINGS
+@given(shape=shapes(min_dims=1), seed=seeds, data=st.data())
+def test_permute_reshape_roundtrip_gradcheck(shape, seed, data):
+    perm = data.draw(st.permutations(range(len(shape))))
+    assert_gradcheck(lambda m, x: x.permute(*perm).reshape(-1, 1) * 1.5, [values(seed, shape)])
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize("name", MATMUL)
+@SETTINGS
+@given(sizes=st.tuples(*[st.integers(1, 3)] * 4), seed=seeds)
+def test_matmul_gradcheck(name, sizes, seed):
+    a, b = MATMUL[name](*sizes)
+    assert_gradcheck(lambda m, x, y: x @ y, [values(seed, a), values(seed + 1, b)])
+
+
+@pytest.mark.parametrize("name", MATMUL)
+@TORCH_SETTINGS
+@given(sizes=st.tuples(*[st.integers(1, 3)] * 4), seed=seeds)
+def test_matmul_matches_torch(torch, name, sizes, seed):
+    a, b = MATMUL[name](*sizes)
+    assert_matches_torch_in_both_dtypes(torch, lambda m, x, y: m.matmul(x, y), [values(seed, a), values(seed + 1, b)])
+
+
+@both_dtypes
+def test_bmm_and_method_matmul_match_torch(torch, dtype):
+    a, b = values(1, (2, 3, 4)), values(2, (2, 4, 5))
+    assert_matches_torch(torch, lambda m, x, y: m.bmm(x, y), [a, b], dtype)
+    assert_matches_torch(torch, lambda m, x, y: x.matmul(y), [a, b], dtype)
+    assert_gradcheck(lambda m, x, y: m.bmm(x, y), [a, b])
+
+
+# --------------------------------------------------------------------------- casts
+
+
+@both_dtypes
+def test_casts_match_torch_and_carry_gradients(torch, dtype):
+    x = values(3, (2, 3))
+    assert_matches_torch(torch, lambda m, t: t.double() * 2, [x], dtype)
+    assert_matches_torch(torch, lambda m, t: t.float() * 2, [x], dtype)
+    assert_matches_torch(torch, lambda m, t: t.to(m.float64) + 1, [x], dtype)
+    assert_matches_torch(torch, lambda m, t: t.long(), [x], dtype)
+    assert_matches_torch(torch, lambda m, t: t.float() * t.long(), [x * 3], dtype)
+
+
+def test_cast_to_integer_cuts_the_graph():
+    x = tm.tensor([1.5, -2.5], requires_grad=True)
+    assert x.long().dtype == tm.int64 and not x.long().requires_grad
+    assert x.double().requires_grad and x.float() is x
+
+
+# --------------------------------------------------------------------------- dtype rules
+
+
+def test_tensor_infers_dtypes_as_pytorch(torch):
+    examples = [1.5, 3, True, [1, 2], [1.0, 2], [[True, False]], [1, 2.5], [], np.float64(2.0), np.int32(4),
+                np.zeros(2), np.zeros(2, np.float32), np.arange(3, dtype=np.int32), np.array([1, 2], np.uint8),
+                np.array([True])]  # fmt: skip
+    for data in examples:
+        assert tm.tensor(data).dtype == to_numpy_dtype(torch.tensor(data).dtype), data
+    assert tm.tensor([1, 2], dtype=tm.float64).dtype == tm.float64
+    assert tm.tensor(np.zeros(2), dtype=np.float32).dtype == tm.float32
+
+
+def test_binary_ops_promote_dtypes_as_pytorch(torch):
+    """Every pair of dtypes, each as a tensor with dims, as a 0-d tensor or as a Python number."""
+    dtypes = ["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
+
+    def operands(m):
+        tensors = [m.ones(shape, dtype=getattr(m, d)) for d in dtypes for shape in ((2,), ())]
+        return tensors, tensors + [True, 2, 2.5]
+
+    (ours, our_others), (theirs, their_others) = operands(tm), operands(torch)
+    mismatches = []
+    for a, ta in zip(ours, theirs):
+        for b, tb in zip(our_others, their_others):
+            for symbol, fn in [("+", lambda p, q: p + q), ("*", lambda p, q: p * q), ("/", lambda p, q: p / q), ("reflected *", lambda p, q: q * p)]:
+                got, want = fn(a, b).dtype, to_numpy_dtype(fn(ta, tb).dtype)
+                if got != want:
+                    mismatches.append(f"{a.dtype}{list(a.shape)} {symbol} {b!r}: {got}, torch {want}")
+    assert not mismatches, "\n".join(mismatches[:20])
+
+
+def test_scalar_keeps_float32_and_int_division_gives_float32():
+    x = tm.ones(3)
+    assert (x * 2).dtype == tm.float32 and (2.5 * x).dtype == tm.float32 and (x**2).dtype == tm.float32
+    i = tm.tensor([1, 2, 3])
+    assert (i / 2).dtype == tm.float32 and (i / i).dtype == tm.float32
+    assert (i * 2).dtype == tm.int64 and (i * 0.5).dtype == tm.float32
+    np.testing.assert_allclose((i / 2).numpy(), [0.5, 1.0, 1.5])
+
+
+def assert_same_results(torch, results):
+    """``results(m)`` gives a list of tensors; tinymed's must equal torch's in dtype, shape and value."""
+    for ours, theirs in zip(results(tm), results(torch), strict=True):
+        assert ours.dtype == to_numpy_dtype(theirs.dtype) and ours.shape == tuple(theirs.shape)
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_where_cat_and_masked_fill_dtypes_match_torch(torch):
+    def results(m):
+        x, i = m.ones(2, 2), m.tensor([[1, 2], [3, 4]])
+        return [
+            m.where(x > 0, x, 0.0), m.where(x > 0, 1.0, 0.0), m.where(x > 0, 1, 0), m.where(i > 2, i, x.double()),
+            m.cat([x, i]), m.cat([i, i.int()]), i.masked_fill(i > 2, 7), x.masked_fill(x > 0, 2),
+        ]  # fmt: skip
+
+    assert_same_results(torch, results)
+
+
+def test_comparisons_and_logic_give_bool_tensors_like_torch(torch):
+    a, b = values(4, (3, 2)), values(5, (2,))
+
+    def results(m):
+        x, y = m.tensor(a), m.tensor(b)
+        return [x < y, x <= 0, x > y, x >= 0.5, x == y, x != 0, (x > 0) & (y > 0), (x > 0) | (y > 0), ~(x > 0), (x > 0) ^ (y < 0)]
+
+    assert_same_results(torch, results)
+    assert not any(r.requires_grad for r in results(tm))
+    x = tm.ones(3)
+    assert (x == None) is False and x in {x: 1}  # noqa: E711  (hashable by identity)
+    assert (x.eq(x)).all().item() and not (x.ne(x)).any().item()
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def test_no_grad_records_nothing():
+    x = tm.ones(2, requires_grad=True)
+    with tm.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    assert (x * 2).requires_grad and tm.is_grad_enabled()
+
+    @tm.no_grad()
+    def evaluate(t):
+        return t * 3
+
+    assert not evaluate(x).requires_grad and tm.is_grad_enabled()
+    with tm.no_grad():
+        with tm.enable_grad():
+            assert (x * 2).requires_grad
+        assert not (x * 2).requires_grad
+    tm.set_grad_enabled(False)
+    assert not (x * 2).requires_grad
+    tm.set_grad_enabled(True)
+    with tm.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert (x * 2).requires_grad
+
+    @tm.set_grad_enabled(False)
+    def frozen(t):
+        return t * 3
+
+    assert tm.is_grad_enabled() and not frozen(x).requires_grad and tm.is_grad_enabled()
+
+
+def test_detach_shares_data_but_stops_gradients():
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    d = x.detach()
+    assert not d.requires_grad and d.data is x.data
+    (x * d).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 2.0])  # d counted as a constant
+
+
+def test_retain_grad_keeps_a_non_leaf_gradient():
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    z = y * 2
+    y.retain_grad()
+    z.sum().backward()
+    np.testing.assert_array_equal(y.grad, [2.0, 2.0])
+    assert z.grad is None and not y.is_leaf and x.is_leaf
+
+
+def test_gradients_accumulate_over_backward_calls():
+    x = tm.tensor([1.0, -2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [4.0, -8.0])
+    y = (x * 3).sum()
+    y.backward()
+    y.backward()  # the same graph, walked again
+    np.testing.assert_array_equal(x.grad, [10.0, -2.0])
+    x.grad = None
+    (x + x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_zero_dim_results_and_gradients_are_arrays():
+    x = tm.tensor(3.0, requires_grad=True)
+    y = x * x
+    y.backward()
+    y.backward()
+    assert isinstance(y.data, np.ndarray) and isinstance(x.grad, np.ndarray)
+    assert x.grad.shape == () and x.grad == 12.0
+
+
+def test_diamond_graph():
+    # a feeds b and c, both feed d: d = (2a) * (a + 1), dd/da = 2(a + 1) + 2a = 4a + 2.
+    a = tm.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    b, c = a * 2, a + 1
+    (b * c).sum().backward()
+    np.testing.assert_allclose(a.grad, 4 * a.numpy() + 2)
+
+
+def test_deep_chain_has_no_recursion_limit():
+    x = tm.tensor(1.0, dtype=tm.float64, requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0001
+    y.backward()
+    np.testing.assert_allclose(x.grad, 1.0001**20000, rtol=1e-9)
+    del y  # freeing the 20000-deep graph must not recurse either
+
+
+def test_backward_with_an_explicit_gradient():
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).backward(tm.tensor([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad, [3.0, 30.0])
+
+
+def test_to_backend_and_back_carries_the_gradient():
+    try:
+        tm.backends.get("numba")
+    except (tm.backends.BackendUnavailableError, ImportError) as error:
+        pytest.skip(f"needs a second backend: {error}")
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    y = x.to("numba")
+    assert y.backend == "numba" and x.to("numpy") is x
+    (y * y).sum().to("numpy").backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+
+
+def test_to_accepts_backends_pytorch_device_names_and_dtypes():
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    assert x.to("numpy") is x and x.to("cpu") is x and x.cpu() is x
+    assert x.to(tm.float64).dtype == tm.float64 and x.to("cpu", tm.float64).dtype == tm.float64
+    assert x.to(dtype=tm.float16).dtype == tm.float16
+    with pytest.raises(TypeError, match="neither a dtype nor a backend"):
+        x.to("tpu")
+
+
+def test_leaving_the_graph_numpy_item_size():
+    x = tm.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    assert isinstance(x.numpy(), np.ndarray) and x.numpy().dtype == np.float32
+    assert x[1, 2].item() == 6.0 and isinstance(x.sum().item(), float) and tm.tensor(3).item() == 3
+    assert x.size() == (2, 3) and x.size(-1) == 3 and x.shape == (2, 3) and x.dim() == 2 and x.numel() == 6
+    assert len(x) == 2 and [r.shape for r in x] == [(3,), (3,)] and x.tolist()[1] == [4.0, 5.0, 6.0]
+    assert np.asarray(x).shape == (2, 3) and float(x[0, 0]) == 1.0
+    assert "requires_grad=True" in repr(x) and "dtype=float64" in repr(x.double())
+
+
+# --------------------------------------------------------------------------- creation and randomness
+
+
+def test_creation_functions_match_torch(torch):
+    def results(m):
+        return [
+            m.zeros(2, 3), m.zeros((2, 3)), m.ones(4), m.ones(2, dtype=m.float64), m.full((2,), 1.5), m.full((2, 2), 3),
+            m.full((1,), True), m.arange(5), m.arange(1, 7, 2), m.arange(0, 1, 0.25), m.arange(1.0, 4),
+            m.arange(5, dtype=m.float32), m.zeros_like(m.ones(2, dtype=m.int32)), m.ones_like(m.ones(3, 1)),
+            m.randn(2, 3) * 0, m.rand(3, dtype=m.float64) * 0, m.randn_like(m.ones(2)) * 0, m.eye(3),
+            m.linspace(0, 1, 5), m.tensor([[1, 2]], dtype=m.float64),
+        ]  # fmt: skip
+
+    assert_same_results(torch, results)
+
+
+def test_creation_requires_grad_and_device_names():
+    assert tm.zeros(2, requires_grad=True).requires_grad and tm.randn(2, 2, requires_grad=True).is_leaf
+    assert tm.ones(2, device="cpu").backend == "numpy" and tm.tensor([1.0], device="cpu").backend == "numpy"
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        tm.zeros(2, backend="tpu")
+    with pytest.raises(TypeError, match="randn: dtype must be floating"):
+        tm.randn(2, dtype=tm.int64)
+
+
+def test_from_numpy_shares_memory_and_tensor_copies():
+    array = np.zeros(3, dtype=np.float64)
+    shared, copied = tm.from_numpy(array), tm.tensor(array)
+    array[0] = 5.0
+    assert shared.dtype == tm.float64 and shared[0].item() == 5.0 and copied[0].item() == 0.0
+    with pytest.raises(TypeError, match="from_numpy"):
+        tm.from_numpy([1.0])
+
+
+def test_manual_seed_makes_random_tensors_reproducible():
+    def draw():
+        return [tm.randn(2, 3), tm.rand(4), tm.randn_like(tm.ones(2)), tm.randint(0, 10, (5,)), tm.randint(3, (2,)), tm.randperm(5)]
+
+    tm.manual_seed(7)
+    first = draw()
+    tm.manual_seed(7)
+    second = draw()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    tm.manual_seed(8)
+    assert not np.array_equal(tm.randn(2, 3).numpy(), first[0].numpy())
+    assert 0 <= first[1].numpy().min() and first[1].numpy().max() < 1 and first[3].dtype == tm.int64
+    state = tm.get_rng_state()
+    a = tm.rand(3)
+    tm.set_rng_state(state)
+    np.testing.assert_array_equal(tm.rand(3).numpy(), a.numpy())
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_mismatched_backends_raise_naming_op_and_backends():
+    fake = types.SimpleNamespace(name="fake", xp=np, asarray=np.asarray, to_numpy=np.asarray)
+    a, b = tm.ones(2), Tensor._wrap(np.ones(2), fake)
+    with pytest.raises(ValueError, match=r"Add: all inputs must live on the same backend, got numpy \(2,\), fake \(2,\)"):
+        a + b
+    with pytest.raises(ValueError, match="same backend"):
+        tm.cat([a, b])
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients, got dtype int64"):
+        tm.tensor([1, 2], requires_grad=True)
+    x = tm.arange(3)
+    with pytest.raises(TypeError, match="int64"):
+        x.requires_grad = True
+    with pytest.raises(TypeError, match="int64"):
+        x.requires_grad_()
+
+
+def test_backward_errors():
+    x = tm.ones(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"backward: gradient can be omitted only for a one-element tensor, got shape \(2, 2\)"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match tensor shape \(2, 2\)"):
+        (x * 2).backward(tm.ones(3))
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tm.ones(1).backward()
+
+
+def test_a_function_returning_a_wrongly_shaped_gradient_is_caught():
+    class Bad(tm.Function):
+        def forward(self, a):
+            return a * 2
+
+        def backward(self, grad):
+            return grad.sum(axis=0)
+
+    x = tm.ones(3, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Bad.backward: the gradient of input 0 has shape \(2,\), but the input has shape \(3, 2\)"):
+        Bad.apply(x).sum().backward()
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda x: x + tm.ones(4), ValueError, r"add: shapes do not broadcast: input \(2, 3\), other \(4,\)"),
+        (lambda x: x * tm.ones(2), ValueError, r"mul: .*\(2, 3\).*\(2,\)"),
+        (lambda x: tm.ones(2) / x, ValueError, r"div: .*\(2,\).*\(2, 3\)"),
+        (lambda x: x < tm.ones(5), ValueError, r"lt: .*\(2, 3\).*\(5,\)"),
+        (lambda x: x @ tm.ones(2, 3), ValueError, r"matmul: shapes \(2, 3\) and \(2, 3\) cannot be multiplied"),
+        (lambda x: tm.bmm(x, x), ValueError, r"bmm: expects \(B, n, m\) and \(B, m, p\), got \(2, 3\)"),
+        (lambda x: x.reshape(4, -1), ValueError, r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)"),
+        (lambda x: x.view(2, -1, -1), ValueError, "reshape: cannot reshape"),
+        (lambda x: x.permute(0, 0), ValueError, r"permute: dims \(0, 0\) are not a permutation"),
+        (lambda x: x.sum(2), IndexError, "sum: dim 2 is out of range for a tensor with 2 dims"),
+        (lambda x: x.transpose(0, -3), IndexError, "transpose: dim -3 is out of range"),
+        (lambda x: x.max(5), IndexError, "max: dim 5 is out of range"),
+        (lambda x: x[2], IndexError, r"getitem: cannot index a tensor of shape \(2, 3\) with 2: index 2 is out of bounds"),
+        (lambda x: x[tm.tensor([0.5])], IndexError, r"getitem: .*shape \(2, 3\)"),
+        (lambda x: tm.cat([x, tm.ones(2, 2)], dim=0), ValueError, r"cat: tensors must match in every dim but 0, got \(2, 3\), \(2, 2\)"),
+        (lambda x: tm.stack([x, tm.ones(3, 2)]), ValueError, r"stack: all tensors must have the same shape, got \(2, 3\), \(3, 2\)"),
+        (lambda x: tm.where(x, x, x), TypeError, "where: condition must be a bool tensor, got dtype float32"),
+        (lambda x: tm.where(x > 0, x, tm.ones(4)), ValueError, r"where: shapes do not broadcast: .*\(2, 3\).*\(4,\)"),
+        (lambda x: x.masked_fill(x, 0.0), TypeError, "masked_fill: mask must be a bool tensor"),
+        (lambda x: x.masked_fill(tm.ones(4, 2, 3) > 0, 0.0), ValueError, r"masked_fill: mask of shape \(4, 2, 3\) does not broadcast to input shape \(2, 3\)"),
+        (lambda x: x.flatten(1, 0), ValueError, "flatten: start_dim 1 comes after end_dim 0"),
+        (lambda x: x.expand(3, 3), ValueError, r"expand: cannot expand shape \(2, 3\) to \(3, 3\)"),
+        (lambda x: x.clamp(), ValueError, "clamp: at least one of min and max"),
+        (lambda x: x.item(), ValueError, r"item: .*shape \(2, 3\)"),
+        (lambda x: bool(x), ValueError, r"bool: the truth value of a tensor of shape \(2, 3\) is ambiguous"),
+        (lambda x: x.unsqueeze(0).t(), ValueError, r"t: expects a tensor with <= 2 dims, got shape \(1, 2, 3\)"),
+        (lambda x: x.copy_(tm.ones(3, 3)), ValueError, r"copy_: .*\(2, 3\).*\(3, 3\)"),
+        (lambda x: tm.tensor([[1, 2], [3]]), ValueError, "tensor: cannot build a tensor"),
+        (lambda x: tm.tensor(["a"]), TypeError, "tensor: cannot build a tensor from data of dtype"),
+        (lambda x: x + "a", TypeError, "add: cannot combine a tensor with a str"),
+    ],
+)
+def test_bad_calls_raise_errors_naming_op_argument_and_shapes(call, error, message):
+    with pytest.raises(error, match=message):
+        call(tm.ones(2, 3))
+
+
+def test_tensor_arguments_to_function_apply_must_be_positional():
+    class Scale(tm.Function):
+        def forward(self, a, factor):
+            return a * factor
+
+        def backward(self, grad):
+            return grad
+
+    with pytest.raises(TypeError, match="Scale: tensor argument 'factor' must be passed positionally"):
+        Scale.apply(tm.ones(2), factor=tm.ones(2))

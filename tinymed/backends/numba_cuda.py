@@ -51,7 +51,7 @@ if numba is not None:
 # tiny, which also lets tiny test shapes cross several tile edges.
 if SIMULATOR:
     THREADS_PER_BLOCK = 32  # kernels with one thread per output element
-    GRAD_WEIGHT_THREADS = 8  # a power of two, for the tree reduction
+    GRAD_WEIGHT_THREADS = 4  # a power of two, for the tree reduction
     GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE = 8, 4, 4
     GEMM_MIN_STEPS_PER_SPLIT = 1
     MULTIPROCESSORS = 2  # a pretend GPU, so that small products are split along K too

@@ -1,0 +1,369 @@
+"""The NumPy backend: the reference every other backend is tested against.
+
+Each primitive of the contract (see :mod:`tinymed.backends`) is its formula written once,
+plainly, with NumPy. "Plainly" still means vectorised: there is no Python loop over pixels.
+The three ideas that make that possible:
+
+* **Sliding windows.** :func:`_windows` is a strided *view* of the padded input in which
+  ``win[n, c, i, j, p, q]`` is ``x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``: the pixel that
+  kernel tap ``(p, q)`` sees at output position ``(i, j)``, exactly the index in the
+  convolution formula. No data is copied to build it.
+* **im2col + one matrix product.** Copying the windows once into a matrix whose rows are
+  the ``(c, p, q)`` taps and whose columns are the output positions turns the convolution's
+  sum over ``(c, p, q)`` into one large BLAS matrix product, which runs near the CPU's peak.
+* **Scatter-adds as a loop over kernel taps.** The gradient with respect to the input
+  sends every window back where it came from. Overlapping windows mean several terms land
+  on the same pixel, so instead of an element-wise scatter (``np.add.at``, very slow) we
+  loop over the ``KH*KW`` taps: for a fixed tap, the pixels it touches are distinct, so
+  adding a whole strided slice at once is exact.
+
+Performance: the matrix products are cheap (about 200 GFLOP/s here); moving data is what
+costs. So the im2col matrix is built batch-chunk by batch-chunk (:func:`_batch_chunks`),
+small enough to stay in the CPU cache, and its layout is chosen so that every product reads
+its operands as they lie in memory.
+
+Every primitive computes in its inputs' dtype: float32 stays float32, float64 stays float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+name = "numpy"
+xp = np
+
+Pair = tuple[int, int]
+
+
+def unavailable_reason() -> str | None:
+    """NumPy is always there: this backend runs everywhere."""
+    return None
+
+
+def asarray(array) -> np.ndarray:
+    """``array`` as a NumPy array, keeping its dtype (no copy when it already is one)."""
+    return np.asarray(array)
+
+
+def to_numpy(array) -> np.ndarray:
+    """The host copy of one of this backend's arrays: the array itself."""
+    return np.asarray(array)
+
+
+# ----------------------------------------------------------------------------------------
+# Shared by convolution and pooling: padding, output size, sliding windows.
+# ----------------------------------------------------------------------------------------
+
+# The im2col matrix of a whole batch can be hundreds of megabytes. Built in chunks of about
+# this size it stays in the CPU's cache between being written and being multiplied, and
+# below the size (32 MiB) above which the C allocator maps fresh pages from the kernel on
+# every call, which alone can cost more than the matrix product.
+_CHUNK_BYTES = 4 * 2**20
+
+
+def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``, along one axis."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
+    """``x`` (N, C, H, W) with ``padding`` rows/columns of ``value`` added on every side."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _windows(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair,
+             writeable: bool = False) -> np.ndarray:
+    """The sliding windows of ``x_pad`` (N, C, Hp, Wp) as a view (N, C, OH, OW, KH, KW)::
+
+        win[n, c, i, j, p, q] = x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+    A window of a dilated kernel spans ``dh*(KH-1) + 1`` rows; taking every ``dh``-th of
+    them picks the taps, and every ``sh``-th window start gives the stride. ``writeable``
+    is only for scatter-adds that write one tap ``[..., p, q]`` at a time, whose elements
+    are all distinct.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    win = sliding_window_view(x_pad, span, axis=(2, 3), writeable=writeable)
+    return win[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def _batch_chunks(batch: int, bytes_per_sample: int) -> Iterator[slice]:
+    """Slices of the batch axis, each holding about ``_CHUNK_BYTES`` of im2col matrix."""
+    step = max(1, _CHUNK_BYTES // max(1, bytes_per_sample))
+    for start in range(0, batch, step):
+        yield slice(start, min(start + step, batch))
+
+
+# ----------------------------------------------------------------------------------------
+# Convolution (cross-correlation, as in PyTorch).
+# ----------------------------------------------------------------------------------------
+
+def _im2col(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """The windows of ``x_pad`` (B, C, Hp, Wp) copied into a matrix (C*KH*KW, B*OH*OW)::
+
+        cols[(c, p, q), (n, i, j)] = x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+    Rows are the taps the convolution sums over, so ``weight.reshape(O, -1) @ cols`` is the
+    convolution. Putting the output positions ``(i, j)`` innermost makes the copy read and
+    write whole image rows at a time.
+    """
+    win = _windows(x_pad, kernel_size, stride, dilation)  # (B, C, OH, OW, KH, KW)
+    cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3))  # (C, KH, KW, B, OH, OW)
+    return cols.reshape(cols.shape[0] * cols.shape[1] * cols.shape[2], -1)
+
+
+def _channels_first(g: np.ndarray) -> np.ndarray:
+    """(B, O, OH, OW) -> (O, B*OH*OW): output gradients as the columns of an im2col matrix."""
+    return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
+
+
+def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """Cross-correlation ``y = conv2d(x, weight) + bias``::
+
+        y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+    x (N, C, H, W), weight (O, C, KH, KW), bias (O,) or None -> y (N, O, OH, OW). Per batch
+    chunk, one matrix product ``(O, C*KH*KW) @ (C*KH*KW, B*OH*OW)`` does the whole sum.
+    """
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    oh = _output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = _output_size(w, kw, stride[1], padding[1], dilation[1])
+    w_mat = weight.reshape(o, -1)
+    x_pad = _pad(x, padding)
+    y = np.empty((n, o, oh, ow), dtype=np.result_type(x, weight))
+    for batch in _batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
+        y_chunk = w_mat @ _im2col(x_pad[batch], (kh, kw), stride, dilation)  # (O, B*OH*OW)
+        if bias is not None:
+            y_chunk += bias[:, None]  # while the chunk is still in cache
+        y[batch] = y_chunk.reshape(o, -1, oh, ow).transpose(1, 0, 2, 3)
+    return y
+
+
+def conv2d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_size: Pair,
+                      stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """dL/dx of the convolution (also the transposed convolution's forward)::
+
+        gx[n,c,h,w] = sum over (o, i, j, p, q) with i*sh + p*dh = h + ph and
+                      j*sw + q*dw = w + pw  of  gy[n,o,i,j] * w[o,c,p,q]
+
+    grad_output (N, O, OH, OW), weight (O, C, KH, KW), input_size (H, W) -> (N, C, H, W).
+    The transpose of the forward pass: ``cols = W^T @ gy`` gives, for every tap, the
+    gradient of the pixel that tap read (col2im's input); adding each tap's slice back onto
+    the padded image and cropping the padding gives gx. Pixels no window reads stay 0.
+    """
+    n, o, oh, ow = grad_output.shape
+    _, c, kh, kw = weight.shape
+    h, w = input_size
+    ph, pw = padding
+    wt_mat = weight.reshape(o, -1).T  # (C*KH*KW, O)
+    grad_input = np.empty((n, c, h, w), dtype=np.result_type(grad_output, weight))
+    for batch in _batch_chunks(n, c * kh * kw * oh * ow * grad_output.itemsize):
+        gy = grad_output[batch]
+        cols = (wt_mat @ _channels_first(gy)).reshape(c, kh, kw, gy.shape[0], oh, ow)
+        gx_pad = np.zeros((gy.shape[0], c, h + 2 * ph, w + 2 * pw), dtype=grad_input.dtype)
+        # A larger input_size (conv_transpose2d's output_padding) fits more windows than
+        # grad_output has; only the first OH x OW of them were used.
+        gx_win = _windows(gx_pad, (kh, kw), stride, dilation, writeable=True)[:, :, :oh, :ow]
+        for p in range(kh):
+            for q in range(kw):
+                gx_win[..., p, q] += cols[:, p, q].transpose(1, 0, 2, 3)
+        grad_input[batch] = gx_pad[:, :, ph:ph + h, pw:pw + w]
+    return grad_input
+
+
+def conv2d_grad_weight(x: np.ndarray, grad_output: np.ndarray, kernel_size: Pair,
+                       stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """dL/dw of the convolution::
+
+        gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+    x (N, C, H, W), grad_output (N, O, OH, OW), kernel_size (KH, KW) -> (O, C, KH, KW).
+    Per batch chunk one product ``gy (O, B*OH*OW) @ cols^T``; the chunks are summed in a
+    fixed order, so the result is deterministic. (``cols.T`` is a view: BLAS reads it
+    transposed, no copy.)
+    """
+    n, c, _, _ = x.shape
+    _, o, oh, ow = grad_output.shape
+    kh, kw = kernel_size
+    x_pad = _pad(x, padding)
+    grad_weight = np.zeros((o, c * kh * kw), dtype=np.result_type(x, grad_output))
+    for batch in _batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
+        cols = _im2col(x_pad[batch], kernel_size, stride, dilation)
+        grad_weight += _channels_first(grad_output[batch]) @ cols.T
+    return grad_weight.reshape(o, c, kh, kw)
+
+
+# ----------------------------------------------------------------------------------------
+# Max pooling.
+# ----------------------------------------------------------------------------------------
+
+def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
+                       dilation: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """``y[n,c,i,j] = max_{p,q} x_pad[n, c, i*sh + p*dh, j*sw + q*dw]`` and its argmax.
+
+    x (N, C, H, W) -> y, indices (N, C, OH, OW); ``x_pad`` is padded with ``-inf`` and
+    ``indices`` (int64) is the flat position ``h*W + w`` of the maximum in the unpadded
+    plane. A running maximum over the ``KH*KW`` taps, each tap a whole strided slice:
+
+    * a tap replaces the running maximum only if strictly greater, so ties keep the first
+      maximum in row-major window order;
+    * a NaN is greater than everything (as in PyTorch), and the first NaN stays;
+    * the running maximum starts at ``-inf`` *on the window's first unpadded pixel*, so a
+      window of ``-inf`` values points at a real pixel, never at the padding.
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    oh = _output_size(h, kh, sh, ph, dh)
+    ow = _output_size(w, kw, sw, pw, dw)
+    win = _windows(_pad(x, padding, value=-np.inf), kernel_size, stride, dilation)
+    # The unpadded row that tap p reads in output row i, and the column tap q reads in
+    # output column j; the taps in the top (left) padding come first in each window.
+    tap_rows = np.arange(oh)[:, None] * sh + np.arange(kh) * dh - ph  # (OH, KH)
+    tap_cols = np.arange(ow)[:, None] * sw + np.arange(kw) * dw - pw  # (OW, KW)
+    first_row = tap_rows[np.arange(oh), (tap_rows < 0).sum(axis=1)]
+    first_col = tap_cols[np.arange(ow), (tap_cols < 0).sum(axis=1)]
+    best = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
+    indices = np.broadcast_to(first_row[:, None] * w + first_col, best.shape).copy()
+    for p in range(kh):
+        for q in range(kw):
+            tap = win[..., p, q]
+            # "not tap <= best" is true when tap > best or tap is NaN; a NaN best stays.
+            take = ~((tap <= best) | np.isnan(best))
+            best = np.where(take, tap, best)
+            indices = np.where(take, tap_rows[:, p, None] * w + tap_cols[:, q], indices)
+    return best, indices.astype(np.int64, copy=False)
+
+
+def max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray, input_size: Pair,
+                        kernel_size: Pair, stride: Pair, padding: Pair,
+                        dilation: Pair) -> np.ndarray:
+    """Route each output gradient to the pixel its window picked::
+
+        gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]
+
+    grad_output, indices (N, C, OH, OW), input_size (H, W) -> (N, C, H, W). Overlapping
+    windows can pick the same pixel, so this is a sum: ``np.bincount`` over the flat
+    position in the whole (N, C, H, W) array adds all of a pixel's terms, vectorised and in
+    a fixed order. (bincount sums in float64; the result is cast back to the input dtype.)
+
+    The window geometry (``kernel_size``, ``stride``, ``padding``, ``dilation``) is part of
+    the contract for the GPU kernels, where a thread owning one input pixel needs it to
+    find the few windows that cover that pixel. It is not used here: bincount already adds
+    every pixel's terms in one fixed order (that of the outputs), with no search at all.
+    """
+    n, c, oh, ow = grad_output.shape
+    h, w = input_size
+    plane = np.arange(n * c).reshape(n, c, 1, 1) * (h * w)  # start of each (n, c) plane
+    flat = (plane + indices).ravel()
+    sums = np.bincount(flat, weights=grad_output.ravel(), minlength=n * c * h * w)
+    return sums.astype(grad_output.dtype, copy=False).reshape(n, c, h, w)
+
+
+# ----------------------------------------------------------------------------------------
+# Affine: y = W x + b.
+# ----------------------------------------------------------------------------------------
+
+def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
+         trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set.
+
+    a, b 2-D; bias (cols,) broadcast over the rows. ``linear`` is ``gemm(x, W, b,
+    trans_b=True)``: a batch of ``y = W x + b`` with the samples as rows. A transpose here
+    is a view; BLAS reads it transposed without copying.
+    """
+    c = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if bias is not None:
+        c += bias
+    return c
+
+
+# ----------------------------------------------------------------------------------------
+# Scaled dot-product attention: softmax(Q K^T / sqrt(d_k)) V.
+# ----------------------------------------------------------------------------------------
+
+def _scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float,
+            is_causal: bool) -> np.ndarray:
+    """``s = scale * q @ k^T + mask`` (B, Lq, Lk), with ``-inf`` where a key is removed.
+
+    ``is_causal`` removes every key ``j > i`` (top-left aligned, as PyTorch). Shared by the
+    forward and backward passes so both see exactly the same scores.
+    """
+    s = q @ k.transpose(0, 2, 1)
+    s *= scale
+    if mask is not None:
+        s += mask
+    if is_causal:
+        lq, lk = s.shape[1:]
+        s[:, np.triu(np.ones((lq, lk), dtype=bool), k=1)] = -np.inf
+    return s
+
+
+def _row_log_sum_exp(s: np.ndarray) -> np.ndarray:
+    """``lse = log(sum_j exp(s[..., j]))`` (B, Lq), stable, and ``-inf`` for a row of -inf.
+
+    Stable: with ``m`` the row maximum, ``lse = m + log(sum_j exp(s_j - m))``, so no exp
+    overflows. A fully removed row has ``m = -inf``; it is shifted by 0 instead, its
+    exponentials are all 0 and its ``lse`` is ``-inf`` without a warning.
+    """
+    m = s.max(axis=-1)
+    m = np.where(np.isneginf(m), 0, m)
+    total = np.exp(s - m[..., None]).sum(axis=-1)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the intended answer
+        return m + np.log(total)
+
+
+def _probabilities(s: np.ndarray, lse: np.ndarray) -> np.ndarray:
+    """``P = exp(s - lse) = softmax(s)``; a fully removed row (``lse = -inf``) gives 0."""
+    finite_lse = np.where(np.isneginf(lse), 0, lse)
+    return np.exp(s - finite_lse[..., None])
+
+
+def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
+                      scale: float, is_causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled dot-product attention and its log-sum-exp::
+
+        s   = scale * q @ k^T + mask                 (B, Lq, Lk)
+        out = softmax(s, axis=-1) @ v                (B, Lq, Dv)
+        lse = log(sum_j exp(s[..., j]))              (B, Lq)
+
+    q (B, Lq, D), k (B, Lk, D), v (B, Lk, Dv); mask None or additive (B, Lq, Lk). A row
+    with every key removed gives ``out = 0`` and ``lse = -inf`` ("safe softmax").
+    """
+    s = _scores(q, k, mask, scale, is_causal)
+    lse = _row_log_sum_exp(s)
+    return _probabilities(s, lse) @ v, lse
+
+
+def attention_backward(grad_out: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray,
+                       out: np.ndarray, lse: np.ndarray, mask: np.ndarray | None,
+                       scale: float, is_causal: bool
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`attention_forward` from its saved ``out`` and ``lse``::
+
+        P  = exp(s - lse)                  the softmax, recomputed instead of stored
+        D  = rowsum(grad_out * out)        (B, Lq)  = rowsum(P * (grad_out @ v^T))
+        dS = P * (grad_out @ v^T - D)      softmax's Jacobian applied to dL/dP
+        gq = scale * dS @ k,   gk = scale * dS^T @ q,   gv = P^T @ grad_out
+
+    Shapes as in the forward pass; returns gq (B, Lq, D), gk (B, Lk, D), gv (B, Lk, Dv).
+    A fully removed row has ``P = 0`` and so contributes nothing.
+    """
+    p = _probabilities(_scores(q, k, mask, scale, is_causal), lse)
+    d = (grad_out * out).sum(axis=-1, keepdims=True)
+    ds = grad_out @ v.transpose(0, 2, 1)
+    ds -= d
+    ds *= p
+    ds *= scale  # folded in once here, for both gq and gk
+    grad_q = ds @ k
+    grad_k = ds.transpose(0, 2, 1) @ q
+    grad_v = p.transpose(0, 2, 1) @ grad_out
+    return grad_q, grad_k, grad_v

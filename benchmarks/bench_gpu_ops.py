@@ -41,6 +41,7 @@ from types import ModuleType
 import numpy as np
 
 import tinymed.backends as backends
+from tinymed.backends.numpy_ref import _output_size
 
 RESULTS = Path(__file__).parent / "results"
 ATTENTION_LENGTHS = (64, 128, 256, 512, 1024)
@@ -72,10 +73,6 @@ def _torch_grads(torch, forward: Callable, inputs: list, grad) -> tuple:
     return (out, *torch.autograd.grad(out, inputs, grad))
 
 
-def _output_side(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 # ---------------------------------------------------------------------------------------
 # The rows: each op as tinymed's primitives and as PyTorch
 # ---------------------------------------------------------------------------------------
@@ -84,7 +81,7 @@ def _output_side(size: int, kernel: int, stride: int, padding: int) -> int:
 def conv2d_work(rng, torch, n, c, h, o, k, stride, padding) -> Work:
     """conv2d: forward, grad_input, grad_weight (no bias on either side)."""
     s, p, d = (stride, stride), (padding, padding), (1, 1)
-    oh = _output_side(h, k, stride, padding)
+    oh = _output_size(h, k, stride, padding, 1)
 
     def ours(be, x, w, gy):
         return (be.conv2d_forward(x, w, None, s, p, d),
@@ -121,11 +118,11 @@ def conv_transpose2d_work(rng, torch, n, c, h, o, k, stride, padding) -> Work:
 
 def max_pool2d_work(rng, torch, n, c, h, k) -> Work:
     """max_pool2d with kernel = stride = k: forward with the argmax, and backward."""
-    pair, no_pad = (k, k), (0, 0)
+    geometry = ((k, k), (k, k), (0, 0), (1, 1))  # kernel, stride, padding, dilation
 
     def ours(be, x, gy):
-        y, indices = be.max_pool2d_forward(x, pair, pair, no_pad, (1, 1))
-        return y, be.max_pool2d_backward(gy, indices, (h, h))
+        y, indices = be.max_pool2d_forward(x, *geometry)
+        return y, be.max_pool2d_backward(gy, indices, (h, h), *geometry)
 
     def theirs(x, gy):
         return _torch_grads(torch, lambda a: torch.nn.functional.max_pool2d(a, k), [x], gy)

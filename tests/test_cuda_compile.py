@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-import numpy as np
 import pytest
 
 import tinymed.backends as backends
-from tinymed.backends import cupy_cuda
+from tinymed.backends import cupy_cuda, launch
+from tinymed.kernels import cuda_source
 
 nvrtc = pytest.importorskip(
     "cuda.bindings.nvrtc",
@@ -56,13 +56,14 @@ def _bytes_of(program, size_function, get_function) -> bytes:
 
 
 def compile_family(family: str, target: str) -> tuple[str, dict[str, str], bytes]:
-    """Compile ``kernels/cuda/<family>.cu`` for ``target`` as CuPy would.
+    """Compile ``kernels/cuda/<family>.cu`` for ``target`` as CuPy would: the text
+    :func:`cuda_source` gives it, with its headers pasted in.
 
     Returns the compiler log, each name expression's lowered (mangled) name, and the PTX
     (for a ``compute_XX`` target) or machine code (for ``sm_XX``). Fails, printing the log,
     if the source does not compile.
     """
-    source = CUDA_SOURCES.joinpath(f"{family}.cu").read_bytes()
+    source = cuda_source(family).encode()
     program = _ok(nvrtc.nvrtcCreateProgram(source, f"{family}.cu".encode(), 0, [], []))
     try:
         expressions = cupy_cuda.name_expressions(family)
@@ -120,13 +121,13 @@ def test_launch_constants_match_the_kernels():
     assert gemm["GEMM_TILE"] == cupy_cuda.GEMM_TILE
     assert gemm["GEMM_K_STEP"] == cupy_cuda.GEMM_K_STEP
     assert gemm["GEMM_THREADS_SIDE"] ** 2 == cupy_cuda.THREADS_PER_BLOCK  # gemm_tiled's block
-    assert attention["MAX_HEAD_DIM"] == cupy_cuda.MAX_HEAD_DIM
+    assert attention["MAX_HEAD_DIM"] == launch.MAX_HEAD_DIM
     assert attention["WARP"] == cupy_cuda.WARP
     source = CUDA_SOURCES.joinpath("attention.cu").read_text()
     for c_type, rows in re.findall(r"struct AttentionTile<(\w+)> \{\s*static constexpr int ROWS = (\d+);", source):
         dtype = next(d for d, t in cupy_cuda.C_TYPES.items() if t == c_type)
         assert cupy_cuda.ATTENTION_ROWS[dtype] == int(rows), f"AttentionTile<{c_type}>::ROWS"
-    assert set(cupy_cuda.ATTENTION_ROWS) == {np.dtype(np.float32), np.dtype(np.float64)}
+    assert set(cupy_cuda.ATTENTION_ROWS) == set(cupy_cuda.C_TYPES) == set(launch.FLOAT_DTYPES)
 
 
 def test_unavailable_cupy_backend_says_why_and_is_not_listed():

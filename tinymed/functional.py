@@ -303,11 +303,12 @@ class MaxPool2d(Function):
 
     def forward(self, x, kernel_size, stride, padding, dilation):
         self.input_size = tuple(x.shape[2:])
-        y, self.indices = self.backend.max_pool2d_forward(x, kernel_size, stride, padding, dilation)
+        self.geometry = (kernel_size, stride, padding, dilation)
+        y, self.indices = self.backend.max_pool2d_forward(x, *self.geometry)
         return y, self.indices
 
     def backward(self, grad):
-        return self.backend.max_pool2d_backward(grad, self.indices, self.input_size)
+        return self.backend.max_pool2d_backward(grad, self.indices, self.input_size, *self.geometry)
 
 
 def max_pool2d(

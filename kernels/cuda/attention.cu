@@ -130,6 +130,73 @@ __device__ __forceinline__ int odd_stride(int n)
     return n | 1;
 }
 
+// Where a thread stands in a fused kernel's grid. The grid has ceil(length / ROWS) blocks per
+// head b; block t of head b owns the rows first_row = t * ROWS onwards (queries, or in dk/dv
+// keys), one warp per row, and lane is the thread's place in its warp.
+struct WarpOfThread {
+    int b;
+    int first_row;
+    int warp;
+    int lane;
+};
+
+template <int ROWS>
+__device__ __forceinline__ WarpOfThread warp_of_thread(int length)
+{
+    // Divided as unsigned numbers, which blockIdx and threadIdx are: that takes fewer
+    // instructions and registers than signed division.
+    const unsigned tiles = (length + ROWS - 1) / ROWS;
+    return {static_cast<int>(blockIdx.x / tiles), static_cast<int>(blockIdx.x % tiles) * ROWS,
+            static_cast<int>(threadIdx.x / WARP), static_cast<int>(threadIdx.x % WARP)};
+}
+
+// How many keys, from key 0, the queries up to last_query see: with is_causal query i sees
+// the keys j <= i only, so a block's walk over the keys can stop after its last query.
+__device__ __forceinline__ int keys_seen(int Lk, int last_query, int is_causal)
+{
+    return is_causal ? min(Lk, last_query + 1) : Lk;
+}
+
+// A fused kernel keeps a row it is summing (of out, dq, dk or dv; up to MAX_HEAD_DIM values)
+// in the registers of a warp: lane l holds dimensions l, l + 32, l + 64, l + 96 in
+// acc[0 .. 3]. These three helpers each work on one lane's share of such a row of length n.
+template <typename T>
+__device__ __forceinline__ void clear(T (&acc)[DIMS_PER_LANE])
+{
+#pragma unroll
+    for (int r = 0; r < DIMS_PER_LANE; ++r) {
+        acc[r] = T(0);
+    }
+}
+
+// acc += weight * row, for a row of shared memory (a key, value, query or dO of the tile).
+template <typename T>
+__device__ __forceinline__ void add_scaled(T (&acc)[DIMS_PER_LANE], T weight, const T* row, int n,
+                                           int lane)
+{
+#pragma unroll
+    for (int r = 0; r < DIMS_PER_LANE; ++r) {
+        const int d = lane + WARP * r;
+        if (d < n) {
+            acc[r] += weight * row[d];
+        }
+    }
+}
+
+// row = factor * acc, for the row's place in a gradient in global memory.
+template <typename T>
+__device__ __forceinline__ void store_scaled(T* row, const T (&acc)[DIMS_PER_LANE], T factor, int n,
+                                             int lane)
+{
+#pragma unroll
+    for (int r = 0; r < DIMS_PER_LANE; ++r) {
+        const int d = lane + WARP * r;
+        if (d < n) {
+            row[d] = factor * acc[r];
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The naive path
 // ---------------------------------------------------------------------------------------
@@ -243,11 +310,7 @@ __global__ void attention_fused_forward(const T* q, const T* k, const T* v, cons
     __shared__ T k_tile[TILE * (MAX_HEAD_DIM + 1)];
     __shared__ T v_tile[TILE * (MAX_HEAD_DIM + 1)];
 
-    const int query_tiles = (Lq + ROWS - 1) / ROWS;
-    const int b = blockIdx.x / query_tiles;
-    const int row0 = blockIdx.x % query_tiles * ROWS;
-    const int warp = threadIdx.x / WARP;
-    const int lane = threadIdx.x % WARP;
+    const auto [b, row0, warp, lane] = warp_of_thread<ROWS>(Lq);
     const int i = row0 + warp;  // this warp's query
     const bool row_valid = i < Lq;
     const int k_stride = odd_stride(D);
@@ -260,12 +323,9 @@ __global__ void attention_fused_forward(const T* q, const T* k, const T* v, cons
     T m = negative_infinity<T>();
     T l = T(0);
     T acc[DIMS_PER_LANE];
-#pragma unroll
-    for (int r = 0; r < DIMS_PER_LANE; ++r) {
-        acc[r] = T(0);
-    }
+    clear(acc);
 
-    const int key_end = is_causal ? min(Lk, row0 + ROWS) : Lk;
+    const int key_end = keys_seen(Lk, row0 + ROWS - 1, is_causal);
     for (int k0 = 0; k0 < key_end; k0 += TILE) {
         __syncthreads();  // the previous tile is used up (and q_rows written) before the copy
         load_rows(k_tile, k_stride, k_b, k0, TILE, Lk, D);
@@ -294,13 +354,7 @@ __global__ void attention_fused_forward(const T* q, const T* k, const T* v, cons
         }
         for (int jj = 0; jj < TILE; ++jj) {
             const T p_jj = __shfl_sync(ALL_LANES, p, jj);  // key jj's weight, from lane jj
-#pragma unroll
-            for (int r = 0; r < DIMS_PER_LANE; ++r) {
-                const int d = lane + WARP * r;
-                if (d < Dv) {
-                    acc[r] += p_jj * v_tile[jj * Dv + d];
-                }
-            }
+            add_scaled(acc, p_jj, v_tile + jj * Dv, Dv, lane);
         }
         m = m_new;
     }
@@ -367,11 +421,7 @@ __global__ void attention_fused_backward_dkdv(const T* grad_out, const T* q, con
     __shared__ T q_tile[TILE * (MAX_HEAD_DIM + 1)];
     __shared__ T go_tile[TILE * (MAX_HEAD_DIM + 1)];
 
-    const int key_tiles = (Lk + ROWS - 1) / ROWS;
-    const int b = blockIdx.x / key_tiles;
-    const int key0 = blockIdx.x % key_tiles * ROWS;
-    const int warp = threadIdx.x / WARP;
-    const int lane = threadIdx.x % WARP;
+    const auto [b, key0, warp, lane] = warp_of_thread<ROWS>(Lk);
     const int j = key0 + warp;  // this warp's key
     const bool key_valid = j < Lk;
     const int q_stride = odd_stride(D);
@@ -386,11 +436,8 @@ __global__ void attention_fused_backward_dkdv(const T* grad_out, const T* q, con
 
     T dk[DIMS_PER_LANE];
     T dv[DIMS_PER_LANE];
-#pragma unroll
-    for (int r = 0; r < DIMS_PER_LANE; ++r) {
-        dk[r] = T(0);
-        dv[r] = T(0);
-    }
+    clear(dk);
+    clear(dv);
 
     const int query_begin = is_causal ? key0 / TILE * TILE : 0;
     for (int i0 = query_begin; i0 < Lq; i0 += TILE) {
@@ -416,32 +463,16 @@ __global__ void attention_fused_backward_dkdv(const T* grad_out, const T* q, con
         for (int ii = 0; ii < TILE; ++ii) {
             const T p_ii = __shfl_sync(ALL_LANES, p, ii);
             const T ds_ii = __shfl_sync(ALL_LANES, ds, ii);
-#pragma unroll
-            for (int r = 0; r < DIMS_PER_LANE; ++r) {
-                const int d = lane + WARP * r;
-                if (d < Dv) {
-                    dv[r] += p_ii * go_tile[ii * go_stride + d];
-                }
-                if (d < D) {
-                    dk[r] += ds_ii * q_tile[ii * q_stride + d];
-                }
-            }
+            add_scaled(dv, p_ii, go_tile + ii * go_stride, Dv, lane);   // dv_j += P dO_i
+            add_scaled(dk, ds_ii, q_tile + ii * q_stride, D, lane);     // dk_j += dS q_i
         }
     }
 
     if (!key_valid) {
         return;
     }
-#pragma unroll
-    for (int r = 0; r < DIMS_PER_LANE; ++r) {
-        const int d = lane + WARP * r;
-        if (d < D) {
-            grad_k[((size_t)b * Lk + j) * D + d] = scale * dk[r];
-        }
-        if (d < Dv) {
-            grad_v[((size_t)b * Lk + j) * Dv + d] = dv[r];
-        }
-    }
+    store_scaled(grad_k + ((size_t)b * Lk + j) * D, dk, scale, D, lane);
+    store_scaled(grad_v + ((size_t)b * Lk + j) * Dv, dv, T(1), Dv, lane);
 }
 
 // dq: block (b, query tile) owns ROWS queries, one per warp, and walks the keys in tiles of
@@ -461,11 +492,7 @@ __global__ void attention_fused_backward_dq(const T* grad_out, const T* q, const
     __shared__ T k_tile[TILE * (MAX_HEAD_DIM + 1)];
     __shared__ T v_tile[TILE * (MAX_HEAD_DIM + 1)];
 
-    const int query_tiles = (Lq + ROWS - 1) / ROWS;
-    const int b = blockIdx.x / query_tiles;
-    const int row0 = blockIdx.x % query_tiles * ROWS;
-    const int warp = threadIdx.x / WARP;
-    const int lane = threadIdx.x % WARP;
+    const auto [b, row0, warp, lane] = warp_of_thread<ROWS>(Lq);
     const int i = row0 + warp;  // this warp's query
     const int k_stride = odd_stride(D);
     const int v_stride = odd_stride(Dv);
@@ -481,12 +508,9 @@ __global__ void attention_fused_backward_dq(const T* grad_out, const T* q, const
     load_rows(go_rows, Dv, grad_out + (size_t)b * Lq * Dv, row0, ROWS, Lq, Dv);
 
     T dq[DIMS_PER_LANE];
-#pragma unroll
-    for (int r = 0; r < DIMS_PER_LANE; ++r) {
-        dq[r] = T(0);
-    }
+    clear(dq);
 
-    const int key_end = is_causal ? min(Lk, row0 + ROWS) : Lk;
+    const int key_end = keys_seen(Lk, row0 + ROWS - 1, is_causal);
     for (int k0 = 0; k0 < key_end; k0 += TILE) {
         __syncthreads();
         load_rows(k_tile, k_stride, k_b, k0, TILE, Lk, D);
@@ -505,24 +529,12 @@ __global__ void attention_fused_backward_dq(const T* grad_out, const T* q, const
 
         for (int jj = 0; jj < TILE; ++jj) {
             const T ds_jj = __shfl_sync(ALL_LANES, ds, jj);
-#pragma unroll
-            for (int r = 0; r < DIMS_PER_LANE; ++r) {
-                const int d = lane + WARP * r;
-                if (d < D) {
-                    dq[r] += ds_jj * k_tile[jj * k_stride + d];
-                }
-            }
+            add_scaled(dq, ds_jj, k_tile + jj * k_stride, D, lane);  // dq_i += dS k_j
         }
     }
 
     if (i >= Lq) {
         return;
     }
-#pragma unroll
-    for (int r = 0; r < DIMS_PER_LANE; ++r) {
-        const int d = lane + WARP * r;
-        if (d < D) {
-            grad_q[((size_t)b * Lq + i) * D + d] = scale * dq[r];
-        }
-    }
+    store_scaled(grad_q + ((size_t)b * Lq + i) * D, dq, scale, D, lane);
 }

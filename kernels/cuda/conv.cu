@@ -19,6 +19,8 @@
 // term, since a padded zero adds nothing. No kernel uses atomics, so every sum runs in the
 // same order on every run and results are bit-identical from run to run.
 
+#include "windows.cuh"  // outputs_reaching, for the input gradient
+
 // Each thread of the forward and input-gradient kernels computes this many output channels
 // of one pixel. Loading an input value costs far more than the multiply-add that uses it, so
 // the thread loads it once and uses it for all of its channels, from registers.
@@ -88,23 +90,6 @@ conv2d_forward(const T* x, const T* w, const T* bias, int has_bias, T* y, int N,
             y[(((size_t)n * O + o0 + u) * OH + i) * OW + j] = acc[u];
         }
     }
-}
-
-// The output positions i that reach input position h along one axis (rows or columns):
-// those with i*stride + p*dilation = h + pad for some tap 0 <= p < kernel, and 0 <= i < outputs.
-// Tap p = kernel-1 gives the smallest i*stride, h + pad - (kernel-1)*dilation, and p = 0 the
-// largest, h + pad; the span is every i in between (some of which may hit h between two taps
-// when dilation > 1). Empty when first > last.
-struct Span {
-    int first;
-    int last;
-};
-
-__device__ __forceinline__ Span outputs_reaching(int h, int pad, int kernel, int stride,
-                                                 int dilation, int outputs)
-{
-    const int lowest = h + pad - (kernel - 1) * dilation;
-    return Span{lowest > 0 ? (lowest + stride - 1) / stride : 0, min(outputs - 1, (h + pad) / stride)};
 }
 
 // gx = dL/dx, which is also the forward pass of the transposed convolution.

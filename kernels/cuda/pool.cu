@@ -9,6 +9,8 @@
 // batch and channel axes are merged into one "plane" axis of N*C planes. See conv.cu for a
 // first introduction to kernels, threads and blocks.
 
+#include "windows.cuh"  // outputs_reaching, for the backward pass
+
 // y and indices: one thread per output element (plane nc, row i, column j), j fastest.
 // The thread walks its window in row-major order, skipping taps that fall in the padding
 // (a -inf there could never beat a real value, and has no position in the unpadded plane).
@@ -56,38 +58,41 @@ __global__ void max_pool2d_forward(const T* x, T* y, long long* indices,
 
 // gx from gy and the forward pass's indices, as a gather with no atomics.
 // When windows overlap (stride < kernel size) one input pixel can be the maximum of several
-// windows, so one thread per output adding into gx would collide. Here thread (nc, h) owns
-// the whole input row h of plane nc: it clears the row, then walks every output of its
-// plane in row-major order and adds gy wherever the recorded maximum lies in its row. Only
-// this thread writes the row, and the walk order is fixed, so the sums come out the same
-// bit for bit on every run. Neighbouring threads own neighbouring rows of one plane and
-// read the same output at the same time, which the memory system serves as one broadcast.
-// The price is that each output is read H times instead of once: the primitive is given
-// the indices but not the window geometry, so a thread cannot tell which outputs might
-// reach its row without looking. Launch with at least planes * H threads in a 1-D grid.
+// windows, so one thread per output adding into gx would collide with its neighbours and
+// need atomics, which add in whatever order the threads arrive. Here thread t owns one input
+// pixel (h, v) of plane nc instead. It walks only the outputs (i, j) whose windows cover the
+// pixel (outputs_reaching, the same geometry as the convolution's input gradient), in
+// row-major order, and adds gy[i, j] where that window picked this pixel. Only this thread
+// writes gx[h, v] and the order is fixed, so the sums come out the same bit for bit on every
+// run; and each output is read only by the threads of the pixels its window covers. With
+// dilation a window can span the pixel without a tap on it; its index then names another
+// pixel, so the index test alone decides. Launch with at least planes * H * W threads in a
+// 1-D grid.
 template <typename T>
 __global__ void max_pool2d_backward(const T* gy, const long long* indices, T* gx,
-                                    int planes, int H, int W, int OH, int OW)
+                                    int planes, int H, int W, int OH, int OW, int KH, int KW,
+                                    int sh, int sw, int ph, int pw, int dh, int dw)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= planes * H) {
+    if (t >= planes * H * W) {
         return;
     }
-    const int h = t % H;
-    const int nc = t / H;
-    T* gx_row = gx + ((size_t)nc * H + h) * W;
-    const long long row_begin = (long long)h * W;
-    const long long row_end = row_begin + W;
+    const int v = t % W;
+    const int h = (t / W) % H;
+    const int nc = t / (W * H);
+    const long long here = (long long)h * W + v;  // this pixel's flat position, as in indices
     const T* gy_plane = gy + (size_t)nc * OH * OW;
     const long long* indices_plane = indices + (size_t)nc * OH * OW;
 
-    for (int v = 0; v < W; ++v) {
-        gx_row[v] = T(0);
-    }
-    for (int k = 0; k < OH * OW; ++k) {
-        const long long at = indices_plane[k];
-        if (at >= row_begin && at < row_end) {
-            gx_row[at - row_begin] += gy_plane[k];
+    const Span rows = outputs_reaching(h, ph, KH, sh, dh, OH);
+    const Span cols = outputs_reaching(v, pw, KW, sw, dw, OW);
+    T sum = T(0);
+    for (int i = rows.first; i <= rows.last; ++i) {
+        for (int j = cols.first; j <= cols.last; ++j) {
+            if (indices_plane[i * OW + j] == here) {
+                sum += gy_plane[i * OW + j];
+            }
         }
     }
+    gx[t] = sum;
 }

@@ -7,6 +7,7 @@ One module per family, each the Python twin of a file in ``kernels/cuda``:
 ``pool``           max pooling forward (with argmax) and its backward
 ``gemm``           shared-memory tiled matrix product with the bias fused in
 ``attention``      naive and fused (online-softmax) attention, forward and backward
+``windows``        the window geometry that ``conv`` and ``pool`` share going backwards
 =================  ==================================================================
 
 Reading GPU code for the first time

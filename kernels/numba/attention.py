@@ -111,6 +111,36 @@ def load_rows(src, b, first, tile):
             tile[r, col] = 0
 
 
+@cuda.jit(device=True)
+def clear(acc):
+    """``acc = 0``: a lane's share of a row that a fused kernel is summing.
+
+    A fused kernel keeps such a row (of ``out``, ``dq``, ``dk`` or ``dv``) spread over the
+    lanes of its team: lane ``l`` holds elements ``l, l + lanes, l + 2*lanes, ...`` in
+    ``acc[0], acc[1], ...``. This and the two functions below work on one lane's share.
+    """
+    for r in range(acc.shape[0]):
+        acc[r] = 0
+
+
+@cuda.jit(device=True)
+def add_scaled(acc, weight, row, n, lane, lanes):
+    """``acc += weight * row[:n]`` on this lane's share, ``row`` a row of a shared tile."""
+    for r in range(acc.shape[0]):
+        e = lane + lanes * r
+        if e < n:
+            acc[r] += weight * row[e]
+
+
+@cuda.jit(device=True)
+def store_scaled(row, acc, factor, n, lane, lanes):
+    """``row[:n] = factor * acc`` from this lane's share, ``row`` a row of a gradient."""
+    for r in range(acc.shape[0]):
+        e = lane + lanes * r
+        if e < n:
+            row[e] = factor * acc[r]
+
+
 def odd_stride(n: int) -> int:
     """The row length of a shared tile that a team reads row-wise (lane ``l`` reads row ``l``).
 
@@ -182,26 +212,6 @@ def attention_softmax_rows_kernel(dtype: np.dtype):
         lse[b, i] = m + math.log(l)
 
     return attention_softmax_rows
-
-
-@cuda.jit
-def attention_probabilities(s, lse):
-    """``P = exp(s - lse)`` in place (0 on a row with ``lse = -inf``): one thread per entry.
-
-    The naive backward pass rebuilds the probabilities from the saved ``lse``, as the
-    formula says. Launch with at least ``B * Lq * Lk`` threads in a 1-D grid.
-    """
-    B, Lq, Lk = s.shape
-    idx = cuda.grid(1)
-    if idx >= B * Lq * Lk:
-        return
-    j = idx % Lk
-    i = (idx // Lk) % Lq
-    b = idx // (Lk * Lq)
-    if lse[b, i] == -math.inf:
-        s[b, i, j] = 0
-    else:
-        s[b, i, j] = math.exp(s[b, i, j] - lse[b, i])
 
 
 @functools.cache
@@ -285,8 +295,7 @@ def attention_forward_kernel(dtype: np.dtype, d: int, dv: int, rows: int, tile: 
         m = scalar(-math.inf)
         l = scalar(0)
         acc = cuda.local.array(dims_per_lane, scalar)
-        for r in range(dims_per_lane):
-            acc[r] = 0
+        clear(acc)
 
         for k0 in range(0, keys_seen(Lk, row0 + rows - 1, is_causal), tile):
             cuda.syncthreads()  # the previous tile is used up (and q_rows written) before the copy
@@ -318,10 +327,7 @@ def attention_forward_kernel(dtype: np.dtype, d: int, dv: int, rows: int, tile: 
             for jj in range(tile):
                 p = math.exp(s_tile[team, jj] - m_new)  # key jj's weight; 0 for a removed key
                 l += p
-                for r in range(dims_per_lane):
-                    e = lane + lanes * r
-                    if e < dv:
-                        acc[r] += p * v_tile[jj, e]
+                add_scaled(acc, p, v_tile[jj], dv, lane, lanes)
             m = m_new
 
         if not row_valid:
@@ -376,9 +382,8 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
 
         dk = cuda.local.array(dims_per_lane, scalar)
         dv_acc = cuda.local.array(dims_per_lane, scalar)
-        for r in range(dims_per_lane):
-            dk[r] = 0
-            dv_acc[r] = 0
+        clear(dk)
+        clear(dv_acc)
 
         query_begin = key0 // tile * tile if is_causal else 0
         for i0 in range(query_begin, Lq, tile):
@@ -401,21 +406,13 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
             cuda.syncthreads()
 
             for ii in range(tile):
-                for r in range(dims_per_lane):
-                    e = lane + lanes * r
-                    if e < dv:
-                        dv_acc[r] += p_tile[team, ii] * go_tile[ii, e]
-                    if e < d:
-                        dk[r] += ds_tile[team, ii] * q_tile[ii, e]
+                add_scaled(dv_acc, p_tile[team, ii], go_tile[ii], dv, lane, lanes)  # dv_j += P dO_i
+                add_scaled(dk, ds_tile[team, ii], q_tile[ii], d, lane, lanes)  # dk_j += dS q_i
 
         if not key_valid:
             return
-        for r in range(dims_per_lane):
-            e = lane + lanes * r
-            if e < d:
-                grad_k[b, j, e] = scale * dk[r]
-            if e < dv:
-                grad_v[b, j, e] = dv_acc[r]
+        store_scaled(grad_k[b, j], dk, scale, d, lane, lanes)
+        store_scaled(grad_v[b, j], dv_acc, scalar(1), dv, lane, lanes)
 
     return attention_backward_dkdv
 
@@ -453,8 +450,7 @@ def attention_backward_dq_kernel(dtype: np.dtype, d: int, dv: int, rows: int, ti
         load_rows(grad_out, b, row0, go_rows)
 
         dq = cuda.local.array(dims_per_lane, scalar)
-        for r in range(dims_per_lane):
-            dq[r] = 0
+        clear(dq)
 
         for k0 in range(0, keys_seen(Lk, row0 + rows - 1, is_causal), tile):
             cuda.syncthreads()
@@ -472,16 +468,10 @@ def attention_backward_dq_kernel(dtype: np.dtype, d: int, dv: int, rows: int, ti
             cuda.syncthreads()
 
             for jj in range(tile):
-                for r in range(dims_per_lane):
-                    e = lane + lanes * r
-                    if e < d:
-                        dq[r] += ds_tile[team, jj] * k_tile[jj, e]
+                add_scaled(dq, ds_tile[team, jj], k_tile[jj], d, lane, lanes)  # dq_i += dS k_j
 
         if i >= Lq:
             return
-        for r in range(dims_per_lane):
-            e = lane + lanes * r
-            if e < d:
-                grad_q[b, i, e] = scale * dq[r]
+        store_scaled(grad_q[b, i], dq, scale, d, lane, lanes)
 
     return attention_backward_dq

@@ -22,6 +22,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from tinymed.kernels.numba.windows import outputs_reaching
+
 # Output (or input) channels per thread in the forward and input-gradient kernels.
 CHANNELS_PER_THREAD = 4
 
@@ -75,24 +77,6 @@ def conv2d_forward_kernel(dtype: np.dtype):
                 y[n, o0 + u, i, j] = acc[u]
 
     return conv2d_forward
-
-
-@cuda.jit(device=True)
-def outputs_reaching(h, pad, kernel, stride, dilation, outputs):
-    """``(first, last)``: the output positions ``i`` that reach input position ``h`` along one axis.
-
-    Those with ``i*stride + p*dilation = h + pad`` for some tap ``0 <= p < kernel``, and
-    ``0 <= i < outputs``. Tap ``p = kernel-1`` gives the smallest ``i*stride``,
-    ``h + pad - (kernel-1)*dilation``, and ``p = 0`` the largest, ``h + pad``; the span is every
-    ``i`` in between (some of which may hit ``h`` between two taps when ``dilation > 1``).
-    Empty when ``first > last``.
-    """
-    lowest = h + pad - (kernel - 1) * dilation
-    first = (lowest + stride - 1) // stride if lowest > 0 else 0
-    last = (h + pad) // stride
-    if last > outputs - 1:
-        last = outputs - 1
-    return first, last
 
 
 @functools.cache

@@ -19,6 +19,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from tinymed.kernels.numba.windows import outputs_reaching
+
 
 @functools.cache
 def max_pool2d_forward_kernel(dtype: np.dtype):
@@ -64,36 +66,44 @@ def max_pool2d_forward_kernel(dtype: np.dtype):
     return max_pool2d_forward
 
 
-@cuda.jit
-def max_pool2d_backward(gy, indices, gx):
-    """The backward pass: one thread per input row ``(n, c, h)``, adding in a fixed order.
+@functools.cache
+def max_pool2d_backward_kernel(dtype: np.dtype):
+    """Build the backward pass: one thread per input pixel ``gx[n,c,h,w]``, gathering in a fixed order.
 
     Where windows overlap (stride smaller than the window) one input pixel can be the
     maximum of several windows, so their gradients must be added together. One thread per
     output adding into ``gx`` would collide with its neighbours and need atomics, which add
     in whatever order the threads happen to arrive: not bit-reproducible. Instead thread
-    ``(n, c, h)`` owns the whole input row ``h`` of its plane: it clears the row, then walks
-    every output of the plane in row-major order and adds ``gy`` wherever the recorded
-    maximum lies in its row. Only this thread writes the row and the walk order is fixed,
-    so the sums are the same bit for bit on every run. Neighbouring threads own
-    neighbouring rows and read the same output at the same time, which memory serves as one
-    broadcast. The price is that each output is read ``H`` times: the primitive is given the
-    indices but not the window geometry, so a thread cannot tell which outputs could reach
-    its row without looking. Launch with at least ``N*C*H`` threads in a 1-D grid.
+    ``(n, c, h, w)`` owns one input pixel. It walks only the outputs ``(i, j)`` whose windows
+    cover the pixel (``outputs_reaching``, the same geometry as the convolution's input
+    gradient), in row-major order, and adds ``gy[n,c,i,j]`` where that window picked this
+    pixel. Only this thread writes ``gx[n,c,h,w]`` and the order is fixed, so the sums are the
+    same bit for bit on every run; and each output is read only by the threads of the pixels
+    its window covers. With dilation a window can span the pixel without a tap on it; its
+    index then names another pixel, so the index test alone decides. Launch with at least
+    ``gx.size`` threads in a 1-D grid.
     """
-    N, C, H, W = gx.shape
-    _, _, OH, OW = gy.shape
-    idx = cuda.grid(1)
-    if idx >= N * C * H:
-        return
-    h = idx % H
-    c = (idx // H) % C
-    n = idx // (H * C)
-    row_begin = h * W  # the flat positions h*W .. h*W + W-1 are this thread's row
-    for v in range(W):
-        gx[n, c, h, v] = 0
-    for i in range(OH):
-        for j in range(OW):
-            at = indices[n, c, i, j]
-            if row_begin <= at < row_begin + W:
-                gx[n, c, h, at - row_begin] += gy[n, c, i, j]
+    scalar = numba.from_dtype(dtype)
+
+    @cuda.jit
+    def max_pool2d_backward(gy, indices, gx, kh, kw, sh, sw, ph, pw, dh, dw):
+        N, C, H, W = gx.shape
+        _, _, OH, OW = gy.shape
+        idx = cuda.grid(1)
+        if idx >= N * C * H * W:
+            return
+        v = idx % W
+        h = (idx // W) % H
+        c = (idx // (W * H)) % C
+        n = idx // (W * H * C)
+        here = h * W + v  # this pixel's flat position, as the forward pass records it
+        first_i, last_i = outputs_reaching(h, ph, kh, sh, dh, OH)
+        first_j, last_j = outputs_reaching(v, pw, kw, sw, dw, OW)
+        total = scalar(0)
+        for i in range(first_i, last_i + 1):
+            for j in range(first_j, last_j + 1):
+                if indices[n, c, i, j] == here:
+                    total += gy[n, c, i, j]
+        gx[n, c, h, v] = total
+
+    return max_pool2d_backward

@@ -60,9 +60,12 @@ The primitives
     maximum in the unpadded input plane, as PyTorch's ``return_indices=True`` does. Ties
     go to the first maximum in row-major window order; a NaN counts as the maximum.
 
-``max_pool2d_backward(grad_output, indices, input_size) -> grad_input``
+``max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, padding, dilation) -> grad_input``
     Routes each output gradient to the input element its window picked:
-    ``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; ``input_size = (H, W)``.
+    ``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; ``input_size = (H, W)``, and the
+    window geometry is the forward pass's. The geometry does not change the result; it
+    tells a GPU thread that owns one input pixel which few windows cover it, so that it
+    gathers from those outputs alone, in a fixed order and without atomics.
 
 ``gemm(a, b, bias=None, trans_a=False, trans_b=False) -> c``
     The affine formula as one matrix product with the bias fused in:

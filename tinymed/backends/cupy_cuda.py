@@ -15,11 +15,12 @@ or a GPU: :func:`unavailable_reason` says what is missing.
 from __future__ import annotations
 
 import functools
-import math
 from types import ModuleType
 
 import numpy
 
+from tinymed.backends.launch import attention_grid, ceil_div, float_dtype, gemm_sizes, gemm_splits
+from tinymed.backends.numpy_ref import _output_size
 from tinymed.kernels import cuda_source
 
 try:
@@ -53,17 +54,16 @@ C_TYPES: dict[numpy.dtype, str] = {numpy.dtype(numpy.float32): "float", numpy.dt
 NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17",)
 
 # Launch constants that the kernels assume; each must equal the constant of the same name in
-# its .cu file (tests/test_cuda_compile.py checks that they do).
+# its .cu file (tests/test_cuda_compile.py checks that they do; the fused attention kernels'
+# MAX_HEAD_DIM is tinymed.backends.launch's).
 THREADS_PER_BLOCK = 256  # for the kernels with one thread per output element
 CHANNELS_PER_THREAD = 4  # conv.cu
 GRAD_WEIGHT_THREADS = 256  # conv.cu
 GEMM_TILE = 64  # gemm.cu
 GEMM_K_STEP = 16  # gemm.cu
-MAX_HEAD_DIM = 128  # attention.cu
 ATTENTION_ROWS = {numpy.dtype(numpy.float32): 8, numpy.dtype(numpy.float64): 4}  # AttentionTile<T>::ROWS
-WARP = 32
-# Split K only into chunks of at least this many K steps, so that each block still does
-# enough work to pay for writing its partial tile.
+WARP = 32  # attention.cu
+# The host's own choice, not the kernels': see tinymed.backends.launch.gemm_splits.
 GEMM_MIN_STEPS_PER_SPLIT = 8
 
 # CUDA runtime error codes that have a plainer explanation than CuPy's message.
@@ -133,24 +133,22 @@ def _ints(*values) -> tuple[numpy.int32, ...]:
     return tuple(numpy.int32(value) for value in values)
 
 
-def _launch(op: str, kernel, blocks: int, threads: int, args: tuple) -> None:
-    """Launch ``blocks`` blocks of ``threads`` threads in a 1-D grid; skip an empty launch."""
-    if blocks * threads >= 2**31:
-        raise ValueError(f"{op}: {blocks * threads} GPU threads exceed the kernels' 32-bit indices")
-    if blocks > 0:  # CUDA refuses a grid of zero blocks
-        kernel((blocks,), (threads,), args)
+def _launch(op: str, kernel, grid: int, threads: int, args: tuple) -> None:
+    """Launch ``grid`` blocks of ``threads`` threads in a 1-D grid; skip an empty launch."""
+    if grid * threads >= 2**31:
+        raise ValueError(f"{op}: {grid * threads} GPU threads exceed the kernels' 32-bit indices")
+    if grid > 0:  # CUDA refuses a grid of zero blocks
+        kernel((grid,), (threads,), args)
 
 
 def _launch_per_element(op: str, kernel, count: int, args: tuple) -> None:
     """Launch ``kernel`` with one thread for each of ``count`` elements (a 1-D grid)."""
-    _launch(op, kernel, math.ceil(count / THREADS_PER_BLOCK), THREADS_PER_BLOCK, args)
+    _launch(op, kernel, ceil_div(count, THREADS_PER_BLOCK), THREADS_PER_BLOCK, args)
 
 
-def _float_dtype(op: str, array) -> numpy.dtype:
-    """The element type of ``array``, which the kernels exist for: float32 or float64."""
-    if array.dtype not in C_TYPES:
-        raise TypeError(f"{op}: the CuPy kernels take float32 or float64 arrays, got {array.dtype}")
-    return array.dtype
+def _launch_warp_per_row(op: str, kernel, rows: int, args: tuple) -> None:
+    """Launch ``kernel`` with one warp (32 threads) for each of ``rows`` rows (a 1-D grid)."""
+    _launch(op, kernel, ceil_div(rows * WARP, THREADS_PER_BLOCK), THREADS_PER_BLOCK, args)
 
 
 def _contiguous(array, dtype: numpy.dtype):
@@ -170,14 +168,6 @@ def _optional(array, dtype: numpy.dtype, shape: tuple[int, ...] | None = None):
     return _contiguous(array, dtype), numpy.int32(1)
 
 
-def _output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
-    """``(H + 2*ph - dh*(KH-1) - 1) // sh + 1`` along H and along W."""
-    return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation)
-    )
-
-
 # ---------------------------------------------------------------------------------------
 # Convolution
 # ---------------------------------------------------------------------------------------
@@ -189,14 +179,14 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
     ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
     """
-    dtype = _float_dtype("conv2d_forward", x)
+    dtype = float_dtype("conv2d_forward", x)
     x, weight = _contiguous(x, dtype), _contiguous(weight, dtype)
     N, C, H, W = x.shape
     O, _, KH, KW = weight.shape
-    OH, OW = _output_size((H, W), (KH, KW), stride, padding, dilation)
+    OH, OW = map(_output_size, (H, W), (KH, KW), stride, padding, dilation)
     bias, has_bias = _optional(bias, dtype)
     y = cupy.empty((N, O, OH, OW), dtype)
-    groups = math.ceil(O / CHANNELS_PER_THREAD)
+    groups = ceil_div(O, CHANNELS_PER_THREAD)
     _launch_per_element(
         "conv2d_forward",
         _kernel("conv", "conv2d_forward", dtype),
@@ -213,13 +203,13 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
     Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
     forward. Each thread gathers 4 input channels of one input pixel (no atomics).
     """
-    dtype = _float_dtype("conv2d_grad_input", grad_output)
+    dtype = float_dtype("conv2d_grad_input", grad_output)
     grad_output, weight = _contiguous(grad_output, dtype), _contiguous(weight, dtype)
     N, O, OH, OW = grad_output.shape
     _, C, KH, KW = weight.shape
     H, W = input_size
     gx = cupy.empty((N, C, H, W), dtype)
-    groups = math.ceil(C / CHANNELS_PER_THREAD)
+    groups = ceil_div(C, CHANNELS_PER_THREAD)
     _launch_per_element(
         "conv2d_grad_input",
         _kernel("conv", "conv2d_grad_input", dtype),
@@ -235,7 +225,7 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
 
     Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
     """
-    dtype = _float_dtype("conv2d_grad_weight", x)
+    dtype = float_dtype("conv2d_grad_weight", x)
     x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
     N, C, H, W = x.shape
     _, O, OH, OW = grad_output.shape
@@ -262,10 +252,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
     maximum in row-major window order; a NaN counts as the maximum. One thread per output.
     """
-    dtype = _float_dtype("max_pool2d_forward", x)
+    dtype = float_dtype("max_pool2d_forward", x)
     x = _contiguous(x, dtype)
     N, C, H, W = x.shape
-    OH, OW = _output_size((H, W), kernel_size, stride, padding, dilation)
+    OH, OW = map(_output_size, (H, W), kernel_size, stride, padding, dilation)
     y = cupy.empty((N, C, OH, OW), dtype)
     indices = cupy.empty((N, C, OH, OW), numpy.int64)
     _launch_per_element(
@@ -277,12 +267,13 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     return y, indices
 
 
-def max_pool2d_backward(grad_output, indices, input_size):
+def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
     """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
 
-    One thread per input row, adding in row-major output order (no atomics).
+    One thread per input pixel, gathering from just the windows that cover it, in row-major
+    output order (no atomics); the window geometry is the forward pass's.
     """
-    dtype = _float_dtype("max_pool2d_backward", grad_output)
+    dtype = float_dtype("max_pool2d_backward", grad_output)
     grad_output = _contiguous(grad_output, dtype)
     indices = _contiguous(indices, numpy.int64)
     N, C, OH, OW = grad_output.shape
@@ -291,8 +282,8 @@ def max_pool2d_backward(grad_output, indices, input_size):
     _launch_per_element(
         "max_pool2d_backward",
         _kernel("pool", "max_pool2d_backward", dtype),
-        N * C * H,
-        (grad_output, indices, gx, *_ints(N * C, H, W, OH, OW)),
+        gx.size,
+        (grad_output, indices, gx, *_ints(N * C, H, W, OH, OW, *kernel_size, *stride, *padding, *dilation)),
     )
     return gx
 
@@ -302,44 +293,23 @@ def max_pool2d_backward(grad_output, indices, input_size):
 # ---------------------------------------------------------------------------------------
 
 
-def _gemm_splits(M: int, N: int, K: int) -> tuple[int, int]:
-    """``(splits, k_chunk)``: into how many chunks of ``k_chunk`` to cut K.
-
-    Enough blocks to give every multiprocessor two, when the output alone has fewer tiles
-    than that and K is long enough to share. Depends only on the shapes and the GPU, so a
-    given product always adds in the same order on a given GPU.
-    """
-    tiles = math.ceil(M / GEMM_TILE) * math.ceil(N / GEMM_TILE)
-    k_steps = math.ceil(K / GEMM_K_STEP)
-    wanted = math.ceil(2 * _multiprocessors(cupy.cuda.runtime.getDevice()) / tiles)
-    splits = max(1, min(wanted, k_steps // GEMM_MIN_STEPS_PER_SPLIT))
-    k_chunk = max(1, math.ceil(k_steps / splits)) * GEMM_K_STEP
-    # Rounding the chunks up to whole K steps can leave fewer chunks than asked for.
-    return max(1, math.ceil(K / k_chunk)), k_chunk
-
-
 def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
 
     A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
     copied. A thin product with a long K is split along K and the chunks added in order.
     """
-    dtype = _float_dtype("gemm", a)
+    dtype = float_dtype("gemm", a)
     a, b = _contiguous(a, dtype), _contiguous(b, dtype)
-    M, K = a.shape[::-1] if trans_a else a.shape
-    K_b, N = b.shape[::-1] if trans_b else b.shape
-    if K != K_b:
-        raise ValueError(
-            f"gemm: op(a) is {M}x{K} but op(b) is {K_b}x{N} (a {a.shape}, trans_a={trans_a}; "
-            f"b {b.shape}, trans_b={trans_b})"
-        )
+    M, K, N = gemm_sizes(a, b, trans_a, trans_b)
     bias, has_bias = _optional(bias, dtype)
     c = cupy.empty((M, N), dtype)
     if c.size == 0:
         return c
-    splits, k_chunk = _gemm_splits(M, N, K)
+    multiprocessors = _multiprocessors(cupy.cuda.runtime.getDevice())
+    splits, k_chunk = gemm_splits(M, N, K, GEMM_TILE, GEMM_K_STEP, GEMM_MIN_STEPS_PER_SPLIT, multiprocessors)
     partial = c if splits == 1 else cupy.empty((splits, M, N), dtype)
-    grid = (math.ceil(M / GEMM_TILE), math.ceil(N / GEMM_TILE), splits)
+    grid = (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits)
     _kernel("gemm", "gemm_tiled", dtype)(
         grid,
         (THREADS_PER_BLOCK,),
@@ -362,7 +332,7 @@ def gemm(a, b, bias=None, trans_a=False, trans_b=False):
 
 def _attention_inputs(op: str, q, k, v, mask):
     """q, k, v C-contiguous in q's dtype, the mask argument and its flag, and the sizes."""
-    dtype = _float_dtype(op, q)
+    dtype = float_dtype(op, q)
     q, k, v = (_contiguous(array, dtype) for array in (q, k, v))
     (B, Lq, D), (Lk, Dv) = q.shape, v.shape[1:]
     mask, has_mask = _optional(mask, dtype, (B, Lq, Lk))
@@ -371,13 +341,8 @@ def _attention_inputs(op: str, q, k, v, mask):
 
 def _fused_launch(op: str, kernel, rows: int, batch: int, dtype: numpy.dtype, D: int, Dv: int, args):
     """Launch a fused attention kernel: a block of one warp per row for each ``ROWS`` rows."""
-    if max(D, Dv) > MAX_HEAD_DIM:
-        raise ValueError(
-            f"{op}: head dimensions D={D}, Dv={Dv} exceed the fused kernels' limit of "
-            f"{MAX_HEAD_DIM}; use attention_forward_naive, or the numpy backend"
-        )
-    per_block = ATTENTION_ROWS[dtype]
-    _launch(op, kernel, math.ceil(rows / per_block) * batch, per_block * WARP, args)
+    grid, threads = attention_grid(op, rows, batch, D, Dv, ATTENTION_ROWS[dtype], WARP)
+    _launch(op, kernel, grid, threads, args)
 
 
 def attention_forward(q, k, v, mask, scale, is_causal):
@@ -404,11 +369,10 @@ def _delta(grad_out, out):
     """``delta[b,i] = grad_out[b,i] . out[b,i]``, one warp per row."""
     B, Lq, Dv = out.shape
     delta = cupy.empty((B, Lq), out.dtype)
-    _launch(
+    _launch_warp_per_row(
         "attention_backward",
         _kernel("attention", "attention_backward_delta", out.dtype),
-        math.ceil(B * Lq * WARP / THREADS_PER_BLOCK),
-        THREADS_PER_BLOCK,
+        B * Lq,
         (grad_out, out, delta, *_ints(B * Lq, Dv)),
     )
     return delta
@@ -482,11 +446,10 @@ def attention_forward_naive(q, k, v, mask, scale, is_causal):
     dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv) = _attention_inputs("attention_forward_naive", q, k, v, mask)
     p = _scores(q, k, mask, has_mask, scale, is_causal)
     lse = cupy.empty((B, Lq), dtype)
-    _launch(
+    _launch_warp_per_row(
         "attention_forward_naive",
         _kernel("attention", "attention_softmax_rows", dtype),
-        math.ceil(B * Lq * WARP / THREADS_PER_BLOCK),
-        THREADS_PER_BLOCK,
+        B * Lq,
         (p, lse, *_ints(B * Lq, Lk)),
     )
     return _weighted_sum(p, v), lse

@@ -22,6 +22,7 @@ from types import ModuleType
 
 import numpy
 
+from tinymed.backends.launch import attention_grid, ceil_div, float_dtype, gemm_sizes, gemm_splits
 from tinymed.backends.numpy_ref import _output_size
 
 try:
@@ -62,17 +63,13 @@ else:
     THREADS_PER_BLOCK = 256
     GRAD_WEIGHT_THREADS = 256
     GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE = 64, 16, 16
-    # Split K only into chunks of at least this many K steps, so that each block still does
-    # enough work to pay for writing its partial tile.
-    GEMM_MIN_STEPS_PER_SPLIT = 8
+    GEMM_MIN_STEPS_PER_SPLIT = 8  # see tinymed.backends.launch.gemm_splits
     MULTIPROCESSORS = None  # asked of the GPU (see _multiprocessors)
     ATTENTION_LANES = 32  # a warp
     # Doubles take twice the bytes, so their tiles are halved to stay within the 48 KiB of
     # shared memory a block gets by default.
     ATTENTION_ROWS = {numpy.dtype(numpy.float32): 8, numpy.dtype(numpy.float64): 4}
     ATTENTION_TILE = {numpy.dtype(numpy.float32): 32, numpy.dtype(numpy.float64): 16}
-# The fused attention kernels keep head rows in shared memory, sized for at most this.
-MAX_HEAD_DIM = 128
 
 _INSTALL_HINT = (
     "install a GPU build with pip install 'tinymed[cuda]', or set NUMBA_ENABLE_CUDASIM=1 "
@@ -108,13 +105,6 @@ def to_numpy(array) -> numpy.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _float_dtype(op: str, array) -> numpy.dtype:
-    """The element type of ``array``, which the kernels are built for: float32 or float64."""
-    if array.dtype not in (numpy.float32, numpy.float64):
-        raise TypeError(f"{op}: the Numba kernels take float32 or float64 arrays, got {array.dtype}")
-    return array.dtype
-
-
 def _contiguous(array, dtype):
     """``array`` as C-contiguous memory of ``dtype``: the layout the kernels read fastest."""
     array = xp.ascontiguousarray(array, dtype=dtype)
@@ -124,21 +114,16 @@ def _contiguous(array, dtype):
     return array
 
 
-def _launch(kernel, blocks: int | tuple[int, ...], threads: int, *args) -> None:
-    """Launch ``kernel`` on a grid of ``blocks`` blocks (a tuple for a 2-D or 3-D grid) of
+def _launch(kernel, grid: int | tuple[int, ...], threads: int, *args) -> None:
+    """Launch ``kernel`` on a grid of ``grid`` blocks (a tuple for a 2-D or 3-D grid) of
     ``threads`` threads each; skip an empty grid, which CUDA refuses."""
-    if math.prod(blocks if isinstance(blocks, tuple) else (blocks,)) > 0:
-        kernel[blocks, threads](*args)
+    if math.prod(grid if isinstance(grid, tuple) else (grid,)) > 0:
+        kernel[grid, threads](*args)
 
 
 def _launch_per_element(kernel, count: int, *args) -> None:
     """Launch ``kernel`` with one thread for each of ``count`` elements (a 1-D grid)."""
-    _launch(kernel, math.ceil(count / THREADS_PER_BLOCK), THREADS_PER_BLOCK, *args)
-
-
-def _output_sizes(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
-    """``(OH, OW)``: the contract's output size along H and along W."""
-    return tuple(_output_size(*axis) for axis in zip(size, kernel_size, stride, padding, dilation))
+    _launch(kernel, ceil_div(count, THREADS_PER_BLOCK), THREADS_PER_BLOCK, *args)
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,15 +137,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
     ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
     """
-    dtype = _float_dtype("conv2d_forward", x)
+    dtype = float_dtype("conv2d_forward", x)
     x, weight = _contiguous(x, dtype), _contiguous(weight, dtype)
     N, _, H, W = x.shape
     O, _, KH, KW = weight.shape
-    OH, OW = _output_sizes((H, W), (KH, KW), stride, padding, dilation)
+    OH, OW = map(_output_size, (H, W), (KH, KW), stride, padding, dilation)
     # No bias is a bias of zeros: adding 0 changes nothing, and one kernel serves both.
     bias = xp.zeros(O, dtype) if bias is None else _contiguous(bias, dtype)
     y = xp.empty((N, O, OH, OW), dtype)
-    groups = math.ceil(O / conv.CHANNELS_PER_THREAD)
+    groups = ceil_div(O, conv.CHANNELS_PER_THREAD)
     _launch_per_element(
         conv.conv2d_forward_kernel(dtype), N * groups * OH * OW,
         x, weight, bias, y, *stride, *padding, *dilation,
@@ -174,11 +159,11 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
     Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
     forward. Each thread gathers 4 input channels of one input pixel (no atomics).
     """
-    dtype = _float_dtype("conv2d_grad_input", grad_output)
+    dtype = float_dtype("conv2d_grad_input", grad_output)
     grad_output, weight = _contiguous(grad_output, dtype), _contiguous(weight, dtype)
     N, C, (H, W) = grad_output.shape[0], weight.shape[1], input_size
     gx = xp.empty((N, C, H, W), dtype)
-    groups = math.ceil(C / conv.CHANNELS_PER_THREAD)
+    groups = ceil_div(C, conv.CHANNELS_PER_THREAD)
     _launch_per_element(
         conv.conv2d_grad_input_kernel(dtype), N * groups * H * W,
         grad_output, weight, gx, *stride, *padding, *dilation,
@@ -191,7 +176,7 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
 
     Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
     """
-    dtype = _float_dtype("conv2d_grad_weight", x)
+    dtype = float_dtype("conv2d_grad_weight", x)
     x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
     gw = xp.empty((grad_output.shape[1], x.shape[1], *kernel_size), dtype)
     _launch(
@@ -212,10 +197,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
     maximum in row-major window order; a NaN counts as the maximum. One thread per output.
     """
-    dtype = _float_dtype("max_pool2d_forward", x)
+    dtype = float_dtype("max_pool2d_forward", x)
     x = _contiguous(x, dtype)
     N, C, H, W = x.shape
-    OH, OW = _output_sizes((H, W), kernel_size, stride, padding, dilation)
+    OH, OW = map(_output_size, (H, W), kernel_size, stride, padding, dilation)
     y = xp.empty((N, C, OH, OW), dtype)
     indices = xp.empty((N, C, OH, OW), numpy.int64)
     _launch_per_element(
@@ -225,16 +210,20 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     return y, indices
 
 
-def max_pool2d_backward(grad_output, indices, input_size):
+def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
     """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
 
-    One thread per input row, adding in row-major output order (no atomics).
+    One thread per input pixel, gathering from just the windows that cover it, in row-major
+    output order (no atomics); the window geometry is the forward pass's.
     """
-    dtype = _float_dtype("max_pool2d_backward", grad_output)
+    dtype = float_dtype("max_pool2d_backward", grad_output)
     grad_output, indices = _contiguous(grad_output, dtype), _contiguous(indices, numpy.int64)
     N, C = grad_output.shape[:2]
     gx = xp.empty((N, C, *input_size), dtype)
-    _launch_per_element(pool.max_pool2d_backward, N * C * input_size[0], grad_output, indices, gx)
+    _launch_per_element(
+        pool.max_pool2d_backward_kernel(dtype), gx.size,
+        grad_output, indices, gx, *kernel_size, *stride, *padding, *dilation,
+    )
     return gx
 
 
@@ -249,47 +238,27 @@ def _multiprocessors() -> int:
     return MULTIPROCESSORS or cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
-def _gemm_splits(M: int, N: int, K: int) -> tuple[int, int]:
-    """``(splits, k_chunk)``: into how many chunks of ``k_chunk`` to cut K.
-
-    Enough blocks to give every multiprocessor two, when the output alone has fewer tiles
-    than that and K is long enough to share. Depends only on the shapes and the GPU, so a
-    given product always adds in the same order on a given GPU.
-    """
-    tiles = math.ceil(M / GEMM_TILE) * math.ceil(N / GEMM_TILE)
-    k_steps = math.ceil(K / GEMM_K_STEP)
-    wanted = math.ceil(2 * _multiprocessors() / tiles)
-    splits = max(1, min(wanted, k_steps // GEMM_MIN_STEPS_PER_SPLIT))
-    k_chunk = max(1, math.ceil(k_steps / splits)) * GEMM_K_STEP
-    # Rounding the chunks up to whole K steps can leave fewer chunks than asked for.
-    return max(1, math.ceil(K / k_chunk)), k_chunk
-
-
 def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
 
     A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
     copied. A thin product with a long K is split along K and the chunks added in order.
     """
-    dtype = _float_dtype("gemm", a)
+    dtype = float_dtype("gemm", a)
     a, b = _contiguous(a, dtype), _contiguous(b, dtype)
-    M, K = a.shape[::-1] if trans_a else a.shape
-    K_b, N = b.shape[::-1] if trans_b else b.shape
-    if K != K_b:
-        raise ValueError(
-            f"gemm: op(a) is {M}x{K} but op(b) is {K_b}x{N} (a {a.shape}, trans_a={trans_a}; "
-            f"b {b.shape}, trans_b={trans_b})"
-        )
+    M, K, N = gemm_sizes(a, b, trans_a, trans_b)
     # No bias is a bias of zeros: adding 0 changes nothing, and one kernel serves both.
     bias = xp.zeros(N, dtype) if bias is None else _contiguous(bias, dtype)
     c = xp.empty((M, N), dtype)
     if c.size == 0:
         return c
-    splits, k_chunk = _gemm_splits(M, N, K)
+    splits, k_chunk = gemm_splits(
+        M, N, K, GEMM_TILE, GEMM_K_STEP, GEMM_MIN_STEPS_PER_SPLIT, _multiprocessors()
+    )
     partial = c.reshape(1, M, N) if splits == 1 else xp.empty((splits, M, N), dtype)
     _launch(
         gemm_kernels.gemm_kernel(dtype, GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE),
-        (math.ceil(M / GEMM_TILE), math.ceil(N / GEMM_TILE), splits), GEMM_THREADS_SIDE**2,
+        (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits), GEMM_THREADS_SIDE**2,
         a, b, bias, partial, bool(trans_a), bool(trans_b), k_chunk,
     )
     if splits > 1:
@@ -308,7 +277,7 @@ def _attention_inputs(op: str, q, k, v, mask):
     Kernels take arrays, never ``None``: a missing mask is a 1-element placeholder that the
     kernel, told ``has_mask=False``, never reads.
     """
-    dtype = _float_dtype(op, q)
+    dtype = float_dtype(op, q)
     q, k, v = (_contiguous(array, dtype) for array in (q, k, v))
     (B, Lq, D), (Lk, Dv) = q.shape, v.shape[1:]
     if mask is None:
@@ -318,16 +287,12 @@ def _attention_inputs(op: str, q, k, v, mask):
     return dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv)
 
 
-def _fused_kernel(op: str, build, dtype: numpy.dtype, D: int, Dv: int):
-    """The fused kernel ``build(...)`` for these head sizes, and its ``(rows per block, threads)``."""
-    if max(D, Dv) > MAX_HEAD_DIM:
-        raise ValueError(
-            f"{op}: head dimensions D={D}, Dv={Dv} exceed the fused kernels' limit of "
-            f"{MAX_HEAD_DIM}; use attention_forward_naive, or the numpy backend"
-        )
-    rows = ATTENTION_ROWS[dtype]
-    kernel = build(dtype, D, Dv, rows, ATTENTION_TILE[dtype], ATTENTION_LANES)
-    return kernel, rows, rows * ATTENTION_LANES
+def _fused_launch(op: str, build, rows: int, batch: int, dtype: numpy.dtype, D: int, Dv: int, *args):
+    """Build the fused kernel ``build(...)`` for these head sizes and launch it: a block of one
+    team of lanes per row for each ``ATTENTION_ROWS`` of the ``rows`` rows of every head."""
+    per_block = ATTENTION_ROWS[dtype]
+    grid, threads = attention_grid(op, rows, batch, D, Dv, per_block, ATTENTION_LANES)
+    _launch(build(dtype, D, Dv, per_block, ATTENTION_TILE[dtype], ATTENTION_LANES), grid, threads, *args)
 
 
 def attention_forward(q, k, v, mask, scale, is_causal):
@@ -340,9 +305,8 @@ def attention_forward(q, k, v, mask, scale, is_causal):
     dtype, q, k, v, mask, has_mask, (B, Lq, _, D, Dv) = _attention_inputs("attention_forward", q, k, v, mask)
     out = xp.empty((B, Lq, Dv), dtype)
     lse = xp.empty((B, Lq), dtype)
-    kernel, rows, threads = _fused_kernel("attention_forward", attention.attention_forward_kernel, dtype, D, Dv)
-    _launch(
-        kernel, math.ceil(Lq / rows) * B, threads,
+    _fused_launch(
+        "attention_forward", attention.attention_forward_kernel, Lq, B, dtype, D, Dv,
         q, k, v, mask, has_mask, dtype.type(scale), bool(is_causal), out, lse,
     )
     return out, lse
@@ -361,10 +325,9 @@ def attention_backward(grad_out, q, k, v, out, lse, mask, scale, is_causal):
     delta = (grad_out * out).sum(axis=-1)  # a reduction: the array module does it
     gq, gk, gv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
     shared = (grad_out, q, k, v, lse, delta, mask, has_mask, dtype.type(scale), bool(is_causal))
-    kernel, rows, threads = _fused_kernel("attention_backward", attention.attention_backward_dkdv_kernel, dtype, D, Dv)
-    _launch(kernel, math.ceil(Lk / rows) * B, threads, *shared, gk, gv)
-    kernel, rows, threads = _fused_kernel("attention_backward", attention.attention_backward_dq_kernel, dtype, D, Dv)
-    _launch(kernel, math.ceil(Lq / rows) * B, threads, *shared, gq)
+    op = "attention_backward"
+    _fused_launch(op, attention.attention_backward_dkdv_kernel, Lk, B, dtype, D, Dv, *shared, gk, gv)
+    _fused_launch(op, attention.attention_backward_dq_kernel, Lq, B, dtype, D, Dv, *shared, gq)
     return gq, gk, gv
 
 
@@ -407,8 +370,10 @@ def attention_backward_naive(grad_out, q, k, v, out, lse, mask, scale, is_causal
     """
     dtype, q, k, v, mask, has_mask, _ = _attention_inputs("attention_backward_naive", q, k, v, mask)
     grad_out, out, lse = (_contiguous(array, dtype) for array in (grad_out, out, lse))
-    p = _scores(q, k, mask, has_mask, scale, is_causal)
-    _launch_per_element(attention.attention_probabilities, p.size, p, lse)
+    s = _scores(q, k, mask, has_mask, scale, is_causal)
+    # Elementwise, so the array module does it. A row with lse = -inf has every score -inf;
+    # subtracting 0 there instead of -inf keeps exp(-inf - (-inf)) = NaN out and gives P = 0.
+    p = xp.exp(s - xp.where(xp.isneginf(lse), dtype.type(0), lse)[..., None])
     delta = (grad_out * out).sum(axis=-1, keepdims=True)
     ds = p * (_batched_matmul(grad_out, v, trans_x=True) - delta)  # elementwise: the array module
     scale = dtype.type(scale)

@@ -1,0 +1,85 @@
+"""Launch geometry shared by the two GPU backends.
+
+:mod:`tinymed.backends.cupy_cuda` launches the CUDA C kernels of ``kernels/cuda`` and
+:mod:`tinymed.backends.numba_cuda` their Numba twins, and both follow the same plan: check
+the element type, count the blocks that cover the work, decide whether to split a long
+matrix product, refuse attention heads too large for the fused kernels. Those steps do not
+depend on the kernel language, so they are written here once; each backend passes in its
+own sizes (in Numba's CUDA simulator the tiles and blocks are far smaller than on a GPU).
+"""
+
+from __future__ import annotations
+
+import numpy
+
+# The element types every kernel is written for.
+FLOAT_DTYPES: tuple[numpy.dtype, ...] = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+# The largest head dimension (D and Dv) of the fused attention kernels. attention.cu sizes
+# its shared-memory tiles and each lane's registers for it (its MAX_HEAD_DIM); the Numba
+# kernels keep the same limit, so that both backends accept the same inputs.
+MAX_HEAD_DIM = 128
+
+
+def float_dtype(op: str, array) -> numpy.dtype:
+    """The element type of ``array``, after checking that the kernels exist for it."""
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: the GPU kernels take float32 or float64 arrays, got {array.dtype}")
+    return array.dtype
+
+
+def ceil_div(count: int, per_group: int) -> int:
+    """How many groups of ``per_group`` cover ``count`` items: ``ceil(count / per_group)``.
+
+    As blocks of threads, the last block may be partly empty; its spare threads stop at the
+    kernel's bounds check. (Integer arithmetic: ``math.ceil`` of a float division can round
+    wrong for counts beyond 2**53.)
+    """
+    return -(-count // per_group)
+
+
+def gemm_sizes(a, b, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
+    """``(M, K, N)`` of the product ``op(a) @ op(b)``, after checking that the two K agree."""
+    M, K = a.shape[::-1] if trans_a else a.shape
+    K_b, N = b.shape[::-1] if trans_b else b.shape
+    if K != K_b:
+        raise ValueError(
+            f"gemm: op(a) is {M}x{K} but op(b) is {K_b}x{N} (a {a.shape}, trans_a={trans_a}; "
+            f"b {b.shape}, trans_b={trans_b})"
+        )
+    return M, K, N
+
+
+def gemm_splits(M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_split: int,
+                multiprocessors: int) -> tuple[int, int]:
+    """``(splits, k_chunk)``: into how many chunks of ``k_chunk`` to cut K of a tiled product.
+
+    The output has one block per ``tile x tile`` tile. When that gives the GPU fewer than two
+    blocks per multiprocessor and K is long enough to share, K is cut into chunks, one block
+    each, of at least ``min_steps_per_split`` steps of ``k_step`` (so that a block still does
+    enough work to pay for writing its partial tile). The answer depends only on the shapes
+    and the GPU, so a given product always adds in the same order on a given GPU.
+    """
+    tiles = ceil_div(M, tile) * ceil_div(N, tile)
+    k_steps = ceil_div(K, k_step)
+    wanted = ceil_div(2 * multiprocessors, tiles)
+    splits = max(1, min(wanted, k_steps // min_steps_per_split))
+    k_chunk = max(1, ceil_div(k_steps, splits)) * k_step
+    # Rounding the chunks up to whole K steps can leave fewer chunks than asked for.
+    return max(1, ceil_div(K, k_chunk)), k_chunk
+
+
+def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_block: int,
+                   lanes: int) -> tuple[int, int]:
+    """``(blocks, threads per block)`` of a fused attention kernel.
+
+    Each of the ``rows`` rows (queries, or keys for dk and dv) of each of ``batch`` heads gets
+    a team of ``lanes`` threads (a warp, on a GPU), ``rows_per_block`` teams to a block.
+    Raises when a head dimension exceeds what the fused kernels hold.
+    """
+    if max(D, Dv) > MAX_HEAD_DIM:
+        raise ValueError(
+            f"{op}: head dimensions D={D}, Dv={Dv} exceed the fused kernels' limit of "
+            f"{MAX_HEAD_DIM}; use attention_forward_naive, or the numpy backend"
+        )
+    return ceil_div(rows, rows_per_block) * batch, rows_per_block * lanes

@@ -701,3 +701,10 @@ def test_mismatched_backends_are_named():
 def test_integer_tensor_cannot_ask_for_a_gradient():
     with pytest.raises(TypeError, match=r"requires_grad: only floating-point tensors can require gradients"):
         tm.tensor([1, 2, 3], requires_grad=True)
+
+
+def test_max_pool2d_refuses_a_window_of_only_padding():
+    # With dilation 2 and padding 1, the only window of a 1-pixel-wide input reads columns
+    # -1 and 1: both padding. PyTorch answers -inf with an index outside the window.
+    with pytest.raises(ValueError, match=r"max_pool2d: output width position 0 sees only padding"):
+        F.max_pool2d(tm.randn(1, 1, 1, 1), (1, 2), padding=(0, 1), dilation=(1, 2))

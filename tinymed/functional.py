@@ -311,6 +311,20 @@ class MaxPool2d(Function):
         return self.backend.max_pool2d_backward(grad, self.indices, self.input_size, *self.geometry)
 
 
+def _windows_touch_input(op: str, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> None:
+    """Refuse a geometry in which some window sees only padding: its maximum would be the
+    padding's -inf and its argmax no input pixel at all. (Only dilation can cause it, since
+    padding is at most half the kernel.)"""
+    for axis, name in enumerate(("height", "width")):
+        n, k, s, p, d = size[axis], kernel[axis], stride[axis], padding[axis], dilation[axis]
+        for i in range((n + 2 * p - d * (k - 1) - 1) // s + 1):
+            if not any(0 <= i * s + t * d - p < n for t in range(k)):
+                raise ValueError(
+                    f"{op}: output {name} position {i} sees only padding (input {name} {n}, kernel_size {kernel}, "
+                    f"stride {stride}, padding {padding}, dilation {dilation}); reduce padding or dilation"
+                )
+
+
 def max_pool2d(
     input: Tensor,
     kernel_size: int | tuple[int, int],
@@ -335,6 +349,7 @@ def max_pool2d(
         return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
     _pool_padding(op, kernel, padding)
     _window_fits(op, input.shape[2:], kernel, padding, dilation)
+    _windows_touch_input(op, input.shape[2:], kernel, stride, padding, dilation)
     y, indices = MaxPool2d.apply(input, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
     return (y, indices) if return_indices else y
 

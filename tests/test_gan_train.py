@@ -1,0 +1,241 @@
+"""GAN training, checkpoints and resume, evaluation, repair, and the GAN commands' errors.
+
+Everything runs on tiny networks and a few dozen phantom images written in the MedMNIST layout."""
+import json
+
+import numpy as np
+import pytest
+
+import tinymed
+from tinymed.cli import main
+from tinymed.data import make_phantoms
+from tinymed.metrics import frechet_distance, frechet_distance_from_features
+from tinymed.models import model_spec
+from tinymed.models.dcgan import DCGAN
+from tinymed.models.lenet import LeNet
+from tinymed.repair import RepairError, inpaint, make_mask
+from tinymed.train.checkpoint import load_checkpoint, save_checkpoint
+from tinymed.train.gan import GANConfig, GANTrainer, knn_precision_recall, train_gan
+
+TINY = dict(batch_size=16, latent_dim=8, ngf=4, ndf=4)
+
+
+def _write_npz(path, labels_train, labels_val, seed=0):
+    """A MedMNIST-layout file of phantom X-rays with the given labels."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, labels in (("train", labels_train), ("val", labels_val)):
+        arrays[f"{split}_images"] = make_phantoms(len(labels), rng).images
+        arrays[f"{split}_labels"] = np.asarray(labels, np.uint8)[:, None]
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    return _write_npz(tmp_path_factory.mktemp("data") / "tiny.npz", np.arange(48) % 2, np.arange(24) % 2)
+
+
+@pytest.fixture(scope="module")
+def gan_checkpoint(tmp_path_factory, data_file):
+    out = tmp_path_factory.mktemp("gan")
+    train_gan(GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=1, out=str(out), **TINY),
+              progress=False, log=lambda _: None)
+    return out / "last.npz"
+
+
+def _real_batch(n=16, seed=0):
+    images = make_phantoms(n, np.random.default_rng(seed)).images
+    return images[:, None].astype(np.float64) / 127.5 - 1.0
+
+
+# ---------------------------------------------------------------------- the training step
+
+
+def test_one_step_changes_both_networks_and_lowers_each_ones_loss():
+    tinymed.manual_seed(0)
+    gan = DCGAN(latent_dim=8, ngf=8, ndf=8).double()
+    trainer = GANTrainer(gan)
+    real = tinymed.tensor(_real_batch())
+    z = tinymed.randn(16, 8, dtype=tinymed.float64)
+    before = {name: p.numpy().copy() for name, p in gan.named_parameters()}
+    fake = gan.generator(z).detach()
+    loss_d_before = trainer.discriminator_loss(real, fake)[0].item()
+
+    result = trainer.step(real, z)
+
+    assert result["loss_d"] == pytest.approx(loss_d_before, rel=1e-9)
+    for name, p in gan.named_parameters():
+        assert not np.array_equal(p.numpy(), before[name]), f"{name} did not change"
+    # D's step lowered D's loss on that batch; G's step lowered G's loss against the new D.
+    assert trainer.discriminator_loss(real, fake)[0].item() < loss_d_before
+    assert trainer.generator_loss(gan.generator(z)).item() < trainer.generator_loss(fake).item()
+
+
+def test_label_smoothing_is_one_sided():
+    gan = DCGAN(latent_dim=8, ngf=4, ndf=4).double()
+    trainer = GANTrainer(gan, label_smoothing=0.1)
+    real = tinymed.tensor(_real_batch(4))
+    # With D(x) = D(fake) = logit 0 the loss is BCE(0.5, 0.9) + BCE(0.5, 0) = 2 log 2 whatever the
+    # targets; check the targets themselves through the logit gradient: sigmoid(0) - target.
+    loss, real_logits, fake_logits = trainer.discriminator_loss(real, real)
+    real_logits.retain_grad()
+    fake_logits.retain_grad()
+    loss.backward()
+    p_real, p_fake = (1 / (1 + np.exp(-t.numpy())) for t in (real_logits, fake_logits))
+    np.testing.assert_allclose(real_logits.grad, (p_real - 0.9) / 4, rtol=1e-9)
+    np.testing.assert_allclose(fake_logits.grad, (p_fake - 0.0) / 4, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------- a run, and resuming it
+
+
+def test_resume_equals_uninterrupted(tmp_path, data_file):
+    config = dict(dataset="pneumoniamnist", data_file=data_file, seed=3, **TINY)
+    quiet = dict(progress=False, log=lambda _: None)
+    train_gan(GANConfig(epochs=2, out=str(tmp_path / "straight"), **config), **quiet)
+    train_gan(GANConfig(epochs=1, out=str(tmp_path / "split"), **config), **quiet)
+    train_gan(GANConfig(epochs=2, out=str(tmp_path / "split"), **config), resume=True, **quiet)
+
+    straight, split = (load_checkpoint(tmp_path / run / "last.npz", kind="gan") for run in ("straight", "split"))
+    assert set(straight.state) >= {"generator", "discriminator", "optimizer_g", "optimizer_d", "rng", "fixed_z"}
+    for net in ("generator", "discriminator"):
+        for key, value in straight.state[net].items():
+            np.testing.assert_array_equal(split.state[net][key], value, err_msg=f"{net}.{key}")
+    for opt in ("optimizer_g", "optimizer_d"):
+        for index, state in straight.state[opt]["state"].items():
+            for key, value in state.items():
+                np.testing.assert_array_equal(split.state[opt]["state"][index][key], value)
+    drop_time = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert drop_time(split.metadata["history"]) == drop_time(straight.metadata["history"])
+    for name in ("samples_epoch_001.png", "samples_epoch_002.png", "losses.png", "metrics.json"):
+        assert (tmp_path / "split" / name).is_file()
+    assert json.loads((tmp_path / "split" / "metrics.json").read_text())["epochs"] == 2
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def test_frechet_distance_of_two_gaussians_has_its_closed_form():
+    # Covariances sharing eigenvectors: d^2 = |mu1 - mu2|^2 + sum (a_i - b_i)^2 for standard
+    # deviations a_i, b_i along the shared axes.
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    a, b = np.array([1.0, 2.0, 0.5, 3.0]), np.array([2.0, 1.0, 0.5, 1.0])
+    mu1, mu2 = rng.standard_normal(4), rng.standard_normal(4)
+    sigma1, sigma2 = (rotation @ np.diag(s ** 2) @ rotation.T for s in (a, b))
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((a - b) ** 2)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+    # Fitted to samples, the estimate converges to it.
+    x = mu1 + (rng.standard_normal((200_000, 4)) * a) @ rotation.T
+    y = mu2 + (rng.standard_normal((200_000, 4)) * b) @ rotation.T
+    assert frechet_distance_from_features(x, y) == pytest.approx(expected, rel=0.02)
+
+
+def test_knn_precision_recall_sees_mode_dropping():
+    rng = np.random.default_rng(0)
+    mode_a, mode_b = rng.standard_normal((300, 5)), rng.standard_normal((300, 5)) + 20.0
+    real = np.concatenate([mode_a, mode_b])
+    assert knn_precision_recall(real, real) == (1.0, 1.0)
+    assert knn_precision_recall(real, rng.standard_normal((300, 5)) - 20.0) == (0.0, 0.0)
+    # Generated images from one of the two modes only: realistic (precision ~1), half the data (recall ~1/2).
+    precision, recall = knn_precision_recall(real, rng.standard_normal((600, 5)))
+    assert precision > 0.9
+    assert 0.4 < recall < 0.55
+
+
+def _classifier_checkpoint(path):
+    tinymed.manual_seed(0)
+    model = LeNet()
+    save_checkpoint(path, {"model": model.state_dict()},
+                    {"kind": "classifier", "model": model_spec(model), "normalization": {"mean": [0.5], "std": [0.5]},
+                     "dataset": {"name": "pneumoniamnist"}, "epoch": 0})
+    return str(path)
+
+
+def test_evaluate_gan_writes_its_json(tmp_path, gan_checkpoint, data_file, capsys):
+    classifier = _classifier_checkpoint(tmp_path / "cnn.npz")
+    assert main(["evaluate-gan", str(gan_checkpoint), "--classifier", classifier, "--data", data_file,
+                 "--json", str(tmp_path / "gan.json")]) == 0
+    report = json.loads((tmp_path / "gan.json").read_text())
+    assert {"fd", "fd_floor", "fd_untrained", "precision", "recall"} <= set(report)
+    assert all(np.isfinite(report[k]) and report[k] >= 0 for k in ("fd", "fd_floor", "fd_untrained"))
+    assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
+    assert (report["n_generated"], report["n_train"], report["n_val"]) == (48, 48, 24)
+    assert "Frechet distance to val, untrained G" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- sampling and repair
+
+
+def test_sample_writes_medmnist_layout(tmp_path, gan_checkpoint, data_file):
+    assert main(["sample", str(gan_checkpoint), "--n", "5", "--seed", "1", "--out", str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["images"].dtype == np.uint8 and f["images"].shape == (5, 28, 28)
+        assert "labels" not in f.files
+    conditional = tmp_path / "cgan"
+    train_gan(GANConfig(dataset="pneumoniamnist", data_file=data_file, conditional=True, epochs=1,
+                        out=str(conditional), **TINY), progress=False, log=lambda _: None)
+    assert main(["sample", str(conditional / "last.npz"), "--n", "6", "--label", "1",
+                 "--out", str(tmp_path / "c.npz")]) == 0
+    with np.load(tmp_path / "c.npz") as f:
+        assert f["images"].shape == (6, 28, 28)
+        np.testing.assert_array_equal(f["labels"], np.ones((6, 1), np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["box", "random"])
+def test_repair_never_changes_the_known_pixels(kind):
+    tinymed.manual_seed(0)
+    gan = DCGAN(latent_dim=8, ngf=8, ndf=8)
+    image = make_phantoms(1, np.random.default_rng(1)).images[:, None][0].astype(np.float32) / 255.0
+    known = make_mask(kind, (28, 28), np.random.default_rng(0))
+    assert known.any() and not known.all()
+    tinymed.manual_seed(5)
+    start = inpaint(gan, image, known, steps=0, restarts=4)
+    tinymed.manual_seed(5)
+    result = inpaint(gan, image, known, steps=25, restarts=4, lr=0.1)
+    np.testing.assert_array_equal(result.repaired[:, known], image[:, known])
+    np.testing.assert_allclose(result.repaired[:, ~known], result.generated[:, ~known])
+    # The optimisation fits the known pixels better than where it started.
+    assert result.context_loss < start.context_loss
+
+
+def test_make_mask_shapes_and_refusals():
+    known = make_mask("box", (28, 28), np.random.default_rng(0), box_size=10)
+    assert (~known).sum() == 100
+    rows, cols = np.nonzero(~known)
+    assert rows.max() - rows.min() == 9 and cols.max() - cols.min() == 9
+    with pytest.raises(RepairError, match="covers the whole"):
+        make_mask("box", (28, 28), np.random.default_rng(0), box_size=28)
+    with pytest.raises(RepairError, match="between 0 and 1"):
+        make_mask("random", (28, 28), np.random.default_rng(0), missing=1.0)
+
+
+# ---------------------------------------------------------------------- bad input, one line each
+
+
+def _one_line_error(capsys, argv, *fragments):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tinymed: error:") and "\n" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_a_classifier_checkpoint_given_as_a_gan_is_refused(tmp_path, capsys):
+    classifier = _classifier_checkpoint(tmp_path / "cnn.npz")
+    _one_line_error(capsys, ["sample", classifier, "--n", "2", "--out", str(tmp_path / "s.npz")],
+                    "is a classifier checkpoint, not a gan checkpoint")
+
+
+def test_an_empty_class_selection_is_refused(tmp_path, capsys):
+    only_normal = _write_npz(tmp_path / "normal.npz", np.zeros(8), np.zeros(4))
+    _one_line_error(capsys, ["train", "gan", "--dataset", "pneumoniamnist", "--data", only_normal, "--label", "1",
+                             "--out", str(tmp_path / "run")], "no images of class 1")
+    _one_line_error(capsys, ["train", "gan", "--dataset", "pneumoniamnist", "--data", only_normal, "--label", "7",
+                             "--out", str(tmp_path / "run")], "not a class of pneumoniamnist")
+
+
+def test_a_mask_covering_everything_is_refused(tmp_path, gan_checkpoint, data_file, capsys):
+    _one_line_error(capsys, ["repair", str(gan_checkpoint), "--image", "0", "--box-size", "28",
+                             "--out", str(tmp_path / "r.png")], "covers the whole 28x28 image")

@@ -1,0 +1,4 @@
+"""``python -m tinymed ...`` runs the ``tinymed`` command."""
+from tinymed.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,328 @@
+"""Training and evaluating a CNN classifier (``tinymed train cnn``, ``tinymed evaluate``).
+
+The recipe, chosen to beat MedMNIST's reference (Adam 1e-3, batch 128, 100 epochs, no
+augmentation, normalised with mean 0.5 / std 0.5, best epoch by val AUC):
+
+* **augmentation** that mirrors how real radiographs vary: rotation up to 10 degrees, shifts
+  up to 2 pixels, brightness and contrast up to 10 % (:func:`~tinymed.data.chest_xray_augmentation`);
+  no horizontal flip, which would move the heart to the wrong side;
+* **normalisation** by the training images' own mean and standard deviation, stored in the
+  checkpoint so evaluation normalises exactly as training did;
+* **AdamW** (Adam with decoupled weight decay, Loshchilov and Hutter 2019) under a
+  **one-cycle** schedule (Smith 2018): the learning rate warms up for 30 % of the steps to
+  ``lr``, then anneals to nearly zero, which trains in few epochs;
+* the **best epoch by validation AUC** (MedMNIST's selection rule) is kept as ``best.npz``.
+
+A run writes to its output directory: ``best.npz`` and ``last.npz`` (checkpoints, see
+:mod:`tinymed.train.checkpoint`), ``history.csv`` (one row per epoch), ``metrics.json``,
+and the plots ``curves.png`` (loss and AUC per epoch), ``roc.png`` and
+``confusion_matrix.png`` (the best model on the validation split).
+
+Reproducibility: the run is a function of its seed. The weights are initialised and dropout
+drawn from tinymed's generator (seeded at the start, its state saved in every checkpoint),
+and the DataLoader derives each epoch's order and augmentation from ``(seed, epoch)``. So
+``resume`` (model, optimizer, schedule and generator restored from ``last.npz``, the loader
+set to the next epoch) ends with exactly the weights of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+import tinymed
+import tinymed.functional as F
+from tinymed import backends, metrics, nn, optim, plots
+from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xray_augmentation, load_dataset
+from tinymed.models import build_model, model_spec
+from tinymed.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+
+__all__ = ["TrainConfig", "TrainingError", "DEFAULT_EPOCHS", "train_classifier", "predict",
+           "classification_metrics", "load_classifier", "input_normalization", "evaluation_loader"]
+
+# Epochs by data set, where the default differs. PneumoniaMNIST (4708 training images)
+# reaches its best validation AUC within 15 epochs. The phantoms' faint opacities take the
+# network a few epochs to find at all (the loss sits near log 2 first), so their 2000 images
+# get 10 passes: with 8, some seeds had not found them yet.
+DEFAULT_EPOCHS = {"phantoms": 10}
+FALLBACK_EPOCHS = 15
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the loss diverged, or a resume does not match its run)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (``tinymed train cnn``'s options).
+
+    epochs None means ``DEFAULT_EPOCHS.get(dataset, FALLBACK_EPOCHS)``; out None means
+    ``runs/cnn-<dataset>``. model_config is passed to the model's constructor on top of the
+    data set's ``in_channels`` and ``num_classes`` (e.g. ``{"channels": [8, 16, 32]}``).
+    """
+
+    dataset: str = "phantoms"
+    data_dir: str | None = None
+    data_file: str | None = None
+    model: str = "medcnn"
+    model_config: dict[str, Any] | None = None
+    backend: str = "numpy"
+    epochs: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-2
+    weight_decay: float = 1e-2
+    augment: bool = True
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is None:
+            self.epochs = DEFAULT_EPOCHS.get(self.dataset, FALLBACK_EPOCHS)
+        if self.out is None:
+            self.out = os.path.join("runs", f"cnn-{self.dataset}")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"train: {name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"train: lr must be positive, got {self.lr}")
+
+
+# Options a resumed run may change without changing its result (where it runs and writes).
+_RESUMABLE_CHANGES = ("backend", "out")
+
+
+def input_normalization(normalization: dict[str, list[float]]) -> Normalize:
+    """The transform that turns images in [0, 1] into the network's input, from the
+    ``normalization`` entry a checkpoint stores."""
+    return Normalize(normalization["mean"], normalization["std"])
+
+
+def evaluation_loader(dataset: ImageDataset, normalization: dict[str, list[float]]) -> DataLoader:
+    """Every image of ``dataset`` in order, normalised, without augmentation."""
+    return DataLoader(dataset, batch_size=512, transform=input_normalization(normalization))
+
+
+def _normalization(train: ImageDataset) -> dict[str, list[float]]:
+    """Per-channel mean and standard deviation of the training images, in [0, 1] units."""
+    pixels = train.images.astype(np.float64) / 255.0
+    return {"mean": pixels.mean(axis=(0, 2, 3)).tolist(), "std": pixels.std(axis=(0, 2, 3)).tolist()}
+
+
+def _loss(logits: tinymed.Tensor, labels: np.ndarray, multilabel: bool) -> tinymed.Tensor:
+    """Cross-entropy of the class logits; binary cross-entropy per label for multi-label tasks."""
+    target = tinymed.tensor(labels.astype(np.float32) if multilabel else labels).to(logits.backend)
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target)
+
+
+@dataclass
+class Predictions:
+    """A model's outputs on a data set: labels as stored, scores the class probabilities
+    ``(N, K)`` (softmax; sigmoid per label for multi-label), and the mean loss."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+    loss: float
+
+
+def predict(model: nn.Module, loader: DataLoader, backend: str = "numpy", multilabel: bool = False) -> Predictions:
+    """Run the model in eval mode over every batch of ``loader`` (no gradients)."""
+    model.eval()
+    scores, labels, total = [], [], 0.0
+    with tinymed.no_grad():
+        for x, y in loader:
+            logits = model(tinymed.from_numpy(x).to(backend))
+            total += _loss(logits, y, multilabel).item() * len(y)
+            probabilities = F.sigmoid(logits) if multilabel else F.softmax(logits, dim=1)
+            scores.append(probabilities.numpy())
+            labels.append(y)
+    labels_all = np.concatenate(labels)
+    return Predictions(labels_all, np.concatenate(scores).astype(np.float64), total / len(labels_all))
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray, multilabel: bool = False) -> dict[str, Any]:
+    """MedMNIST's ACC and AUC, plus for a binary task sensitivity, specificity and the
+    confusion matrix ``[[TN, FP], [FN, TP]]`` (for multi-class, the K x K matrix)."""
+    result: dict[str, Any] = {"acc": metrics.accuracy(labels, scores), "auc": metrics.roc_auc_score(labels, scores),
+                              "n": int(len(labels))}
+    if multilabel:
+        return result
+    predicted = metrics.predictions(scores)
+    if scores.shape[1] == 2:
+        result["sensitivity"] = metrics.sensitivity(labels, predicted)
+        result["specificity"] = metrics.specificity(labels, predicted)
+    result["confusion_matrix"] = metrics.confusion_matrix(labels, predicted, num_classes=scores.shape[1]).tolist()
+    return result
+
+
+def load_classifier(path: str | os.PathLike, backend: str = "numpy") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the classifier a checkpoint holds from its metadata alone, with its weights,
+    in eval mode on ``backend``. Returns ``(model, metadata)``."""
+    return load_model(path, kind="classifier", backend=backend)
+
+
+class _Run:
+    """One training run: the objects it is made of, and what it has recorded so far."""
+
+    def __init__(self, config: TrainConfig, log: Callable[[str], None]) -> None:
+        self.config, self.log = config, log
+        self.out = Path(config.out)
+        backends.get(config.backend)  # a backend that cannot run here fails now, not mid-epoch
+        source = dict(data_dir=config.data_dir, data_file=config.data_file)
+        self.train_set = load_dataset(config.dataset, "train", **source)
+        self.val_set = load_dataset(config.dataset, "val", **source)
+        info = self.train_set.info
+        self.multilabel = info.multilabel
+        self.normalization = _normalization(self.train_set)
+        normalize = input_normalization(self.normalization)
+        augment = Compose([chest_xray_augmentation(), normalize]) if config.augment else normalize
+        self.train_loader = DataLoader(self.train_set, config.batch_size, shuffle=True, seed=config.seed,
+                                       drop_last=len(self.train_set) > config.batch_size, transform=augment)
+        self.val_loader = evaluation_loader(self.val_set, self.normalization)
+
+        tinymed.manual_seed(config.seed)
+        model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
+        self.model = build_model(config.model, model_config).to(config.backend)
+        self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = optim.OneCycleLR(self.optimizer, max_lr=config.lr,
+                                          total_steps=config.epochs * len(self.train_loader))
+        # Absolute paths, so `tinymed evaluate` finds the data from any directory.
+        self.dataset_meta = {"name": info.name, "task": info.task, "labels": list(info.labels),
+                             **{key: os.path.abspath(value) if value else None for key, value in source.items()}}
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
+        self.epoch = 0
+
+    # ---------------------------------------------------------------- checkpoints
+    def _metadata(self, val_metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "classifier", "model": model_spec(self.model), "dataset": self.dataset_meta,
+                "normalization": self.normalization, "epoch": self.epoch, "metrics": val_metrics,
+                "best": self.best, "history": self.history, "train_config": asdict(self.config)}
+
+    def save(self, val_metrics: dict[str, Any], improved: bool) -> None:
+        metadata = self._metadata(val_metrics)
+        if improved:
+            save_checkpoint(self.out / "best.npz", {"model": self.model.state_dict()}, metadata)
+        save_checkpoint(self.out / "last.npz", {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": tinymed.get_rng_state()}, metadata)
+
+    def resume(self) -> None:
+        """Continue from ``out/last.npz``: every piece of state as it was after its epoch."""
+        path = self.out / "last.npz"
+        checkpoint = load_checkpoint(path, kind="classifier", model=self.config.model)
+        saved = checkpoint.metadata["train_config"]
+        current = asdict(self.config)
+        changed = [f"{name} {saved.get(name)!r} -> {current[name]!r}" for name in current
+                   if name not in _RESUMABLE_CHANGES and saved.get(name) != current[name]]
+        if changed:
+            raise TrainingError(f"--resume continues {path} with the options it was started with; these differ: "
+                                f"{'; '.join(changed)}")
+        self.model.load_state_dict(checkpoint.state["model"])
+        self.optimizer.load_state_dict(checkpoint.state["optimizer"])
+        self.scheduler.load_state_dict(checkpoint.state["scheduler"])
+        tinymed.set_rng_state(checkpoint.state["rng"])
+        self.history, self.best = checkpoint.metadata["history"], checkpoint.metadata["best"]
+        self.epoch = checkpoint.metadata["epoch"]
+        # The loader numbers epochs from 0: the next one to run is epoch `self.epoch + 1`.
+        self.train_loader.set_epoch(self.epoch)
+
+    # ---------------------------------------------------------------- training
+    def train_epoch(self, progress: bool) -> float:
+        """One pass over the training set; returns the mean training loss."""
+        self.model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch}/{self.config.epochs}", leave=False,
+                   disable=not progress, unit="batch", dynamic_ncols=True)
+        for step, (x, y) in enumerate(bar, start=1):
+            logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
+            loss = _loss(logits, y, self.multilabel)
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                kept = self.out / "last.npz"
+                keep = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
+                raise TrainingError(f"the loss became {value} at epoch {self.epoch}, step {step}; training stopped "
+                                    f"({keep}); try a smaller --lr")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total, seen = total + value * len(y), seen + len(y)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        return total / seen
+
+    def run(self, progress: bool) -> dict[str, Any]:
+        config = self.config
+        self.log(f"training {config.model} on {config.dataset}: {len(self.train_set)} train / {len(self.val_set)} val "
+                 f"images, {config.epochs} epochs, batch {config.batch_size}, backend {config.backend}, out {self.out}")
+        elapsed = self.history[-1]["seconds"] if self.history else 0.0
+        while self.epoch < config.epochs:
+            self.epoch += 1
+            start = time.perf_counter()
+            train_loss = self.train_epoch(progress)
+            val = predict(self.model, self.val_loader, config.backend, self.multilabel)
+            val_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
+            elapsed += time.perf_counter() - start
+            improved = val_metrics["auc"] > self.best["val_auc"]
+            if improved:
+                self.best = {"epoch": self.epoch, "val_auc": val_metrics["auc"]}
+            self.history.append({"epoch": self.epoch, "train_loss": train_loss, "val_loss": val.loss,
+                                 "val_acc": val_metrics["acc"], "val_auc": val_metrics["auc"],
+                                 "lr": self.scheduler.get_last_lr()[0], "seconds": elapsed})
+            self.save(val_metrics, improved)
+            self.log(f"epoch {self.epoch:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val.loss:.4f}  "
+                     f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
+                     f"[{elapsed:.0f} s]{'  *best' if improved else ''}")
+        return self.report()
+
+    # ---------------------------------------------------------------- results
+    def report(self) -> dict[str, Any]:
+        """Write history.csv, metrics.json and the plots, for the best model on val."""
+        with open(self.out / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)
+        best_model, _ = load_classifier(self.out / "best.npz", self.config.backend)
+        val = predict(best_model, self.val_loader, self.config.backend, self.multilabel)
+        best_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
+        summary = {"dataset": self.config.dataset, "model": model_spec(self.model), "best_epoch": self.best["epoch"],
+                   "val": best_metrics, "epochs": self.epoch, "seconds": self.history[-1]["seconds"],
+                   "tinymed_version": tinymed.__version__, "train_config": asdict(self.config)}
+        (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        title = f"{self.config.model} on {self.config.dataset}"
+        plots.plot_history(self.history, self.out / "curves.png", best_epoch=self.best["epoch"], title=title)
+        if not self.multilabel:
+            names = self.dataset_meta["labels"]
+            plots.plot_confusion_matrix(np.array(best_metrics["confusion_matrix"]), names,
+                                        self.out / "confusion_matrix.png",
+                                        title=f"{title}, val, epoch {self.best['epoch']}")
+            if len(names) == 2:
+                plots.plot_roc(val.labels, val.scores[:, 1], self.out / "roc.png",
+                               title=f"ROC, {title}, val, epoch {self.best['epoch']}")
+        self.log(f"best epoch {self.best['epoch']}: val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
+                 f"wrote {self.out}/best.npz, last.npz, history.csv, metrics.json and plots")
+        return summary
+
+
+def train_classifier(config: TrainConfig, resume: bool = False, progress: bool = True,
+                     log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
+    """Train (or with ``resume``, continue) the run ``config`` describes; returns the
+    summary written to ``metrics.json``. Raises TrainingError if the loss stops being
+    finite (``last.npz`` is then the last epoch that finished well)."""
+    run = _Run(config, log)
+    if resume:
+        run.resume()
+    elif (run.out / "last.npz").exists():
+        log(f"note: starting over in {run.out}, replacing its checkpoints (--resume continues them)")
+    run.out.mkdir(parents=True, exist_ok=True)
+    return run.run(progress)

@@ -307,22 +307,28 @@ def _scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float,
     return s
 
 
-def _row_log_sum_exp(s: np.ndarray) -> np.ndarray:
-    """``lse = log(sum_j exp(s[..., j]))`` (B, Lq), stable, and ``-inf`` for a row of -inf.
+def _softmax_and_log_sum_exp(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``P = softmax(s)`` along the last axis (B, Lq, Lk) and ``lse = log(sum_j exp(s_j))``
+    (B, Lq), stable, with ``P = 0`` and ``lse = -inf`` for a row whose keys are all removed.
 
-    Stable: with ``m`` the row maximum, ``lse = m + log(sum_j exp(s_j - m))``, so no exp
-    overflows. A fully removed row has ``m = -inf``; it is shifted by 0 instead, its
-    exponentials are all 0 and its ``lse`` is ``-inf`` without a warning.
+    Stable: with ``m`` the row maximum, ``exp(s_j - m) <= 1`` never overflows, and
+    ``softmax(s) = exp(s - m) / sum_j exp(s_j - m)``, ``lse = m + log(sum_j exp(s_j - m))``.
+    A fully removed row has ``m = -inf``; it is shifted by 0 instead, so its exponentials
+    are all 0 and no ``-inf - -inf = nan`` appears.
     """
-    m = s.max(axis=-1)
-    m = np.where(np.isneginf(m), 0, m)
-    total = np.exp(s - m[..., None]).sum(axis=-1)
+    m = s.max(axis=-1, keepdims=True)
+    m[np.isneginf(m)] = 0
+    p = np.exp(s - m)
+    total = p.sum(axis=-1, keepdims=True)
     with np.errstate(divide="ignore"):  # log(0) = -inf is the intended answer
-        return m + np.log(total)
+        lse = (m + np.log(total))[..., 0]
+    p /= np.where(total == 0, 1, total)
+    return p, lse
 
 
 def _probabilities(s: np.ndarray, lse: np.ndarray) -> np.ndarray:
-    """``P = exp(s - lse) = softmax(s)``; a fully removed row (``lse = -inf``) gives 0."""
+    """``P = exp(s - lse) = softmax(s)`` from the saved ``lse``, with no row maximum or sum
+    to recompute; a fully removed row (``lse = -inf``) gives 0."""
     finite_lse = np.where(np.isneginf(lse), 0, lse)
     return np.exp(s - finite_lse[..., None])
 
@@ -338,9 +344,8 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
     q (B, Lq, D), k (B, Lk, D), v (B, Lk, Dv); mask None or additive (B, Lq, Lk). A row
     with every key removed gives ``out = 0`` and ``lse = -inf`` ("safe softmax").
     """
-    s = _scores(q, k, mask, scale, is_causal)
-    lse = _row_log_sum_exp(s)
-    return _probabilities(s, lse) @ v, lse
+    p, lse = _softmax_and_log_sum_exp(_scores(q, k, mask, scale, is_causal))
+    return p @ v, lse
 
 
 def attention_backward(grad_out: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray,

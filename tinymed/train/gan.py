@@ -54,7 +54,7 @@ from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
 from tinymed.repair import MASKS, inpaint, make_mask
 from tinymed.tensor import Tensor
-from tinymed.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from tinymed.train.classifier import TrainingError, evaluation_loader, load_classifier
 
 __all__ = ["GANConfig", "GANTrainer", "DEFAULT_EPOCHS", "train_gan", "load_gan", "select_label", "generate",
@@ -233,15 +233,7 @@ def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, di
     """Rebuild the DCGAN a checkpoint holds from its metadata, with both networks' weights,
     in eval mode on ``backend``. Returns ``(gan, metadata)``; a classifier checkpoint is
     refused with a :class:`CheckpointError`."""
-    checkpoint = load_checkpoint(path, kind="gan", model="dcgan")
-    spec = checkpoint.metadata["model"]
-    gan = build_model(spec["name"], spec["config"])
-    try:
-        gan.generator.load_state_dict(checkpoint.state["generator"])
-        gan.discriminator.load_state_dict(checkpoint.state["discriminator"])
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: its weights do not fit a dcgan with config {spec['config']} ({e})") from e
-    return gan.to(backend).eval(), checkpoint.metadata
+    return load_model(path, "gan", "dcgan", weights={"generator": "generator", "discriminator": "discriminator"}, backend=backend)
 
 
 # ---------------------------------------------------------------------- a training run

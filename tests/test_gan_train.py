@@ -15,7 +15,8 @@ from tinymed.models.dcgan import DCGAN
 from tinymed.models.lenet import LeNet
 from tinymed.repair import RepairError, inpaint, make_mask
 from tinymed.train.checkpoint import load_checkpoint, save_checkpoint
-from tinymed.train.gan import GANConfig, GANTrainer, knn_precision_recall, train_gan
+from tinymed.metrics import knn_precision_recall
+from tinymed.train.gan import GANConfig, GANTrainer, train_gan
 
 TINY = dict(batch_size=16, latent_dim=8, ngf=4, ndf=4)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "knn_precision_recall",
     "roc_curve",
     "roc_auc_score",
     "predictions",
@@ -297,3 +298,34 @@ def frechet_distance_from_features(features1, features2) -> float:
                          f"feature sizes D: {np.shape(features1)} and {np.shape(features2)}")
     (mu1, sigma1), (mu2, sigma2) = stats
     return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``(len(a), len(b))``, from ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product)."""
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al., 2019) of generated features.
+
+    Each sample's neighbourhood is the ball reaching its k-th nearest neighbour within its own
+    set; the union of the balls estimates that set's manifold. ``precision`` is the fraction
+    of generated samples inside the real manifold (are the samples realistic?), ``recall``
+    the fraction of real samples inside the generated manifold (is all of the data covered?).
+    real ``(N, D)``, fake ``(M, D)``; k the paper's 3 by default.
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"knn_precision_recall: real and fake must be (N, D) and (M, D), got {real.shape}, {fake.shape}")
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"knn_precision_recall: each set needs more than k={k} samples, got {len(real)} and {len(fake)}")
+
+    def radii(features: np.ndarray) -> np.ndarray:
+        # Column 0 after sorting is the sample's distance to itself.
+        return np.partition(_pairwise_distances(features, features), k, axis=1)[:, k]
+
+    between = _pairwise_distances(real, fake)
+    precision = (between <= radii(real)[:, None]).any(axis=0).mean()
+    recall = (between <= radii(fake)[None, :]).any(axis=1).mean()
+    return float(precision), float(recall)

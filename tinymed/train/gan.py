@@ -29,7 +29,7 @@ Evaluation: the Frechet distance (the FID formula, :func:`tinymed.metrics.freche
 between Gaussians fitted to features of real and generated images, where the features are the
 penultimate layer of a trained tinymed classifier (``forward_features``) rather than
 Inception's, plus k-nearest-neighbour precision and recall on the same features
-(:func:`knn_precision_recall`).
+(:func:`tinymed.metrics.knn_precision_recall`).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import tinymed
 import tinymed.functional as F
 from tinymed import backends, nn, optim, plots
 from tinymed.data import DataLoader, DatasetError, ImageDataset, Normalize, load_dataset
-from tinymed.metrics import frechet_distance_from_features
+from tinymed.metrics import frechet_distance_from_features, knn_precision_recall
 from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
 from tinymed.repair import MASKS, inpaint, make_mask
@@ -58,7 +58,7 @@ from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_mode
 from tinymed.train.classifier import TrainingError, evaluation_loader, load_classifier
 
 __all__ = ["GANConfig", "GANTrainer", "DEFAULT_EPOCHS", "train_gan", "load_gan", "select_label", "generate",
-           "to_uint8", "classifier_features", "knn_precision_recall", "evaluate_gan",
+           "to_uint8", "classifier_features", "evaluate_gan",
            "add_train_arguments", "run_train", "add_sample_arguments", "run_sample",
            "add_evaluate_arguments", "run_evaluate", "add_repair_arguments", "run_repair"]
 
@@ -388,37 +388,6 @@ def classifier_features(model: nn.Module, dataset: ImageDataset, normalization: 
         for x, _ in evaluation_loader(dataset, normalization):
             features.append(model.forward_features(tinymed.from_numpy(x).to(backend)).numpy())
     return np.concatenate(features).astype(np.float64)
-
-
-def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances ``(len(a), len(b))``, from ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product)."""
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.maximum(squared, 0.0))
-
-
-def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al., 2019) of generated features.
-
-    Each sample's neighbourhood is the ball reaching its k-th nearest neighbour within its own
-    set; the union of the balls estimates that set's manifold. ``precision`` is the fraction
-    of generated samples inside the real manifold (are the samples realistic?), ``recall``
-    the fraction of real samples inside the generated manifold (is all of the data covered?).
-    real ``(N, D)``, fake ``(M, D)``; k the paper's 3 by default.
-    """
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"knn_precision_recall: real and fake must be (N, D) and (M, D), got {real.shape}, {fake.shape}")
-    if min(len(real), len(fake)) <= k:
-        raise ValueError(f"knn_precision_recall: each set needs more than k={k} samples, got {len(real)} and {len(fake)}")
-
-    def radii(features: np.ndarray) -> np.ndarray:
-        # Column 0 after sorting is the sample's distance to itself.
-        return np.partition(_pairwise_distances(features, features), k, axis=1)[:, k]
-
-    between = _pairwise_distances(real, fake)
-    precision = (between <= radii(real)[:, None]).any(axis=0).mean()
-    recall = (between <= radii(fake)[None, :]).any(axis=1).mean()
-    return float(precision), float(recall)
 
 
 def _generated_set(gan: DCGAN, n: int, labels: np.ndarray | None, info: Any, backend: str) -> ImageDataset:

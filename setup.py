@@ -3,7 +3,7 @@ Numba kernels), so the GPU backends find their kernels wherever the package is i
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "tinymed" / "__init__.py").read_text()).group(1)
@@ -15,16 +15,9 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=[
-        "tinymed",
-        "tinymed.backends",
-        "tinymed.nn",
-        "tinymed.data",
-        "tinymed.models",
-        "tinymed.train",
-        "tinymed.kernels",
-        "tinymed.kernels.numba",
-    ],
+    # Every package under tinymed/ (found, so a new one cannot be left out of a
+    # non-editable install), plus kernels/ installed as tinymed.kernels.
+    packages=find_packages(include=["tinymed", "tinymed.*"]) + ["tinymed.kernels", "tinymed.kernels.numba"],
     package_dir={"tinymed.kernels": "kernels", "tinymed.kernels.numba": "kernels/numba"},
     package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"]},
     install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],

@@ -1,5 +1,6 @@
 """Install tinymed. `kernels/` ships as the subpackage `tinymed.kernels` (CUDA C sources and
 Numba kernels), so the GPU backends find their kernels wherever the package is installed."""
+
 import re
 from pathlib import Path
 
@@ -22,7 +23,7 @@ setup(
     package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"]},
     install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "numba>=0.59", "cuda-bindings>=12", "nvidia-cuda-nvrtc"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.6", "numba>=0.59", "cuda-bindings>=12", "nvidia-cuda-nvrtc"],
         "cuda": ["cupy-cuda13x", "numba-cuda"],
     },
     entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},

@@ -73,8 +73,9 @@ def _leaves(*arrays: np.ndarray) -> list[torch.Tensor]:
     return [torch.from_numpy(a).requires_grad_() for a in arrays]
 
 
-def _torch_step(forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor],
-                grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _torch_step(
+    forward: Callable[..., torch.Tensor], inputs: list[torch.Tensor], grad: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """torch's forward + backward: the output and the gradient of every input."""
     out = forward(*inputs)
     return (out, *torch.autograd.grad(out, inputs, grad))
@@ -88,9 +89,11 @@ def conv2d_case(rng, n, c, h, o, k, stride, padding) -> Case:
     inputs, gy_t = _leaves(x, w), torch.from_numpy(gy)
 
     def tinymed():
-        return (ref.conv2d_forward(x, w, None, s, p, d),
-                ref.conv2d_grad_input(gy, w, (h, h), s, p, d),
-                ref.conv2d_grad_weight(x, gy, (k, k), s, p, d))
+        return (
+            ref.conv2d_forward(x, w, None, s, p, d),
+            ref.conv2d_grad_input(gy, w, (h, h), s, p, d),
+            ref.conv2d_grad_weight(x, gy, (k, k), s, p, d),
+        )
 
     def torch_side():
         return _torch_step(lambda a, b: F.conv2d(a, b, None, stride, padding), inputs, gy_t)
@@ -109,16 +112,17 @@ def conv_transpose2d_case(rng, n, c, h, o, k, stride, padding) -> Case:
     inputs, gy_t = _leaves(x, w), torch.from_numpy(gy)
 
     def tinymed():
-        return (ref.conv2d_grad_input(x, w, (oh, oh), s, p, d),
-                ref.conv2d_forward(gy, w, None, s, p, d),
-                ref.conv2d_grad_weight(gy, x, (k, k), s, p, d))
+        return (
+            ref.conv2d_grad_input(x, w, (oh, oh), s, p, d),
+            ref.conv2d_forward(gy, w, None, s, p, d),
+            ref.conv2d_grad_weight(gy, x, (k, k), s, p, d),
+        )
 
     def torch_side():
         return _torch_step(lambda a, b: F.conv_transpose2d(a, b, None, stride, padding), inputs, gy_t)
 
     _check("conv_transpose2d", tinymed(), torch_side())
-    return Case("conv_transpose2d", f"{n}x{c}x{h}x{h} -> {o}@{k}x{k} s{stride} p{padding}",
-                tinymed, torch_side)
+    return Case("conv_transpose2d", f"{n}x{c}x{h}x{h} -> {o}@{k}x{k} s{stride} p{padding}", tinymed, torch_side)
 
 
 def max_pool2d_case(rng, n, c, h, k, stride) -> Case:
@@ -146,8 +150,7 @@ def linear_case(rng, n, fan_in, fan_out) -> Case:
     inputs, gy_t = _leaves(x, w, b), torch.from_numpy(gy)
 
     def tinymed():
-        return (ref.gemm(x, w, b, trans_b=True), ref.gemm(gy, w),
-                ref.gemm(gy, x, trans_a=True), gy.sum(axis=0))
+        return (ref.gemm(x, w, b, trans_b=True), ref.gemm(gy, w), ref.gemm(gy, x, trans_a=True), gy.sum(axis=0))
 
     def torch_side():
         return _torch_step(F.linear, inputs, gy_t)
@@ -159,7 +162,7 @@ def linear_case(rng, n, fan_in, fan_out) -> Case:
 def attention_case(rng, batch_heads, length, dim, is_causal) -> Case:
     """Scaled dot-product attention forward (with the log-sum-exp) and backward."""
     q, k, v, go = (_randn(rng, batch_heads, length, dim) for _ in range(4))
-    scale = dim ** -0.5
+    scale = dim**-0.5
     inputs, go_t = _leaves(q, k, v), torch.from_numpy(go)
 
     def tinymed():
@@ -167,8 +170,7 @@ def attention_case(rng, batch_heads, length, dim, is_causal) -> Case:
         return (out, *ref.attention_backward(go, q, k, v, out, lse, None, scale, is_causal))
 
     def torch_side():
-        return _torch_step(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=is_causal),
-                           inputs, go_t)
+        return _torch_step(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=is_causal), inputs, go_t)
 
     _check("attention", tinymed(), torch_side())
     causal = " causal" if is_causal else ""
@@ -181,31 +183,43 @@ def cases(batch: int) -> list[tuple[str, list[Callable[[], Case]]]]:
     rng = np.random.default_rng(0)
     n = batch
     return [
-        ("LeNet (28x28)", [
-            lambda: conv2d_case(rng, n, 1, 28, 6, 5, 1, 0),
-            lambda: max_pool2d_case(rng, n, 6, 24, 2, 2),
-            lambda: conv2d_case(rng, n, 6, 12, 16, 5, 1, 0),
-            lambda: max_pool2d_case(rng, n, 16, 8, 2, 2),
-            lambda: linear_case(rng, n, 256, 120),
-            lambda: linear_case(rng, n, 120, 84),
-            lambda: linear_case(rng, n, 84, 10),
-        ]),
-        ("28x28 CNN, 3x3 convolutions", [
-            lambda: conv2d_case(rng, n, 32, 28, 64, 3, 1, 1),
-            lambda: conv2d_case(rng, n, 32, 14, 64, 3, 1, 1),
-        ]),
-        ("DCGAN (28x28)", [
-            lambda: linear_case(rng, n, 100, 128 * 7 * 7),
-            lambda: conv_transpose2d_case(rng, n, 128, 7, 64, 4, 2, 1),
-            lambda: conv_transpose2d_case(rng, n, 64, 14, 1, 4, 2, 1),
-            lambda: conv2d_case(rng, n, 1, 28, 64, 4, 2, 1),
-            lambda: conv2d_case(rng, n, 64, 14, 128, 4, 2, 1),
-            lambda: linear_case(rng, n, 128 * 7 * 7, 1),
-        ]),
-        ("attention", [
-            lambda: attention_case(rng, 32, 196, 32, False),
-            lambda: attention_case(rng, 32, 196, 32, True),
-        ]),
+        (
+            "LeNet (28x28)",
+            [
+                lambda: conv2d_case(rng, n, 1, 28, 6, 5, 1, 0),
+                lambda: max_pool2d_case(rng, n, 6, 24, 2, 2),
+                lambda: conv2d_case(rng, n, 6, 12, 16, 5, 1, 0),
+                lambda: max_pool2d_case(rng, n, 16, 8, 2, 2),
+                lambda: linear_case(rng, n, 256, 120),
+                lambda: linear_case(rng, n, 120, 84),
+                lambda: linear_case(rng, n, 84, 10),
+            ],
+        ),
+        (
+            "28x28 CNN, 3x3 convolutions",
+            [
+                lambda: conv2d_case(rng, n, 32, 28, 64, 3, 1, 1),
+                lambda: conv2d_case(rng, n, 32, 14, 64, 3, 1, 1),
+            ],
+        ),
+        (
+            "DCGAN (28x28)",
+            [
+                lambda: linear_case(rng, n, 100, 128 * 7 * 7),
+                lambda: conv_transpose2d_case(rng, n, 128, 7, 64, 4, 2, 1),
+                lambda: conv_transpose2d_case(rng, n, 64, 14, 1, 4, 2, 1),
+                lambda: conv2d_case(rng, n, 1, 28, 64, 4, 2, 1),
+                lambda: conv2d_case(rng, n, 64, 14, 128, 4, 2, 1),
+                lambda: linear_case(rng, n, 128 * 7 * 7, 1),
+            ],
+        ),
+        (
+            "attention",
+            [
+                lambda: attention_case(rng, 32, 196, 32, False),
+                lambda: attention_case(rng, 32, 196, 32, True),
+            ],
+        ),
     ]
 
 
@@ -218,8 +232,7 @@ def numpy_blas_threads() -> int | None:
         return None
     for path in paths:
         library = ctypes.CDLL(path)
-        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                       "openblas_get_num_threads"):
+        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
             if hasattr(library, symbol):
                 return int(getattr(library, symbol)())
     return None
@@ -229,15 +242,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per side (best is kept)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--quick", action="store_true",
-                        help="one timed run at batch 8: checks that everything runs, times mean little")
+    parser.add_argument(
+        "--quick", action="store_true", help="one timed run at batch 8: checks that everything runs, times mean little"
+    )
     args = parser.parse_args()
     repeat, batch = (1, 8) if args.quick else (args.repeat, args.batch)
 
-    print(f"tinymed NumPy reference vs PyTorch {torch.__version__} CPU, forward + backward, "
-          f"float32, best of {repeat} after a warm-up")
-    print(f"threads: torch {torch.get_num_threads()}, NumPy's BLAS {numpy_blas_threads()} "
-          f"(both their defaults; {os.cpu_count()} CPUs)")
+    print(
+        f"tinymed NumPy reference vs PyTorch {torch.__version__} CPU, forward + backward, "
+        f"float32, best of {repeat} after a warm-up"
+    )
+    print(
+        f"threads: torch {torch.get_num_threads()}, NumPy's BLAS {numpy_blas_threads()} "
+        f"(both their defaults; {os.cpu_count()} CPUs)"
+    )
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
     header = f"{'op':<17} {'shape':<34} {'tinymed ms':>10} {'torch ms':>9} {'ratio':>6}"
     total_tm = total_torch = 0.0

@@ -84,9 +84,11 @@ def conv2d_work(rng, torch, n, c, h, o, k, stride, padding) -> Work:
     oh = _output_size(h, k, stride, padding, 1)
 
     def ours(be, x, w, gy):
-        return (be.conv2d_forward(x, w, None, s, p, d),
-                be.conv2d_grad_input(gy, w, (h, h), s, p, d),
-                be.conv2d_grad_weight(x, gy, (k, k), s, p, d))
+        return (
+            be.conv2d_forward(x, w, None, s, p, d),
+            be.conv2d_grad_input(gy, w, (h, h), s, p, d),
+            be.conv2d_grad_weight(x, gy, (k, k), s, p, d),
+        )
 
     def theirs(x, w, gy):
         return _torch_grads(torch, lambda a, b: torch.nn.functional.conv2d(a, b, None, stride, padding), [x, w], gy)
@@ -103,9 +105,11 @@ def conv_transpose2d_work(rng, torch, n, c, h, o, k, stride, padding) -> Work:
     oh = (h - 1) * stride - 2 * padding + k
 
     def ours(be, x, w, gy):
-        return (be.conv2d_grad_input(x, w, (oh, oh), s, p, d),
-                be.conv2d_forward(gy, w, None, s, p, d),
-                be.conv2d_grad_weight(gy, x, (k, k), s, p, d))
+        return (
+            be.conv2d_grad_input(x, w, (oh, oh), s, p, d),
+            be.conv2d_forward(gy, w, None, s, p, d),
+            be.conv2d_grad_weight(gy, x, (k, k), s, p, d),
+        )
 
     def theirs(x, w, gy):
         return _torch_grads(
@@ -148,7 +152,7 @@ def linear_work(rng, torch, n, fan_in, fan_out) -> Work:
 def attention_work(rng, torch, batch_heads, length, dim, is_causal, variant, backward=True) -> Work:
     """Scaled dot-product attention, ``variant`` "fused" or "naive"; forward (with the
     log-sum-exp) and, when ``backward``, the gradients of q, k, v."""
-    scale = dim ** -0.5
+    scale = dim**-0.5
     suffix = "" if variant == "fused" else "_naive"
 
     def ours(be, q, k, v, go):
@@ -160,6 +164,7 @@ def attention_work(rng, torch, batch_heads, length, dim, is_causal, variant, bac
     def theirs(q, k, v, go):
         def forward(a, b, c):
             return torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=is_causal)
+
         return _torch_grads(torch, forward, [q, k, v], go) if backward else (forward(q, k, v),)
 
     host = tuple(_randn(rng, batch_heads, length, dim) for _ in range(4))
@@ -172,25 +177,31 @@ def model_rows(rng, torch, batch: int) -> list[tuple[str, list[Work]]]:
     the linear layers of a DCGAN with a fully connected first and last layer."""
     n = batch
     return [
-        ("LeNet (28x28)", [
-            conv2d_work(rng, torch, n, 1, 28, 6, 5, 1, 2),
-            max_pool2d_work(rng, torch, n, 6, 28, 2),
-            conv2d_work(rng, torch, n, 6, 14, 16, 5, 1, 0),
-            max_pool2d_work(rng, torch, n, 16, 10, 2),
-            linear_work(rng, torch, n, 400, 120),
-            linear_work(rng, torch, n, 120, 84),
-            linear_work(rng, torch, n, 84, 10),
-        ]),
-        ("DCGAN (28x28)", [
-            conv_transpose2d_work(rng, torch, n, 100, 1, 128, 7, 1, 0),
-            conv_transpose2d_work(rng, torch, n, 128, 7, 64, 4, 2, 1),
-            conv_transpose2d_work(rng, torch, n, 64, 14, 1, 4, 2, 1),
-            conv2d_work(rng, torch, n, 1, 28, 64, 4, 2, 1),
-            conv2d_work(rng, torch, n, 64, 14, 128, 4, 2, 1),
-            conv2d_work(rng, torch, n, 128, 7, 1, 7, 1, 0),
-            linear_work(rng, torch, n, 100, 128 * 7 * 7),
-            linear_work(rng, torch, n, 128 * 7 * 7, 1),
-        ]),
+        (
+            "LeNet (28x28)",
+            [
+                conv2d_work(rng, torch, n, 1, 28, 6, 5, 1, 2),
+                max_pool2d_work(rng, torch, n, 6, 28, 2),
+                conv2d_work(rng, torch, n, 6, 14, 16, 5, 1, 0),
+                max_pool2d_work(rng, torch, n, 16, 10, 2),
+                linear_work(rng, torch, n, 400, 120),
+                linear_work(rng, torch, n, 120, 84),
+                linear_work(rng, torch, n, 84, 10),
+            ],
+        ),
+        (
+            "DCGAN (28x28)",
+            [
+                conv_transpose2d_work(rng, torch, n, 100, 1, 128, 7, 1, 0),
+                conv_transpose2d_work(rng, torch, n, 128, 7, 64, 4, 2, 1),
+                conv_transpose2d_work(rng, torch, n, 64, 14, 1, 4, 2, 1),
+                conv2d_work(rng, torch, n, 1, 28, 64, 4, 2, 1),
+                conv2d_work(rng, torch, n, 64, 14, 128, 4, 2, 1),
+                conv2d_work(rng, torch, n, 128, 7, 1, 7, 1, 0),
+                linear_work(rng, torch, n, 100, 128 * 7 * 7),
+                linear_work(rng, torch, n, 128 * 7 * 7, 1),
+            ],
+        ),
     ]
 
 
@@ -239,8 +250,9 @@ class Bench:
         work.device_inputs = [self.cupy.asarray(a) for a in work.host]
         # Every torch input but the output gradient is a leaf whose gradient is wanted.
         last = len(work.host) - 1
-        work.torch_inputs = [self.torch.as_tensor(a, device="cuda").requires_grad_(i < last)
-                             for i, a in enumerate(work.host)]
+        work.torch_inputs = [
+            self.torch.as_tensor(a, device="cuda").requires_grad_(i < last) for i, a in enumerate(work.host)
+        ]
         return work
 
     def time_ours(self, work: Work, backend: ModuleType) -> float:
@@ -269,9 +281,17 @@ def table_vs_torch(bench: Bench, batch: int) -> list[dict]:
         for work in works:
             bench.prepare(work)
             cupy_ms, torch_ms = bench.time_ours(work, bench.cupy_backend), bench.time_torch(work)
-            rows.append({"model": model, "op": work.op, "shape": work.shape, "cupy_ms": cupy_ms,
-                         "torch_ms": torch_ms, "ratio": cupy_ms / torch_ms,
-                         "check": _verdict(bench.torch_error(work, bench.cupy_backend))})
+            rows.append(
+                {
+                    "model": model,
+                    "op": work.op,
+                    "shape": work.shape,
+                    "cupy_ms": cupy_ms,
+                    "torch_ms": torch_ms,
+                    "ratio": cupy_ms / torch_ms,
+                    "check": _verdict(bench.torch_error(work, bench.cupy_backend)),
+                }
+            )
     return rows
 
 
@@ -284,8 +304,9 @@ def table_attention(bench: Bench, lengths: Sequence[int], batch_heads: int = 8, 
         checks = []
         for backward, label in ((False, "fwd"), (True, "fwd+bwd")):
             for variant in ("naive", "fused"):
-                work = bench.prepare(attention_work(rng, bench.torch, batch_heads, length, dim, is_causal,
-                                                    variant, backward))
+                work = bench.prepare(
+                    attention_work(rng, bench.torch, batch_heads, length, dim, is_causal, variant, backward)
+                )
                 row[f"{variant} {label} ms"] = bench.time_ours(work, bench.cupy_backend)
                 checks.append(bench.torch_error(work, bench.cupy_backend))
             row[f"naive/fused {label}"] = row[f"naive {label} ms"] / row[f"fused {label} ms"]
@@ -312,10 +333,21 @@ def table_numba(bench: Bench, numba_backend: ModuleType, batch: int) -> list[dic
     for work in works:
         bench.prepare(work)
         numba_ms, cupy_ms = bench.time_ours(work, numba_backend), bench.time_ours(work, bench.cupy_backend)
-        error = _relative_error(work.ours(numba_backend, *work.device_inputs),
-                                work.ours(bench.cupy_backend, *work.device_inputs), bench.cupy.asnumpy)
-        rows.append({"op": work.op, "shape": work.shape, "numba_ms": numba_ms, "cupy_ms": cupy_ms,
-                     "ratio": numba_ms / cupy_ms, "check": _verdict(error)})
+        error = _relative_error(
+            work.ours(numba_backend, *work.device_inputs),
+            work.ours(bench.cupy_backend, *work.device_inputs),
+            bench.cupy.asnumpy,
+        )
+        rows.append(
+            {
+                "op": work.op,
+                "shape": work.shape,
+                "numba_ms": numba_ms,
+                "cupy_ms": cupy_ms,
+                "ratio": numba_ms / cupy_ms,
+                "check": _verdict(error),
+            }
+        )
     return rows
 
 
@@ -331,8 +363,10 @@ def markdown_table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
-        cells = (f"{v:.3f}" if isinstance(v, float) and v < 1 else f"{v:.2f}" if isinstance(v, float) else str(v)
-                 for v in row.values())
+        cells = (
+            f"{v:.3f}" if isinstance(v, float) and v < 1 else f"{v:.2f}" if isinstance(v, float) else str(v)
+            for v in row.values()
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -343,8 +377,12 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=10, help="calls per timed run")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="batch 8, one run of one call, L up to 256")
-    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS,
-                        help="where to write the JSON and Markdown results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS,
+        help="where to write the JSON and Markdown results",
+    )
     args = parser.parse_args()
     repeat, inner, batch = (1, 1, 8) if args.quick else (args.repeat, args.inner, args.batch)
     lengths = ATTENTION_LENGTHS[:3] if args.quick else ATTENTION_LENGTHS
@@ -367,19 +405,28 @@ def main() -> None:
     device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())["name"]
     device = device.decode() if isinstance(device, bytes) else device
     bench = Bench(cupy, cupy_backend, torch, repeat, inner)
-    header = (f"device: {device}; CuPy {cupy.__version__}, PyTorch {torch.__version__} (TF32 off); "
-              f"float32, best of {repeat} x {inner} calls, ms per call, batch {batch}")
+    header = (
+        f"device: {device}; CuPy {cupy.__version__}, PyTorch {torch.__version__} (TF32 off); "
+        f"float32, best of {repeat} x {inner} calls, ms per call, batch {batch}"
+    )
     print(header)
 
-    results: dict = {"device": device, "cupy": cupy.__version__, "torch": torch.__version__, "tf32": False,
-                     "batch": batch, "repeat": repeat, "inner": inner}
+    results: dict = {
+        "device": device,
+        "cupy": cupy.__version__,
+        "torch": torch.__version__,
+        "tf32": False,
+        "batch": batch,
+        "repeat": repeat,
+        "inner": inner,
+    }
     sections = []
     results["cupy_vs_torch"] = table_vs_torch(bench, batch)
-    sections.append(("CuPy kernels vs PyTorch CUDA, forward + backward (target: ratio <= 3)",
-                     results["cupy_vs_torch"]))
+    sections.append(("CuPy kernels vs PyTorch CUDA, forward + backward (target: ratio <= 3)", results["cupy_vs_torch"]))
     results["attention"] = table_attention(bench, lengths)
-    sections.append(("Attention, naive vs fused CuPy kernels (target: fused faster from L = 256)",
-                     results["attention"]))
+    sections.append(
+        ("Attention, naive vs fused CuPy kernels (target: fused faster from L = 256)", results["attention"])
+    )
     try:
         numba_backend = backends.get("numba")
     except backends.BackendUnavailableError as error:
@@ -388,8 +435,7 @@ def main() -> None:
         print(f"Numba vs CuPy skipped: {error}")
     else:
         results["numba_vs_cupy"] = table_numba(bench, numba_backend, batch)
-        sections.append(("Numba vs CuPy kernels, forward + backward (target: ratio <= 1.5)",
-                         results["numba_vs_cupy"]))
+        sections.append(("Numba vs CuPy kernels, forward + backward (target: ratio <= 1.5)", results["numba_vs_cupy"]))
 
     report = f"# tinymed GPU op benchmarks\n\n{header}\n\n" + "\n".join(
         f"## {title}\n\n{markdown_table(rows)}" for title, rows in sections

@@ -292,8 +292,10 @@ def test_backward_primitives_are_bit_identical_from_run_to_run(name):
         ("conv2d_grad_input", (conv_grad, weight, (6, 6), (1, 1), (0, 0), (1, 1))),
         ("conv2d_grad_weight", (x, conv_grad, (3, 3), (1, 1), (0, 0), (1, 1))),
         ("max_pool2d_backward", (conv_grad[:, :2], indices, (6, 6), *pool_geometry)),
-        ("gemm", (rng.standard_normal((K, 3), dtype=np.float32), rng.standard_normal((K, 5), dtype=np.float32),
-                  None, True)),
+        (
+            "gemm",
+            (rng.standard_normal((K, 3), dtype=np.float32), rng.standard_normal((K, 5), dtype=np.float32), None, True),
+        ),
         ("attention_backward", (grad_out, q, k, v, out, lse, None, 0.5, False)),
     ]
     if hasattr(module, "attention_backward_naive"):
@@ -359,11 +361,19 @@ _COMPILE_EVERY_KERNEL = textwrap.dedent(
     """
 )
 EVERY_NUMBA_KERNEL = {
-    "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
-    "max_pool2d_forward", "max_pool2d_backward",
-    "gemm_tiled", "gemm_sum_splits",
-    "attention_scores", "attention_softmax_rows", "batched_matmul",
-    "attention_forward", "attention_backward_dkdv", "attention_backward_dq",
+    "conv2d_forward",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "gemm_tiled",
+    "gemm_sum_splits",
+    "attention_scores",
+    "attention_softmax_rows",
+    "batched_matmul",
+    "attention_forward",
+    "attention_backward_dkdv",
+    "attention_backward_dq",
 }
 
 
@@ -373,10 +383,11 @@ def test_every_numba_kernel_compiles_for_a_gpu():
     Numba's compiler (NVVM) needs no GPU, so every kernel is compiled here as a GPU would."""
     pytest.importorskip("numba", reason="the Numba kernels need numba")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
-    result = subprocess.run([sys.executable, "-c", _COMPILE_EVERY_KERNEL], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILE_EVERY_KERNEL], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     if result.stdout.startswith("SKIP: "):
-        pytest.skip(result.stdout[len("SKIP: "):].strip())
+        pytest.skip(result.stdout[len("SKIP: ") :].strip())
     compiled = set(result.stdout.split("COMPILED", 1)[1].split())
     assert compiled == EVERY_NUMBA_KERNEL

@@ -1,4 +1,5 @@
 """Checkpoints: exact round trips, atomic writes, and clear errors for bad files."""
+
 import json
 import os
 
@@ -38,10 +39,14 @@ def assert_same(a, b):
 
 def test_round_trip_keeps_every_type_exactly(tmp_path):
     state = {
-        "model": {"conv.weight": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32),
-                  "bn.num_batches_tracked": np.array(7, dtype=np.int64)},
-        "optimizer": {"state": {0: {"step": 3, "exp_avg": np.ones(2, np.float64)}},
-                      "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0]}]},
+        "model": {
+            "conv.weight": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32),
+            "bn.num_batches_tracked": np.array(7, dtype=np.int64),
+        },
+        "optimizer": {
+            "state": {0: {"step": 3, "exp_avg": np.ones(2, np.float64)}},
+            "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0]}],
+        },
         "odd keys": {"__array__": 1.5, "a/b": "slash", 2.5: None},
         "rng": tm.get_rng_state(),  # 128-bit integers
         "scalars": [np.float32(1.25), np.int64(-4), float("nan"), float("inf"), True, None, "text"],
@@ -82,8 +87,11 @@ def test_optimizer_and_scheduler_resume_exactly(tmp_path):
             p.grad = np.full(p.shape, 0.5, dtype=p.dtype)
         opt.step()
         sched.step()
-    save_checkpoint(tmp_path / "c.npz", {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "scheduler": sched.state_dict()}, META)
+    save_checkpoint(
+        tmp_path / "c.npz",
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
+        META,
+    )
 
     loaded = load_checkpoint(tmp_path / "c.npz").state
     tm.manual_seed(1)
@@ -166,4 +174,3 @@ def test_load_model_rebuilds_from_the_metadata_alone(tmp_path):
     save_checkpoint(tmp_path / "wrong.npz", {"model": model.state_dict()}, meta)
     with pytest.raises(CheckpointError, match="weights do not fit a medcnn model"):
         load_model(tmp_path / "wrong.npz", kind="classifier")
-

@@ -1,4 +1,5 @@
 """The ``tinymed`` command: train, evaluate and explain, and one-line errors for user mistakes."""
+
 import json
 import subprocess
 import sys
@@ -17,8 +18,24 @@ def trained(tmp_path_factory):
     """A LeNet trained for one epoch on tiny phantoms through the command line."""
     root = tmp_path_factory.mktemp("cli")
     data = write_tiny_phantoms(root / "tiny.npz")
-    code = main(["train", "cnn", "--dataset", "phantoms", "--data", str(data), "--model", "lenet", "--epochs", "1",
-                 "--batch-size", "16", "--out", str(root / "run")])
+    code = main(
+        [
+            "train",
+            "cnn",
+            "--dataset",
+            "phantoms",
+            "--data",
+            str(data),
+            "--model",
+            "lenet",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(root / "run"),
+        ]
+    )
     assert code == 0
     return root
 
@@ -35,8 +52,28 @@ def test_help_lists_every_command(capsys):
 def test_train_prints_each_epoch_and_writes_its_outputs(trained, capsys):
     assert (trained / "run" / "best.npz").is_file() and (trained / "run" / "roc.png").is_file()
     # --resume on a finished run trains nothing more and reports again.
-    assert main(["train", "cnn", "--dataset", "phantoms", "--data", str(trained / "tiny.npz"), "--model", "lenet",
-                 "--epochs", "1", "--batch-size", "16", "--out", str(trained / "run"), "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cnn",
+                "--dataset",
+                "phantoms",
+                "--data",
+                str(trained / "tiny.npz"),
+                "--model",
+                "lenet",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--out",
+                str(trained / "run"),
+                "--resume",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "train loss" not in out and "best epoch 1: val AUC" in out
 
@@ -61,8 +98,9 @@ def test_evaluate_defaults_to_the_test_split_of_the_training_data(trained, capsy
 
 def test_explain_draws_the_overlay(trained, capsys):
     out = trained / "explain.png"
-    assert main(["explain", str(trained / "run" / "best.npz"), "--image", "3", "--split", "val",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["explain", str(trained / "run" / "best.npz"), "--image", "3", "--split", "val", "--out", str(out)]) == 0
+    )
     assert "val image 3: true" in capsys.readouterr().out
     assert out.read_bytes()[:4] == b"\x89PNG"
 
@@ -79,12 +117,28 @@ def _user_error_cases(root):
         "checkpoint of another kind": (["explain", str(root / "gan.npz"), "--image", "0"], "gan checkpoint"),
         "image out of range": (["explain", best, "--image", "99", "--split", "val"], "out of range"),
         "unknown layer": (["explain", best, "--image", "0", "--layer", "conv9"], "no layer 'conv9'"),
-        "other data set's shape": (["evaluate", best, "--dataset", "bloodmnist", "--data", str(root / "tiny.npz")],
-                                   "channel"),
-        "resuming another model": (["train", "cnn", "--data", str(root / "tiny.npz"), "--model", "medcnn",
-                                    "--out", str(root / "run"), "--resume"], "holds a 'lenet' model, expected 'medcnn'"),
-        "resuming nothing": (["train", "cnn", "--data", str(root / "tiny.npz"), "--out", str(root / "empty"),
-                              "--resume"], "checkpoint not found"),
+        "other data set's shape": (
+            ["evaluate", best, "--dataset", "bloodmnist", "--data", str(root / "tiny.npz")],
+            "channel",
+        ),
+        "resuming another model": (
+            [
+                "train",
+                "cnn",
+                "--data",
+                str(root / "tiny.npz"),
+                "--model",
+                "medcnn",
+                "--out",
+                str(root / "run"),
+                "--resume",
+            ],
+            "holds a 'lenet' model, expected 'medcnn'",
+        ),
+        "resuming nothing": (
+            ["train", "cnn", "--data", str(root / "tiny.npz"), "--out", str(root / "empty"), "--resume"],
+            "checkpoint not found",
+        ),
     }
     return cases
 
@@ -97,10 +151,22 @@ def _cupy_runs_here():
     return True
 
 
-@pytest.mark.parametrize("case", ["unknown data set", "missing data file", "missing checkpoint",
-                                  "corrupted checkpoint", "checkpoint of another kind", "image out of range",
-                                  "unknown layer", "other data set's shape", "resuming another model",
-                                  "resuming nothing", "backend missing"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown data set",
+        "missing data file",
+        "missing checkpoint",
+        "corrupted checkpoint",
+        "checkpoint of another kind",
+        "image out of range",
+        "unknown layer",
+        "other data set's shape",
+        "resuming another model",
+        "resuming nothing",
+        "backend missing",
+    ],
+)
 def test_user_errors_are_one_line_without_traceback(trained, capsys, case):
     if case == "backend missing":
         if _cupy_runs_here():
@@ -115,7 +181,11 @@ def test_user_errors_are_one_line_without_traceback(trained, capsys, case):
 
 
 def test_python_dash_m_exits_non_zero_with_one_line():
-    result = subprocess.run([sys.executable, "-m", "tinymed", "train", "cnn", "--dataset", "nosuchmnist"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tinymed", "train", "cnn", "--dataset", "nosuchmnist"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("tinymed: error: unknown data set") and "Traceback" not in result.stderr

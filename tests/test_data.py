@@ -1,4 +1,5 @@
 """tinymed.data: MedMNIST files and download, phantoms, transforms, DataLoader."""
+
 import dataclasses
 import functools
 import hashlib
@@ -10,12 +11,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymed.data import (DataLoader, DatasetError, DatasetInfo, ImageDataset, load_dataset,
-                          load_medmnist, load_phantoms, make_phantoms, read_npz_split)
-from tinymed.data import medmnist
-from tinymed.data.transforms import (Compose, GaussianNoise, Normalize, RandomBrightnessContrast,
-                                     RandomHorizontalFlip, RandomRotation, RandomShift,
-                                     chest_xray_augmentation)
+from tinymed.data import (
+    DataLoader,
+    DatasetError,
+    DatasetInfo,
+    ImageDataset,
+    load_dataset,
+    load_medmnist,
+    load_phantoms,
+    make_phantoms,
+    medmnist,
+    read_npz_split,
+)
+from tinymed.data.transforms import (
+    Compose,
+    GaussianNoise,
+    Normalize,
+    RandomBrightnessContrast,
+    RandomHorizontalFlip,
+    RandomRotation,
+    RandomShift,
+    chest_xray_augmentation,
+)
 from tinymed.metrics import roc_auc_score
 
 SHARED_PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist_trainval.npz"
@@ -35,6 +52,7 @@ def write_medmnist_file(path, splits=("train", "val", "test"), n=6, seed=0):
 
 
 # ---- reading MedMNIST files --------------------------------------------------------------
+
 
 def test_read_official_layout(tmp_path):
     content = write_medmnist_file(tmp_path / "pneumoniamnist.npz")
@@ -121,6 +139,7 @@ def test_shared_pneumoniamnist_file():
 
 # ---- downloading from a local HTTP server ------------------------------------------------
 
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -131,8 +150,7 @@ def http_server(tmp_path):
     """Serves tmp_path/served on 127.0.0.1; yields (base URL, served directory)."""
     served = tmp_path / "served"
     served.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", served
@@ -194,6 +212,7 @@ def test_download_of_a_missing_file_is_a_clear_error(http_server, tmp_path):
 
 # ---- phantoms ----------------------------------------------------------------------------
 
+
 def test_phantoms_layout_and_determinism():
     a, b = load_phantoms("val", seed=3, n=64), load_phantoms("val", seed=3, n=64)
     assert a.images.shape == (64, 28, 28) and a.images.dtype == np.uint8
@@ -233,6 +252,7 @@ def test_phantoms_are_not_solved_by_mean_intensity():
 
 # ---- transforms --------------------------------------------------------------------------
 
+
 def batch(n=4, c=1, h=9, w=9, seed=0):
     return np.random.default_rng(seed).random((n, c, h, w)).astype(np.float32)
 
@@ -244,7 +264,7 @@ def test_shift_equals_pad_then_crop():
     padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=0.25)
     for i in range(6):
         top, left = 2 - dy[i, 0, 0], 2 - dx[i, 0, 0]
-        np.testing.assert_array_equal(out[i], padded[i, :, top:top + 9, left:left + 9])
+        np.testing.assert_array_equal(out[i], padded[i, :, top : top + 9, left : left + 9])
     assert out.dtype == np.float32
 
 
@@ -295,6 +315,7 @@ def test_transforms_are_reproducible_and_reject_bad_input():
 
 # ---- DataLoader --------------------------------------------------------------------------
 
+
 def indexed_dataset(n=50, labels=None):
     """Image i carries i in its first two pixels, so a batch tells which samples it holds."""
     images = np.zeros((n, 4, 4), np.uint8)
@@ -336,8 +357,8 @@ def test_loader_shuffle_is_reproducible_per_epoch():
 
 def test_loader_transform_is_reproducible_per_epoch():
     def make():
-        return DataLoader(indexed_dataset(), batch_size=8, shuffle=True, seed=0,
-                          transform=GaussianNoise(0.1))
+        return DataLoader(indexed_dataset(), batch_size=8, shuffle=True, seed=0, transform=GaussianNoise(0.1))
+
     a, b = make(), make()
     b.set_epoch(0)
     for (xa, ya), (xb, yb) in zip(a, b):
@@ -359,5 +380,4 @@ def test_dataset_item_and_label_checks():
     image, label = dataset[3]
     assert image.shape == (1, 4, 4) and label == 1 and image[0, 0, 1] == pytest.approx(3 / 255)
     with pytest.raises(ValueError, match="labels must be"):
-        ImageDataset(np.zeros((3, 4, 4), np.uint8), np.array([0, 1]),
-                     DatasetInfo("x", "binary-class", ("a", "b"), 1))
+        ImageDataset(np.zeros((3, 4, 4), np.uint8), np.array([0, 1]), DatasetInfo("x", "binary-class", ("a", "b"), 1))

@@ -1,4 +1,5 @@
 """DCGAN networks: shapes, initialisation, the registry, and PyTorch as the oracle."""
+
 import numpy as np
 import pytest
 
@@ -92,12 +93,14 @@ def _compare(torch, ours: nn.Module, twin, x_np: np.ndarray, head=lambda y: y):
     np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-8, atol=1e-10)
     torch_params = dict(twin.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, torch_params[name.removeprefix("main.")].grad.numpy(), rtol=1e-7,
-                                   atol=1e-10, err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, torch_params[name.removeprefix("main.")].grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=name
+        )
     torch_buffers = dict(twin.named_buffers())
     for name, b in ours.named_buffers():
-        np.testing.assert_allclose(b.numpy(), torch_buffers[name.removeprefix("main.")].numpy(), rtol=1e-9,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            b.numpy(), torch_buffers[name.removeprefix("main.")].numpy(), rtol=1e-9, err_msg=name
+        )
 
 
 def test_generator_matches_pytorch():
@@ -106,10 +109,20 @@ def test_generator_matches_pytorch():
     latent, ngf = 6, 4
     generator = Generator(latent_dim=latent, ngf=ngf).double()
     tnn = torch.nn
-    twin = _torch_twin(torch, generator, [
-        tnn.ConvTranspose2d(latent, 2 * ngf, 7, 1, 0, bias=False), tnn.BatchNorm2d(2 * ngf), tnn.ReLU(),
-        tnn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1, bias=False), tnn.BatchNorm2d(ngf), tnn.ReLU(),
-        tnn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), tnn.Tanh()])
+    twin = _torch_twin(
+        torch,
+        generator,
+        [
+            tnn.ConvTranspose2d(latent, 2 * ngf, 7, 1, 0, bias=False),
+            tnn.BatchNorm2d(2 * ngf),
+            tnn.ReLU(),
+            tnn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1, bias=False),
+            tnn.BatchNorm2d(ngf),
+            tnn.ReLU(),
+            tnn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False),
+            tnn.Tanh(),
+        ],
+    )
     z = np.random.default_rng(0).standard_normal((3, latent))
     # torch's first layer takes (N, latent, 1, 1); ours takes either layout.
     _compare(torch, generator, twin, z.reshape(3, latent, 1, 1))
@@ -121,9 +134,17 @@ def test_discriminator_matches_pytorch():
     ndf = 4
     discriminator = Discriminator(ndf=ndf).double()
     tnn = torch.nn
-    twin = _torch_twin(torch, discriminator, [
-        tnn.Conv2d(1, ndf, 4, 2, 1, bias=False), tnn.LeakyReLU(0.2),
-        tnn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False), tnn.BatchNorm2d(2 * ndf), tnn.LeakyReLU(0.2),
-        tnn.Conv2d(2 * ndf, 1, 7, 1, 0, bias=False)])
+    twin = _torch_twin(
+        torch,
+        discriminator,
+        [
+            tnn.Conv2d(1, ndf, 4, 2, 1, bias=False),
+            tnn.LeakyReLU(0.2),
+            tnn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),
+            tnn.BatchNorm2d(2 * ndf),
+            tnn.LeakyReLU(0.2),
+            tnn.Conv2d(2 * ndf, 1, 7, 1, 0, bias=False),
+        ],
+    )
     images = np.tanh(np.random.default_rng(0).standard_normal((3, 1, 28, 28)))
     _compare(torch, discriminator, twin, images, head=lambda y: y.reshape(-1))

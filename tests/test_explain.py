@@ -1,10 +1,11 @@
 """Grad-CAM, saliency and attention maps on cases whose answer is known by hand."""
+
 import numpy as np
 import pytest
 
 import tinymed as tm
 from tinymed import explain, nn, plots
-from tinymed.models import MedCNN, LeNet, ModelError
+from tinymed.models import LeNet, MedCNN, ModelError
 
 
 class PoolThenLinear(nn.Module):
@@ -53,8 +54,9 @@ def test_saliency_of_a_linear_model_is_its_weights():
 def test_resize_matches_pytorch_bilinear():
     torch = pytest.importorskip("torch", reason="torch is the oracle for the bilinear resize")
     maps = np.random.default_rng(2).random((2, 7, 7))
-    expected = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=(28, 28), mode="bilinear",
-                                               align_corners=False)[:, 0].numpy()
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(maps)[:, None], size=(28, 28), mode="bilinear", align_corners=False
+    )[:, 0].numpy()
     np.testing.assert_allclose(explain.resize_bilinear(maps, (28, 28)), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -68,8 +70,12 @@ def test_medcnn_maps_and_the_overlay_figure(tmp_path):
         assert heatmap.shape == (2, 28, 28)
         assert heatmap.min() >= 0 and heatmap.max() <= 1
     assert explain.attention_map(LeNet(), x) is None
-    path = plots.plot_explanation(np.random.default_rng(0).random((28, 28)),
-                                  {"Grad-CAM": cam[0], "attention": attention[0]}, tmp_path / "e.png", title="t")
+    path = plots.plot_explanation(
+        np.random.default_rng(0).random((28, 28)),
+        {"Grad-CAM": cam[0], "attention": attention[0]},
+        tmp_path / "e.png",
+        title="t",
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

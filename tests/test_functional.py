@@ -78,11 +78,22 @@ def pairs(low: int, high: int):
 def conv_cases(draw):
     """A convolution geometry whose (dilated) kernel fits the padded input."""
     kernel, stride, padding, dilation = draw(pairs(1, 3)), draw(pairs(1, 3)), draw(pairs(0, 2)), draw(pairs(1, 2))
-    size = tuple(max(1, d * (k - 1) + 1 - 2 * p + draw(st.integers(0, 4))) for k, p, d in zip(kernel, padding, dilation))
+    size = tuple(
+        max(1, d * (k - 1) + 1 - 2 * p + draw(st.integers(0, 4))) for k, p, d in zip(kernel, padding, dilation)
+    )
     return dict(
-        n=draw(st.integers(1, 2)), c=draw(st.integers(1, 3)), o=draw(st.integers(1, 3)), size=size, kernel=kernel,
-        stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()), batched=draw(st.booleans()),
-        dtype=draw(DTYPES), rng=np.random.default_rng(draw(st.integers(0, 2**16))),
+        n=draw(st.integers(1, 2)),
+        c=draw(st.integers(1, 3)),
+        o=draw(st.integers(1, 3)),
+        size=size,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=draw(st.booleans()),
+        batched=draw(st.booleans()),
+        dtype=draw(DTYPES),
+        rng=np.random.default_rng(draw(st.integers(0, 2**16))),
     )
 
 
@@ -100,7 +111,14 @@ def conv_arrays(case, weight_channels):
 def test_conv2d_matches_torch(torch, case):
     x, w, b = conv_arrays(case, (case["o"], case["c"]))
     geometry = case["stride"], case["padding"], case["dilation"]
-    matches_torch(torch, lambda x, w, b: F.conv2d(x, w, b, *geometry), lambda x, w, b: torch.nn.functional.conv2d(x, w, b, *geometry), x, w, b)
+    matches_torch(
+        torch,
+        lambda x, w, b: F.conv2d(x, w, b, *geometry),
+        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, *geometry),
+        x,
+        w,
+        b,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
@@ -111,9 +129,10 @@ def test_conv2d_padding_same_and_valid_match_torch(torch, kernel, dilation):
     for padding in ("same", "valid"):
         out, _ = matches_torch(
             torch,
-            lambda x, w: F.conv2d(x, w, padding=padding, dilation=dilation),
-            lambda x, w: torch.nn.functional.conv2d(x, w, padding=padding, dilation=dilation),
-            x, w,
+            lambda x, w, padding=padding: F.conv2d(x, w, padding=padding, dilation=dilation),
+            lambda x, w, padding=padding: torch.nn.functional.conv2d(x, w, padding=padding, dilation=dilation),
+            x,
+            w,
         )
         assert padding == "valid" or out.shape[2:] == x.shape[2:]
 
@@ -121,9 +140,13 @@ def test_conv2d_padding_same_and_valid_match_torch(torch, kernel, dilation):
 @st.composite
 def conv_transpose_cases(draw):
     case = draw(conv_cases())
-    case["output_padding"] = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(case["stride"], case["dilation"]))
+    case["output_padding"] = tuple(
+        draw(st.integers(0, max(s, d) - 1)) for s, d in zip(case["stride"], case["dilation"])
+    )
     # the output (H - 1)*s - 2p + d(k - 1) + output_padding + 1 must be positive
-    case["size"] = tuple(max(n, -(-(2 * p + 1) // s) + 1) for n, p, s in zip(case["size"], case["padding"], case["stride"]))
+    case["size"] = tuple(
+        max(n, -(-(2 * p + 1) // s) + 1) for n, p, s in zip(case["size"], case["padding"], case["stride"])
+    )
     return case
 
 
@@ -132,7 +155,14 @@ def conv_transpose_cases(draw):
 def test_conv_transpose2d_matches_torch(torch, case):
     x, w, b = conv_arrays(case, (case["c"], case["o"]))
     args = case["stride"], case["padding"], case["output_padding"], 1, case["dilation"]
-    matches_torch(torch, lambda x, w, b: F.conv_transpose2d(x, w, b, *args), lambda x, w, b: torch.nn.functional.conv_transpose2d(x, w, b, *args), x, w, b)
+    matches_torch(
+        torch,
+        lambda x, w, b: F.conv_transpose2d(x, w, b, *args),
+        lambda x, w, b: torch.nn.functional.conv_transpose2d(x, w, b, *args),
+        x,
+        w,
+        b,
+    )
 
 
 # =========================================================================== pooling
@@ -144,10 +174,19 @@ def pool_cases(draw, dilated: bool):
     stride = draw(st.one_of(st.none(), pairs(1, 3)))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
     dilation = draw(pairs(1, 2)) if dilated else (1, 1)
-    size = tuple(max(1, d * (k - 1) + 1 - 2 * p + draw(st.integers(0, 4))) for k, p, d in zip(kernel, padding, dilation))
+    size = tuple(
+        max(1, d * (k - 1) + 1 - 2 * p + draw(st.integers(0, 4))) for k, p, d in zip(kernel, padding, dilation)
+    )
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *size)
-    return dict(shape=shape if draw(st.booleans()) else shape[1:], kernel=kernel, stride=stride, padding=padding,
-                dilation=dilation, dtype=draw(DTYPES), rng=np.random.default_rng(draw(st.integers(0, 2**16))))
+    return dict(
+        shape=shape if draw(st.booleans()) else shape[1:],
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        dtype=draw(DTYPES),
+        rng=np.random.default_rng(draw(st.integers(0, 2**16))),
+    )
 
 
 @SETTINGS
@@ -156,7 +195,10 @@ def test_max_pool2d_matches_torch(torch, case):
     x = normal(case["rng"], case["shape"], case["dtype"])
     args = case["kernel"], case["stride"], case["padding"], case["dilation"]
     matches_torch(torch, lambda x: F.max_pool2d(x, *args), lambda x: torch.nn.functional.max_pool2d(x, *args), x)
-    (_, indices), (_, expected) = F.max_pool2d(tm.tensor(x), *args, return_indices=True), torch.nn.functional.max_pool2d(torch.tensor(x), *args, return_indices=True)
+    (_, indices), (_, expected) = (
+        F.max_pool2d(tm.tensor(x), *args, return_indices=True),
+        torch.nn.functional.max_pool2d(torch.tensor(x), *args, return_indices=True),
+    )
     assert indices.dtype == tm.int64
     np.testing.assert_array_equal(indices.numpy(), expected.numpy())
 
@@ -170,10 +212,20 @@ def test_avg_pool2d_matches_torch(torch, case, count_include_pad, divisor_overri
 
 
 @SETTINGS
-@given(size=pairs(1, 9), output_size=st.one_of(st.integers(1, 5), st.tuples(st.integers(1, 10), st.one_of(st.none(), st.integers(1, 4)))), dtype=DTYPES, batched=st.booleans())
+@given(
+    size=pairs(1, 9),
+    output_size=st.one_of(st.integers(1, 5), st.tuples(st.integers(1, 10), st.one_of(st.none(), st.integers(1, 4)))),
+    dtype=DTYPES,
+    batched=st.booleans(),
+)
 def test_adaptive_avg_pool2d_matches_torch(torch, size, output_size, dtype, batched):
     x = normal(np.random.default_rng(3), ((2, 3) if batched else (3,)) + size, dtype)
-    matches_torch(torch, lambda x: F.adaptive_avg_pool2d(x, output_size), lambda x: torch.nn.functional.adaptive_avg_pool2d(x, output_size), x)
+    matches_torch(
+        torch,
+        lambda x: F.adaptive_avg_pool2d(x, output_size),
+        lambda x: torch.nn.functional.adaptive_avg_pool2d(x, output_size),
+        x,
+    )
 
 
 # =========================================================================== affine
@@ -197,15 +249,21 @@ def attention_cases(draw):
     batch = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
 
     def leading():  # a shape that broadcasts to ``batch``: some dims dropped or set to 1
-        dims = batch[draw(st.integers(0, len(batch))):]
+        dims = batch[draw(st.integers(0, len(batch))) :]
         return tuple(1 if draw(st.booleans()) else n for n in dims)
 
     lq, lk, e, ev = (draw(st.integers(1, 4)) for _ in range(4))
     # PyTorch needs the query to carry the whole batch shape; keys, values and mask broadcast.
-    return dict(q=(*batch, lq, e), k=(*leading(), lk, e), v=(*leading(), lk, ev), mask_shape=(*leading(), lq, lk),
-                mask=draw(st.sampled_from(["none", "bool", "float", "float needing grad", "causal"])),
-                scale=draw(st.one_of(st.none(), st.floats(0.1, 2.0))), dtype=draw(DTYPES),
-                rng=np.random.default_rng(draw(st.integers(0, 2**16))))
+    return dict(
+        q=(*batch, lq, e),
+        k=(*leading(), lk, e),
+        v=(*leading(), lk, ev),
+        mask_shape=(*leading(), lq, lk),
+        mask=draw(st.sampled_from(["none", "bool", "float", "float needing grad", "causal"])),
+        scale=draw(st.one_of(st.none(), st.floats(0.1, 2.0))),
+        dtype=draw(DTYPES),
+        rng=np.random.default_rng(draw(st.integers(0, 2**16))),
+    )
 
 
 @SETTINGS
@@ -225,19 +283,28 @@ def test_scaled_dot_product_attention_matches_torch(torch, case):
         torch,
         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m, is_causal=causal, scale=scale),
         lambda q, k, v, m: torch.nn.functional.scaled_dot_product_attention(q, k, v, m, is_causal=causal, scale=scale),
-        q, k, v, mask,
+        q,
+        k,
+        v,
+        mask,
     )
     assert np.all(np.isfinite(out.numpy()))
 
 
 def test_scaled_dot_product_attention_grouped_query_heads_match_torch(torch):
     rng = np.random.default_rng(4)
-    q, k, v = normal(rng, (2, 4, 3, 5), np.float64), normal(rng, (2, 2, 6, 5), np.float64), normal(rng, (2, 2, 6, 3), np.float64)
+    q, k, v = (
+        normal(rng, (2, 4, 3, 5), np.float64),
+        normal(rng, (2, 2, 6, 5), np.float64),
+        normal(rng, (2, 2, 6, 3), np.float64),
+    )
     matches_torch(
         torch,
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
         lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True),
-        q, k, v,
+        q,
+        k,
+        v,
     )
 
 
@@ -264,10 +331,16 @@ ACTIVATIONS = {  # name: (tinymed, PyTorch given the torch module)
     "sigmoid": (F.sigmoid, lambda torch, x: torch.sigmoid(x)),
     "tanh": (F.tanh, lambda torch, x: torch.tanh(x)),
     "gelu": (F.gelu, lambda torch, x: torch.nn.functional.gelu(x)),
-    "gelu tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda torch, x: torch.nn.functional.gelu(x, approximate="tanh")),
+    "gelu tanh": (
+        lambda x: F.gelu(x, approximate="tanh"),
+        lambda torch, x: torch.nn.functional.gelu(x, approximate="tanh"),
+    ),
     "softmax dim 1": (lambda x: F.softmax(x, 1), lambda torch, x: torch.softmax(x, 1)),
     "softmax dim -1": (lambda x: F.softmax(x, dim=-1), lambda torch, x: torch.softmax(x, dim=-1)),
-    "softmax in float64": (lambda x: F.softmax(x, 1, dtype=tm.float64), lambda torch, x: torch.softmax(x, 1, dtype=torch.float64)),
+    "softmax in float64": (
+        lambda x: F.softmax(x, 1, dtype=tm.float64),
+        lambda torch, x: torch.softmax(x, 1, dtype=torch.float64),
+    ),
     "log_softmax dim 0": (lambda x: F.log_softmax(x, 0), lambda torch, x: torch.log_softmax(x, 0)),
     "log_softmax dim -1": (lambda x: F.log_softmax(x, -1), lambda torch, x: torch.log_softmax(x, -1)),
 }
@@ -332,7 +405,9 @@ def test_batch_norm_matches_torch_and_updates_running_statistics(torch, shape, t
         torch,
         lambda x, w, b: F.batch_norm(x, *ours_stats, w, b, training, 0.2, 1e-3),
         lambda x, w, b: torch.nn.functional.batch_norm(x, *theirs_stats, w, b, training, 0.2, 1e-3),
-        x, w, b,
+        x,
+        w,
+        b,
     )
     for mine, theirs in zip(ours_stats, theirs_stats):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), **TOLERANCE[np.dtype(dtype)])
@@ -349,7 +424,9 @@ def test_layer_norm_matches_torch(torch, normalized_shape, affine, dtype):
         torch,
         lambda x, w, b: F.layer_norm(x, normalized_shape, w, b),
         lambda x, w, b: torch.nn.functional.layer_norm(x, shape, w, b),  # PyTorch's takes no plain int
-        x, w, b,
+        x,
+        w,
+        b,
     )
 
 
@@ -373,7 +450,9 @@ def test_layer_norm_matches_torch(torch, normalized_shape, affine, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pad_matches_torch(torch, shape, widths, mode, value, dtype):
     x = normal(np.random.default_rng(10), shape, dtype)
-    matches_torch(torch, lambda x: F.pad(x, widths, mode, value), lambda x: torch.nn.functional.pad(x, widths, mode, value), x)
+    matches_torch(
+        torch, lambda x: F.pad(x, widths, mode, value), lambda x: torch.nn.functional.pad(x, widths, mode, value), x
+    )
 
 
 def test_one_hot_matches_torch(torch):
@@ -394,9 +473,17 @@ REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
 def classification_cases(draw):
     n, c = draw(st.integers(1, 4)), draw(st.integers(2, 5))
     extra = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
-    return dict(n=n, c=c, extra=extra, unbatched=draw(st.booleans()) and not extra, weight=draw(st.booleans()),
-                ignore_index=draw(st.sampled_from([-100, 1])), reduction=draw(REDUCTIONS), dtype=draw(DTYPES),
-                rng=np.random.default_rng(draw(st.integers(0, 2**16))))
+    return dict(
+        n=n,
+        c=c,
+        extra=extra,
+        unbatched=draw(st.booleans()) and not extra,
+        weight=draw(st.booleans()),
+        ignore_index=draw(st.sampled_from([-100, 1])),
+        reduction=draw(REDUCTIONS),
+        dtype=draw(DTYPES),
+        rng=np.random.default_rng(draw(st.integers(0, 2**16))),
+    )
 
 
 def class_indices(case):
@@ -417,18 +504,34 @@ def test_cross_entropy_with_class_indices_matches_torch(torch, case, label_smoot
     logits, target, weight = class_indices(case)
     options = dict(ignore_index=case["ignore_index"], reduction=case["reduction"], label_smoothing=label_smoothing)
     weight = None if weight is None else Fixed(weight)
-    matches_torch(torch, lambda x, t, w: F.cross_entropy(x, t, w, **options), lambda x, t, w: torch.nn.functional.cross_entropy(x, t, w, **options), logits, target, weight)
+    matches_torch(
+        torch,
+        lambda x, t, w: F.cross_entropy(x, t, w, **options),
+        lambda x, t, w: torch.nn.functional.cross_entropy(x, t, w, **options),
+        logits,
+        target,
+        weight,
+    )
 
 
 @SETTINGS
 @given(case=classification_cases(), label_smoothing=st.sampled_from([0.0, 0.25]))
 def test_cross_entropy_with_class_probabilities_matches_torch(torch, case, label_smoothing):
     logits, _, weight = class_indices(case)
-    probabilities = case["rng"].dirichlet(np.ones(case["c"]), logits.shape[:1] + logits.shape[2:] if logits.ndim > 1 else ())
+    probabilities = case["rng"].dirichlet(
+        np.ones(case["c"]), logits.shape[:1] + logits.shape[2:] if logits.ndim > 1 else ()
+    )
     target = np.moveaxis(probabilities, -1, 1 if logits.ndim > 1 else 0).astype(case["dtype"])
     options = dict(reduction=case["reduction"], label_smoothing=label_smoothing)
     weight = None if weight is None else Fixed(weight)
-    matches_torch(torch, lambda x, t, w: F.cross_entropy(x, t, w, **options), lambda x, t, w: torch.nn.functional.cross_entropy(x, t, w, **options), logits, target, weight)
+    matches_torch(
+        torch,
+        lambda x, t, w: F.cross_entropy(x, t, w, **options),
+        lambda x, t, w: torch.nn.functional.cross_entropy(x, t, w, **options),
+        logits,
+        target,
+        weight,
+    )
 
 
 @SETTINGS
@@ -437,21 +540,36 @@ def test_nll_loss_matches_torch(torch, case):
     log_p, target, weight = class_indices(case)
     options = dict(ignore_index=case["ignore_index"], reduction=case["reduction"])
     weight = None if weight is None else Fixed(weight)
-    matches_torch(torch, lambda x, t, w: F.nll_loss(x, t, w, **options), lambda x, t, w: torch.nn.functional.nll_loss(x, t, w, **options), log_p, target, weight)
+    matches_torch(
+        torch,
+        lambda x, t, w: F.nll_loss(x, t, w, **options),
+        lambda x, t, w: torch.nn.functional.nll_loss(x, t, w, **options),
+        log_p,
+        target,
+        weight,
+    )
 
 
 @st.composite
 def binary_cases(draw):
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
-    return dict(shape=shape, weight=draw(st.sampled_from(["none", "full", "last dim"])), pos_weight=draw(st.booleans()),
-                reduction=draw(REDUCTIONS), dtype=draw(DTYPES), rng=np.random.default_rng(draw(st.integers(0, 2**16))))
+    return dict(
+        shape=shape,
+        weight=draw(st.sampled_from(["none", "full", "last dim"])),
+        pos_weight=draw(st.booleans()),
+        reduction=draw(REDUCTIONS),
+        dtype=draw(DTYPES),
+        rng=np.random.default_rng(draw(st.integers(0, 2**16))),
+    )
 
 
 def binary_weights(case, name):
     kind = case[name] if name == "weight" else ("last dim" if case[name] else "none")
     if kind == "none":
         return None
-    return Fixed(case["rng"].random(case["shape"] if kind == "full" else case["shape"][-1:]).astype(case["dtype"]) + 0.5)
+    return Fixed(
+        case["rng"].random(case["shape"] if kind == "full" else case["shape"][-1:]).astype(case["dtype"]) + 0.5
+    )
 
 
 @SETTINGS
@@ -461,14 +579,27 @@ def test_binary_cross_entropy_matches_torch(torch, case):
     x = (rng.random(case["shape"]) * 0.98 + 0.01).astype(dtype)
     y = rng.random(case["shape"]).astype(dtype)
     weight, reduction = binary_weights(case, "weight"), case["reduction"]
-    matches_torch(torch, lambda x, y, w: F.binary_cross_entropy(x, y, w, reduction=reduction), lambda x, y, w: torch.nn.functional.binary_cross_entropy(x, y, w, reduction=reduction), x, y, weight)
+    matches_torch(
+        torch,
+        lambda x, y, w: F.binary_cross_entropy(x, y, w, reduction=reduction),
+        lambda x, y, w: torch.nn.functional.binary_cross_entropy(x, y, w, reduction=reduction),
+        x,
+        y,
+        weight,
+    )
 
 
 def test_binary_cross_entropy_clamps_its_logs_at_minus_100(torch):
     x = np.array([0.0, 1.0, 0.0, 1.0, 0.5])
     y = np.array([1.0, 0.0, 0.0, 1.0, 0.3])
     # (PyTorch's gradient for the target is inf here; tinymed's is the clamped forward's, finite)
-    out, _ = matches_torch(torch, lambda x, y: F.binary_cross_entropy(x, y, reduction="none"), lambda x, y: torch.nn.functional.binary_cross_entropy(x, y, reduction="none"), x, Fixed(y))
+    out, _ = matches_torch(
+        torch,
+        lambda x, y: F.binary_cross_entropy(x, y, reduction="none"),
+        lambda x, y: torch.nn.functional.binary_cross_entropy(x, y, reduction="none"),
+        x,
+        Fixed(y),
+    )
     np.testing.assert_allclose(out.numpy()[:4], [100, 100, 0, 0])
     y_grad = tm.tensor(y, requires_grad=True)
     F.binary_cross_entropy(tm.tensor(x), y_grad, reduction="sum").backward()
@@ -481,12 +612,21 @@ def test_binary_cross_entropy_with_logits_matches_torch(torch, case):
     rng, dtype = case["rng"], case["dtype"]
     x = normal(rng, case["shape"], dtype) * 3
     y = rng.random(case["shape"]).astype(dtype)
-    weight, pos_weight, reduction = binary_weights(case, "weight"), binary_weights(case, "pos_weight"), case["reduction"]
+    weight, pos_weight, reduction = (
+        binary_weights(case, "weight"),
+        binary_weights(case, "pos_weight"),
+        case["reduction"],
+    )
     matches_torch(
         torch,
         lambda x, y, w, p: F.binary_cross_entropy_with_logits(x, y, w, reduction=reduction, pos_weight=p),
-        lambda x, y, w, p: torch.nn.functional.binary_cross_entropy_with_logits(x, y, w, reduction=reduction, pos_weight=p),
-        x, y, weight, pos_weight,
+        lambda x, y, w, p: torch.nn.functional.binary_cross_entropy_with_logits(
+            x, y, w, reduction=reduction, pos_weight=p
+        ),
+        x,
+        y,
+        weight,
+        pos_weight,
     )
 
 
@@ -502,13 +642,17 @@ def test_regression_losses_match_torch(torch, loss, reduction, weighted, dtype):
         torch,
         lambda x, y, w: getattr(F, loss)(x, y, reduction=reduction, weight=w),
         lambda x, y, w: getattr(torch.nn.functional, loss)(x, y, reduction=reduction, weight=w),
-        x, y, weight,
+        x,
+        y,
+        weight,
     )
 
 
 def test_regression_loss_warns_when_target_broadcasts(torch):
     x, y = np.arange(6.0).reshape(2, 3), np.array([1.0, 2.0, 3.0])
-    with pytest.warns(UserWarning, match=r"mse_loss: using a target size \(\(3,\)\) that is different to the input size \(\(2, 3\)\)"):
+    with pytest.warns(
+        UserWarning, match=r"mse_loss: using a target size \(\(3,\)\) that is different to the input size \(\(2, 3\)\)"
+    ):
         matches_torch(torch, F.mse_loss, torch.nn.functional.mse_loss, x, y)
 
 
@@ -519,7 +663,11 @@ def test_losses_are_finite_for_logits_of_magnitude_1e4(torch, dtype):
     probabilities = np.array([[0.2, 0.5, 0.3], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5]], dtype=dtype)
     labels = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.5], [1.0, 1.0, 0.0]], dtype=dtype)
     cases = [
-        (lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1), lambda x, t: torch.nn.functional.cross_entropy(x, t, label_smoothing=0.1), indices),
+        (
+            lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+            lambda x, t: torch.nn.functional.cross_entropy(x, t, label_smoothing=0.1),
+            indices,
+        ),
         (F.cross_entropy, torch.nn.functional.cross_entropy, probabilities),
         (F.binary_cross_entropy_with_logits, torch.nn.functional.binary_cross_entropy_with_logits, labels),
     ]
@@ -551,15 +699,24 @@ def _gradcheck_cases():
     labels, class_weight = tm.tensor(rng.integers(0, 2, (1, 5, 5))), tm.tensor(rng.random(2) + 0.5, dtype=tm.float64)
     return {
         "conv2d": (lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2)), (x4, w, b2)),
-        "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1), (_f64(rng, 1, 2, 3, 3), w, b2)),
+        "conv_transpose2d": (
+            lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+            (_f64(rng, 1, 2, 3, 3), w, b2),
+        ),
         "max_pool2d": (lambda x: F.max_pool2d(x, 2, stride=1, padding=1), (grid,)),
         "avg_pool2d": (lambda x: F.avg_pool2d(x, 3, 2, padding=1, count_include_pad=False), (x4,)),
         "adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, (3, 2)), (x4,)),
         "linear": (F.linear, (_f64(rng, 2, 3, 4), _f64(rng, 3, 4), _f64(rng, 3))),
         "attention": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, tm.tensor(mask.numpy())), (q, k, v)),
-        "attention causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3), (q, k, v)),
+        "attention causal": (
+            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3),
+            (q, k, v),
+        ),
         "attention float mask": (lambda q, m: F.scaled_dot_product_attention(q, q, q, m[:, :3]), (q, float_mask)),
-        "attention dropout": (lambda q: (tm.manual_seed(0), F.scaled_dot_product_attention(q, q, q, dropout_p=0.3))[1], (q,)),
+        "attention dropout": (
+            lambda q: (tm.manual_seed(0), F.scaled_dot_product_attention(q, q, q, dropout_p=0.3))[1],
+            (q,),
+        ),
         "relu": (F.relu, (m,)),
         "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), (m,)),
         "sigmoid": (F.sigmoid, (m,)),
@@ -569,18 +726,36 @@ def _gradcheck_cases():
         "softmax": (lambda x: F.softmax(x, 1), (m,)),
         "log_softmax": (lambda x: F.log_softmax(x, -1), (m,)),
         "dropout": (lambda x: (tm.manual_seed(1), F.dropout(x, 0.5))[1], (m,)),
-        "batch_norm training": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x4, b2, _f64(rng, 2))),
-        "batch_norm eval": (lambda x, w, b: F.batch_norm(x, tm.zeros(3, dtype=tm.float64), tm.ones(3, dtype=tm.float64) * 2, w, b), (m, _f64(rng, 3), _f64(rng, 3))),
+        "batch_norm training": (
+            lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+            (x4, b2, _f64(rng, 2)),
+        ),
+        "batch_norm eval": (
+            lambda x, w, b: F.batch_norm(x, tm.zeros(3, dtype=tm.float64), tm.ones(3, dtype=tm.float64) * 2, w, b),
+            (m, _f64(rng, 3), _f64(rng, 3)),
+        ),
         "layer_norm": (lambda x, w, b: F.layer_norm(x, (3, 2), w, b), (m, _f64(rng, 3, 2), _f64(rng, 3, 2))),
         "pad constant": (lambda x: F.pad(x, (1, -1, 2, 0), value=0.5), (m,)),
         "pad reflect": (lambda x: F.pad(x, (1, 1), mode="reflect"), (m,)),
         "pad replicate": (lambda x: F.pad(x, (2, 1, 0, 1), mode="replicate"), (m,)),
         "pad circular": (lambda x: F.pad(x, (2, 1, 3, 0), mode="circular"), (m,)),
-        "cross_entropy": (lambda x: F.cross_entropy(x, labels, class_weight, ignore_index=0, label_smoothing=0.2), (x4,)),
-        "cross_entropy probabilities": (lambda x, p: F.cross_entropy(x, p, class_weight, label_smoothing=0.1), (x4, _f64(rng, 1, 2, 5, 5, positive=True))),
+        "cross_entropy": (
+            lambda x: F.cross_entropy(x, labels, class_weight, ignore_index=0, label_smoothing=0.2),
+            (x4,),
+        ),
+        "cross_entropy probabilities": (
+            lambda x, p: F.cross_entropy(x, p, class_weight, label_smoothing=0.1),
+            (x4, _f64(rng, 1, 2, 5, 5, positive=True)),
+        ),
         "nll_loss": (lambda x: F.nll_loss(x, labels, class_weight, reduction="sum"), (x4,)),
-        "binary_cross_entropy": (lambda x, y: F.binary_cross_entropy(x, y, m.detach()), (_f64(rng, 4, 3, 2, positive=True), _f64(rng, 4, 3, 2, positive=True))),
-        "binary_cross_entropy_with_logits": (lambda x, y, p: F.binary_cross_entropy_with_logits(x, y, pos_weight=p), (m, _f64(rng, 4, 3, 2, positive=True), _f64(rng, 2, positive=True))),
+        "binary_cross_entropy": (
+            lambda x, y: F.binary_cross_entropy(x, y, m.detach()),
+            (_f64(rng, 4, 3, 2, positive=True), _f64(rng, 4, 3, 2, positive=True)),
+        ),
+        "binary_cross_entropy_with_logits": (
+            lambda x, y, p: F.binary_cross_entropy_with_logits(x, y, pos_weight=p),
+            (m, _f64(rng, 4, 3, 2, positive=True), _f64(rng, 2, positive=True)),
+        ),
         "mse_loss": (F.mse_loss, (m, _f64(rng, 4, 3, 2))),
         "l1_loss": (lambda x, y: F.l1_loss(x, y, reduction="sum"), (m, _f64(rng, 4, 3, 2))),
     }
@@ -616,74 +791,220 @@ Q = tm.randn(2, 5, 4)
 LOGITS = tm.randn(3, 4)
 
 BAD_INPUT = [
-    (lambda: F.conv2d(X4, tm.randn(4, 2, 3, 3)), ValueError, r"conv2d: input has 3 channels but weight \(4, 2, 3, 3\) \(C_out, C_in, KH, KW\) expects 2"),
-    (lambda: F.conv2d(X4, tm.randn(4, 3, 9, 9)), ValueError, r"conv2d: kernel \(9, 9\).*spans 9 pixels along H, more than the padded input"),
+    (
+        lambda: F.conv2d(X4, tm.randn(4, 2, 3, 3)),
+        ValueError,
+        r"conv2d: input has 3 channels but weight \(4, 2, 3, 3\) \(C_out, C_in, KH, KW\) expects 2",
+    ),
+    (
+        lambda: F.conv2d(X4, tm.randn(4, 3, 9, 9)),
+        ValueError,
+        r"conv2d: kernel \(9, 9\).*spans 9 pixels along H, more than the padded input",
+    ),
     (lambda: F.conv2d(X4, W4, stride=0), ValueError, r"conv2d: stride must be positive, got 0"),
     (lambda: F.conv2d(X4, W4, padding=(1, -1)), ValueError, r"conv2d: padding must be non-negative"),
     (lambda: F.conv2d(X4, W4, dilation=0), ValueError, r"conv2d: dilation must be positive"),
     (lambda: F.conv2d(X4, W4, stride=1.5), TypeError, r"conv2d: stride must be an int or a pair of ints"),
     (lambda: F.conv2d(X4, W4, groups=3), ValueError, r"conv2d: only groups=1 is supported"),
-    (lambda: F.conv2d(tm.randn(8, 8), W4), ValueError, r"conv2d: input must be 4-D \(N, C, H, W\) or 3-D \(C, H, W\), got shape \(8, 8\)"),
+    (
+        lambda: F.conv2d(tm.randn(8, 8), W4),
+        ValueError,
+        r"conv2d: input must be 4-D \(N, C, H, W\) or 3-D \(C, H, W\), got shape \(8, 8\)",
+    ),
     (lambda: F.conv2d(X4, W4, tm.randn(3)), ValueError, r"conv2d: bias must have shape \(4,\), got \(3,\)"),
     (lambda: F.conv2d(X4, W4.double()), TypeError, r"conv2d: weight has dtype float64 but input has dtype float32"),
-    (lambda: F.conv2d(tm.ones(2, 3, 8, 8, dtype=tm.int64), W4), TypeError, r"conv2d: input must be a floating-point tensor, got dtype int64"),
+    (
+        lambda: F.conv2d(tm.ones(2, 3, 8, 8, dtype=tm.int64), W4),
+        TypeError,
+        r"conv2d: input must be a floating-point tensor, got dtype int64",
+    ),
     (lambda: F.conv2d(X4.numpy(), W4), TypeError, r"conv2d: input must be a Tensor, got ndarray"),
     (lambda: F.conv2d(X4, W4, stride=2, padding="same"), ValueError, r"conv2d: padding='same' needs stride 1"),
-    (lambda: F.conv_transpose2d(X4, tm.randn(4, 2, 3, 3)), ValueError, r"conv_transpose2d: input has 3 channels but weight \(4, 2, 3, 3\) \(C_in, C_out, KH, KW\) expects 4"),
-    (lambda: F.conv_transpose2d(X4, tm.randn(3, 4, 3, 3), stride=2, output_padding=2), ValueError, r"conv_transpose2d: output_padding \(2, 2\) must be smaller than either stride \(2, 2\) or dilation"),
-    (lambda: F.conv_transpose2d(tm.randn(1, 3, 1, 1), tm.randn(3, 4, 3, 3), padding=2), ValueError, r"conv_transpose2d: output size \(-1, -1\) is not positive"),
-    (lambda: F.max_pool2d(X4, 3, padding=2), ValueError, r"max_pool2d: padding \(2, 2\) must be at most half of kernel_size \(3, 3\)"),
+    (
+        lambda: F.conv_transpose2d(X4, tm.randn(4, 2, 3, 3)),
+        ValueError,
+        r"conv_transpose2d: input has 3 channels but weight \(4, 2, 3, 3\) \(C_in, C_out, KH, KW\) expects 4",
+    ),
+    (
+        lambda: F.conv_transpose2d(X4, tm.randn(3, 4, 3, 3), stride=2, output_padding=2),
+        ValueError,
+        r"conv_transpose2d: output_padding \(2, 2\) must be smaller than either stride \(2, 2\) or dilation",
+    ),
+    (
+        lambda: F.conv_transpose2d(tm.randn(1, 3, 1, 1), tm.randn(3, 4, 3, 3), padding=2),
+        ValueError,
+        r"conv_transpose2d: output size \(-1, -1\) is not positive",
+    ),
+    (
+        lambda: F.max_pool2d(X4, 3, padding=2),
+        ValueError,
+        r"max_pool2d: padding \(2, 2\) must be at most half of kernel_size \(3, 3\)",
+    ),
     (lambda: F.max_pool2d(X4, 9), ValueError, r"max_pool2d: kernel \(9, 9\).*more than the padded input"),
     (lambda: F.max_pool2d(X4, 0), ValueError, r"max_pool2d: kernel_size must be positive"),
     (lambda: F.max_pool2d(X4, 2, ceil_mode=True), ValueError, r"max_pool2d: only ceil_mode=False is supported"),
     (lambda: F.avg_pool2d(X4, 2, stride=-1), ValueError, r"avg_pool2d: stride must be positive"),
     (lambda: F.adaptive_avg_pool2d(X4, 0), ValueError, r"adaptive_avg_pool2d: output_size must be positive"),
-    (lambda: F.linear(tm.randn(2, 5), tm.randn(3, 4)), ValueError, r"linear: input shape \(2, 5\) does not end in in_features = 4 of weight \(3, 4\)"),
+    (
+        lambda: F.linear(tm.randn(2, 5), tm.randn(3, 4)),
+        ValueError,
+        r"linear: input shape \(2, 5\) does not end in in_features = 4 of weight \(3, 4\)",
+    ),
     (lambda: F.linear(tm.randn(2, 4), tm.randn(3, 4), tm.randn(4)), ValueError, r"linear: bias must have shape \(3,\)"),
-    (lambda: F.scaled_dot_product_attention(Q, tm.randn(2, 5, 3), Q), ValueError, r"scaled_dot_product_attention: expects query \(\.\.\., Lq, E\).*key \(2, 5, 3\)"),
-    (lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 4, dtype=tm.bool_)), ValueError, r"scaled_dot_product_attention: attn_mask \(5, 4\) does not broadcast to \(\.\.\., Lq, Lk\) = \(\.\.\., 5, 5\)"),
-    (lambda: F.scaled_dot_product_attention(Q, tm.randn(3, 5, 4), tm.randn(3, 5, 4)), ValueError, r"scaled_dot_product_attention: the leading \(batch, head\) dims do not broadcast"),
-    (lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 5, dtype=tm.int64)), TypeError, r"scaled_dot_product_attention: attn_mask must be bool or have query's dtype"),
-    (lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 5, dtype=tm.bool_), is_causal=True), ValueError, r"scaled_dot_product_attention: give attn_mask or is_causal"),
-    (lambda: F.scaled_dot_product_attention(Q, Q, Q, dropout_p=1.5), ValueError, r"scaled_dot_product_attention: dropout_p must be in \[0, 1\]"),
-    (lambda: F.scaled_dot_product_attention(Q, tm.randn(2, 3, 5, 4), tm.randn(2, 3, 5, 4), enable_gqa=True), ValueError, r"scaled_dot_product_attention: enable_gqa needs"),
+    (
+        lambda: F.scaled_dot_product_attention(Q, tm.randn(2, 5, 3), Q),
+        ValueError,
+        r"scaled_dot_product_attention: expects query \(\.\.\., Lq, E\).*key \(2, 5, 3\)",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 4, dtype=tm.bool_)),
+        ValueError,
+        r"scaled_dot_product_attention: attn_mask \(5, 4\) does not broadcast to \(\.\.\., Lq, Lk\) = \(\.\.\., 5, 5\)",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, tm.randn(3, 5, 4), tm.randn(3, 5, 4)),
+        ValueError,
+        r"scaled_dot_product_attention: the leading \(batch, head\) dims do not broadcast",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 5, dtype=tm.int64)),
+        TypeError,
+        r"scaled_dot_product_attention: attn_mask must be bool or have query's dtype",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, Q, Q, tm.ones(5, 5, dtype=tm.bool_), is_causal=True),
+        ValueError,
+        r"scaled_dot_product_attention: give attn_mask or is_causal",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, Q, Q, dropout_p=1.5),
+        ValueError,
+        r"scaled_dot_product_attention: dropout_p must be in \[0, 1\]",
+    ),
+    (
+        lambda: F.scaled_dot_product_attention(Q, tm.randn(2, 3, 5, 4), tm.randn(2, 3, 5, 4), enable_gqa=True),
+        ValueError,
+        r"scaled_dot_product_attention: enable_gqa needs",
+    ),
     (lambda: F.relu(tm.tensor([1, 2])), TypeError, r"relu: input must be a floating-point tensor, got dtype int64"),
     (lambda: F.softmax(Q, 3), IndexError, r"softmax: dim 3 is out of range"),
     (lambda: F.gelu(Q, approximate="erf"), ValueError, r"gelu: approximate must be 'none' or 'tanh'"),
     (lambda: F.dropout(Q, p=-0.1), ValueError, r"dropout: p must be in \[0, 1\], got -0.1"),
-    (lambda: F.batch_norm(X4, tm.zeros(4), tm.ones(3)), ValueError, r"batch_norm: running_mean must be a float tensor of shape \(3,\), got \(4,\)"),
+    (
+        lambda: F.batch_norm(X4, tm.zeros(4), tm.ones(3)),
+        ValueError,
+        r"batch_norm: running_mean must be a float tensor of shape \(3,\), got \(4,\)",
+    ),
     (lambda: F.batch_norm(X4, None, None), ValueError, r"batch_norm: running_mean is needed when training=False"),
-    (lambda: F.batch_norm(tm.randn(1, 3), None, None, training=True), ValueError, r"batch_norm: expected more than 1 value per channel when training"),
-    (lambda: F.batch_norm(X4, None, None, tm.ones(2), training=True), ValueError, r"batch_norm: weight must have shape \(3,\), got \(2,\)"),
-    (lambda: F.layer_norm(X4, (8, 7)), ValueError, r"layer_norm: input shape \(2, 3, 8, 8\) does not end in normalized_shape \(8, 7\)"),
+    (
+        lambda: F.batch_norm(tm.randn(1, 3), None, None, training=True),
+        ValueError,
+        r"batch_norm: expected more than 1 value per channel when training",
+    ),
+    (
+        lambda: F.batch_norm(X4, None, None, tm.ones(2), training=True),
+        ValueError,
+        r"batch_norm: weight must have shape \(3,\), got \(2,\)",
+    ),
+    (
+        lambda: F.layer_norm(X4, (8, 7)),
+        ValueError,
+        r"layer_norm: input shape \(2, 3, 8, 8\) does not end in normalized_shape \(8, 7\)",
+    ),
     (lambda: F.pad(X4, (1, 2, 3)), ValueError, r"pad: pad must be an even number of ints"),
-    (lambda: F.pad(X4, (8, 0, 0, 0), mode="reflect"), ValueError, r"pad: mode 'reflect' needs padding in \[0, 7\] for dim 3 of size 8"),
+    (
+        lambda: F.pad(X4, (8, 0, 0, 0), mode="reflect"),
+        ValueError,
+        r"pad: mode 'reflect' needs padding in \[0, 7\] for dim 3 of size 8",
+    ),
     (lambda: F.pad(X4, (1, 1), mode="reflect"), ValueError, r"pad: mode 'reflect' pads the last 1-3 dims"),
-    (lambda: F.pad(X4, (1, 1), mode="wrap"), ValueError, r"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular'"),
+    (
+        lambda: F.pad(X4, (1, 1), mode="wrap"),
+        ValueError,
+        r"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular'",
+    ),
     (lambda: F.pad(X4, (-5, -5)), ValueError, r"pad: pad \(-5, -5\) crops more than input shape"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1])), ValueError, r"cross_entropy: target shape \(2,\) does not match input shape \(3, 4\); class indices need shape \(3,\)"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([0, 4, 1])), ValueError, r"cross_entropy: target holds class 4, outside \[0, 4\) for input shape \(3, 4\)"),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1])),
+        ValueError,
+        r"cross_entropy: target shape \(2,\) does not match input shape \(3, 4\); class indices need shape \(3,\)",
+    ),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([0, 4, 1])),
+        ValueError,
+        r"cross_entropy: target holds class 4, outside \[0, 4\) for input shape \(3, 4\)",
+    ),
     (lambda: F.cross_entropy(LOGITS, tm.tensor([0, -1, 1])), ValueError, r"cross_entropy: target holds class -1"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([True, False, True])), TypeError, r"cross_entropy: target must hold class indices \(an integer tensor\), got dtype bool"),
-    (lambda: F.cross_entropy(LOGITS, tm.randn(3, 5)), ValueError, r"cross_entropy: class-probability target shape \(3, 5\) must equal input shape \(3, 4\)"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), tm.ones(3)), ValueError, r"cross_entropy: weight must have shape \(4,\), got \(3,\)"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), reduction="avg"), ValueError, r"cross_entropy: reduction must be one of 'none', 'mean', 'sum', got 'avg'"),
-    (lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), label_smoothing=1.5), ValueError, r"cross_entropy: label_smoothing must be in \[0, 1\]"),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([True, False, True])),
+        TypeError,
+        r"cross_entropy: target must hold class indices \(an integer tensor\), got dtype bool",
+    ),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.randn(3, 5)),
+        ValueError,
+        r"cross_entropy: class-probability target shape \(3, 5\) must equal input shape \(3, 4\)",
+    ),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), tm.ones(3)),
+        ValueError,
+        r"cross_entropy: weight must have shape \(4,\), got \(3,\)",
+    ),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), reduction="avg"),
+        ValueError,
+        r"cross_entropy: reduction must be one of 'none', 'mean', 'sum', got 'avg'",
+    ),
+    (
+        lambda: F.cross_entropy(LOGITS, tm.tensor([0, 1, 2]), label_smoothing=1.5),
+        ValueError,
+        r"cross_entropy: label_smoothing must be in \[0, 1\]",
+    ),
     (lambda: F.cross_entropy(LOGITS, [0, 1, 2]), TypeError, r"cross_entropy: target must be a Tensor, got list"),
     (lambda: F.nll_loss(LOGITS, tm.tensor([0, 1, 9])), ValueError, r"nll_loss: target holds class 9"),
-    (lambda: F.binary_cross_entropy(tm.rand(3), tm.rand(4)), ValueError, r"binary_cross_entropy: target shape \(4,\) must equal input shape \(3,\)"),
-    (lambda: F.binary_cross_entropy(tm.rand(3) + 1, tm.rand(3)), ValueError, r"binary_cross_entropy: all elements of input must be between 0 and 1"),
-    (lambda: F.binary_cross_entropy(tm.rand(3), tm.tensor([0, 1, 1])), TypeError, r"binary_cross_entropy: target must be a floating-point tensor, got dtype int64"),
-    (lambda: F.binary_cross_entropy_with_logits(LOGITS, tm.rand(3, 4), pos_weight=tm.ones(3)), ValueError, r"binary_cross_entropy_with_logits: pos_weight shape \(3,\) does not broadcast to input shape \(3, 4\)"),
-    (lambda: F.binary_cross_entropy_with_logits(LOGITS, tm.rand(3, 4), tm.ones(2, 4)), ValueError, r"binary_cross_entropy_with_logits: weight shape \(2, 4\) does not broadcast"),
-    (lambda: F.mse_loss(LOGITS, tm.randn(2, 4)), ValueError, r"mse_loss: target shape \(2, 4\) does not broadcast with input shape \(3, 4\)"),
-    (lambda: F.l1_loss(LOGITS, tm.randn(3, 4), weight=tm.ones(4)), ValueError, r"l1_loss: weight shape \(4,\) must equal input shape \(3, 4\)"),
+    (
+        lambda: F.binary_cross_entropy(tm.rand(3), tm.rand(4)),
+        ValueError,
+        r"binary_cross_entropy: target shape \(4,\) must equal input shape \(3,\)",
+    ),
+    (
+        lambda: F.binary_cross_entropy(tm.rand(3) + 1, tm.rand(3)),
+        ValueError,
+        r"binary_cross_entropy: all elements of input must be between 0 and 1",
+    ),
+    (
+        lambda: F.binary_cross_entropy(tm.rand(3), tm.tensor([0, 1, 1])),
+        TypeError,
+        r"binary_cross_entropy: target must be a floating-point tensor, got dtype int64",
+    ),
+    (
+        lambda: F.binary_cross_entropy_with_logits(LOGITS, tm.rand(3, 4), pos_weight=tm.ones(3)),
+        ValueError,
+        r"binary_cross_entropy_with_logits: pos_weight shape \(3,\) does not broadcast to input shape \(3, 4\)",
+    ),
+    (
+        lambda: F.binary_cross_entropy_with_logits(LOGITS, tm.rand(3, 4), tm.ones(2, 4)),
+        ValueError,
+        r"binary_cross_entropy_with_logits: weight shape \(2, 4\) does not broadcast",
+    ),
+    (
+        lambda: F.mse_loss(LOGITS, tm.randn(2, 4)),
+        ValueError,
+        r"mse_loss: target shape \(2, 4\) does not broadcast with input shape \(3, 4\)",
+    ),
+    (
+        lambda: F.l1_loss(LOGITS, tm.randn(3, 4), weight=tm.ones(4)),
+        ValueError,
+        r"l1_loss: weight shape \(4,\) must equal input shape \(3, 4\)",
+    ),
     (lambda: F.one_hot(tm.tensor([0, 3]), 3), ValueError, r"one_hot: class values must be in \[0, 3\)"),
     (lambda: F.one_hot(tm.tensor([0.0, 1.0])), TypeError, r"one_hot: tensor must be an integer tensor"),
 ]
 
 
-@pytest.mark.parametrize("call, error, message", BAD_INPUT, ids=[m.split(":")[0] + f"-{i}" for i, (_, _, m) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    "call, error, message", BAD_INPUT, ids=[m.split(":")[0] + f"-{i}" for i, (_, _, m) in enumerate(BAD_INPUT)]
+)
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):
         call()

@@ -1,6 +1,7 @@
 """GAN training, checkpoints and resume, evaluation, repair, and the GAN commands' errors.
 
 Everything runs on tiny networks and a few dozen phantom images written in the MedMNIST layout."""
+
 import json
 
 import numpy as np
@@ -9,13 +10,12 @@ import pytest
 import tinymed
 from tinymed.cli import main
 from tinymed.data import make_phantoms
-from tinymed.metrics import frechet_distance, frechet_distance_from_features
+from tinymed.metrics import frechet_distance, frechet_distance_from_features, knn_precision_recall
 from tinymed.models import model_spec
 from tinymed.models.dcgan import DCGAN
 from tinymed.models.lenet import LeNet
 from tinymed.repair import RepairError, inpaint, make_mask
 from tinymed.train.checkpoint import load_checkpoint, save_checkpoint
-from tinymed.metrics import knn_precision_recall
 from tinymed.train.gan import GANConfig, GANTrainer, train_gan
 
 TINY = dict(batch_size=16, latent_dim=8, ngf=4, ndf=4)
@@ -40,8 +40,11 @@ def data_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gan_checkpoint(tmp_path_factory, data_file):
     out = tmp_path_factory.mktemp("gan")
-    train_gan(GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=1, out=str(out), **TINY),
-              progress=False, log=lambda _: None)
+    train_gan(
+        GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=1, out=str(out), **TINY),
+        progress=False,
+        log=lambda _: None,
+    )
     return out / "last.npz"
 
 
@@ -124,7 +127,7 @@ def test_frechet_distance_of_two_gaussians_has_its_closed_form():
     rotation, _ = np.linalg.qr(rng.standard_normal((4, 4)))
     a, b = np.array([1.0, 2.0, 0.5, 3.0]), np.array([2.0, 1.0, 0.5, 1.0])
     mu1, mu2 = rng.standard_normal(4), rng.standard_normal(4)
-    sigma1, sigma2 = (rotation @ np.diag(s ** 2) @ rotation.T for s in (a, b))
+    sigma1, sigma2 = (rotation @ np.diag(s**2) @ rotation.T for s in (a, b))
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((a - b) ** 2)
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
     # Fitted to samples, the estimate converges to it.
@@ -148,16 +151,37 @@ def test_knn_precision_recall_sees_mode_dropping():
 def _classifier_checkpoint(path):
     tinymed.manual_seed(0)
     model = LeNet()
-    save_checkpoint(path, {"model": model.state_dict()},
-                    {"kind": "classifier", "model": model_spec(model), "normalization": {"mean": [0.5], "std": [0.5]},
-                     "dataset": {"name": "pneumoniamnist"}, "epoch": 0})
+    save_checkpoint(
+        path,
+        {"model": model.state_dict()},
+        {
+            "kind": "classifier",
+            "model": model_spec(model),
+            "normalization": {"mean": [0.5], "std": [0.5]},
+            "dataset": {"name": "pneumoniamnist"},
+            "epoch": 0,
+        },
+    )
     return str(path)
 
 
 def test_evaluate_gan_writes_its_json(tmp_path, gan_checkpoint, data_file, capsys):
     classifier = _classifier_checkpoint(tmp_path / "cnn.npz")
-    assert main(["evaluate-gan", str(gan_checkpoint), "--classifier", classifier, "--data", data_file,
-                 "--json", str(tmp_path / "gan.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate-gan",
+                str(gan_checkpoint),
+                "--classifier",
+                classifier,
+                "--data",
+                data_file,
+                "--json",
+                str(tmp_path / "gan.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "gan.json").read_text())
     assert {"fd", "fd_floor", "fd_untrained", "precision", "recall"} <= set(report)
     assert all(np.isfinite(report[k]) and report[k] >= 0 for k in ("fd", "fd_floor", "fd_untrained"))
@@ -175,10 +199,17 @@ def test_sample_writes_medmnist_layout(tmp_path, gan_checkpoint, data_file):
         assert f["images"].dtype == np.uint8 and f["images"].shape == (5, 28, 28)
         assert "labels" not in f.files
     conditional = tmp_path / "cgan"
-    train_gan(GANConfig(dataset="pneumoniamnist", data_file=data_file, conditional=True, epochs=1,
-                        out=str(conditional), **TINY), progress=False, log=lambda _: None)
-    assert main(["sample", str(conditional / "last.npz"), "--n", "6", "--label", "1",
-                 "--out", str(tmp_path / "c.npz")]) == 0
+    train_gan(
+        GANConfig(
+            dataset="pneumoniamnist", data_file=data_file, conditional=True, epochs=1, out=str(conditional), **TINY
+        ),
+        progress=False,
+        log=lambda _: None,
+    )
+    assert (
+        main(["sample", str(conditional / "last.npz"), "--n", "6", "--label", "1", "--out", str(tmp_path / "c.npz")])
+        == 0
+    )
     with np.load(tmp_path / "c.npz") as f:
         assert f["images"].shape == (6, 28, 28)
         np.testing.assert_array_equal(f["labels"], np.ones((6, 1), np.uint8))
@@ -225,18 +256,52 @@ def _one_line_error(capsys, argv, *fragments):
 
 def test_a_classifier_checkpoint_given_as_a_gan_is_refused(tmp_path, capsys):
     classifier = _classifier_checkpoint(tmp_path / "cnn.npz")
-    _one_line_error(capsys, ["sample", classifier, "--n", "2", "--out", str(tmp_path / "s.npz")],
-                    "is a classifier checkpoint, not a gan checkpoint")
+    _one_line_error(
+        capsys,
+        ["sample", classifier, "--n", "2", "--out", str(tmp_path / "s.npz")],
+        "is a classifier checkpoint, not a gan checkpoint",
+    )
 
 
 def test_an_empty_class_selection_is_refused(tmp_path, capsys):
     only_normal = _write_npz(tmp_path / "normal.npz", np.zeros(8), np.zeros(4))
-    _one_line_error(capsys, ["train", "gan", "--dataset", "pneumoniamnist", "--data", only_normal, "--label", "1",
-                             "--out", str(tmp_path / "run")], "no images of class 1")
-    _one_line_error(capsys, ["train", "gan", "--dataset", "pneumoniamnist", "--data", only_normal, "--label", "7",
-                             "--out", str(tmp_path / "run")], "not a class of pneumoniamnist")
+    _one_line_error(
+        capsys,
+        [
+            "train",
+            "gan",
+            "--dataset",
+            "pneumoniamnist",
+            "--data",
+            only_normal,
+            "--label",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        "no images of class 1",
+    )
+    _one_line_error(
+        capsys,
+        [
+            "train",
+            "gan",
+            "--dataset",
+            "pneumoniamnist",
+            "--data",
+            only_normal,
+            "--label",
+            "7",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        "not a class of pneumoniamnist",
+    )
 
 
 def test_a_mask_covering_everything_is_refused(tmp_path, gan_checkpoint, data_file, capsys):
-    _one_line_error(capsys, ["repair", str(gan_checkpoint), "--image", "0", "--box-size", "28",
-                             "--out", str(tmp_path / "r.png")], "covers the whole 28x28 image")
+    _one_line_error(
+        capsys,
+        ["repair", str(gan_checkpoint), "--image", "0", "--box-size", "28", "--out", str(tmp_path / "r.png")],
+        "covers the whole 28x28 image",
+    )

@@ -45,7 +45,7 @@ def assert_same_weights(model_t, model_m):
 
 # --------------------------------------------------------------------------- (1) LeNet
 
-LENET = '''
+LENET = """
 class LeNet(nn.Module):
     def __init__(self):
         super(LeNet, self).__init__()
@@ -91,7 +91,7 @@ def test(net, images, labels):
         predicted = outputs.argmax(dim=1)
         correct = predicted.eq(labels).sum().item()
     return outputs, correct / labels.size(0)
-'''
+"""
 
 
 def test_lenet_trains_like_pytorch():
@@ -117,7 +117,7 @@ def test_lenet_trains_like_pytorch():
 
 # --------------------------------------------------------------------------- (2) DCGAN
 
-DCGAN = '''
+DCGAN = """
 nz, ngf, ndf, nc = 16, 8, 8, 1
 real_label = 1.
 fake_label = 0.
@@ -212,7 +212,7 @@ def train(netG, netD, dataloader, noises):
         optimizerG.step()
         history.append((errD.item(), errG.item(), D_x, D_G_z1, D_G_z2))
     return history, fake
-'''
+"""
 
 
 def test_dcgan_trains_like_pytorch():
@@ -231,8 +231,12 @@ def test_dcgan_trains_like_pytorch():
     rng = np.random.default_rng(1)
     reals = [np.tanh(rng.standard_normal((4, 1, 28, 28))).astype(np.float32) for _ in range(2)]
     noises = [rng.standard_normal((4, 16, 1, 1)).astype(np.float32) for _ in range(2)]
-    history_t, fake_t = on_torch["train"](net_g_t, net_d_t, [torch_module.from_numpy(x) for x in reals], [torch_module.from_numpy(z) for z in noises])
-    history_m, fake_m = on_tinymed["train"](net_g_m, net_d_m, [tinymed.from_numpy(x) for x in reals], [tinymed.from_numpy(z) for z in noises])
+    history_t, fake_t = on_torch["train"](
+        net_g_t, net_d_t, [torch_module.from_numpy(x) for x in reals], [torch_module.from_numpy(z) for z in noises]
+    )
+    history_m, fake_m = on_tinymed["train"](
+        net_g_m, net_d_m, [tinymed.from_numpy(x) for x in reals], [tinymed.from_numpy(z) for z in noises]
+    )
     assert fake_m.shape == (4, 1, 28, 28)
     np.testing.assert_allclose(np.array(history_m), np.array(history_t), **TOL)
     np.testing.assert_allclose(fake_m.numpy(), fake_t.detach().numpy(), **TOL)
@@ -242,7 +246,7 @@ def test_dcgan_trains_like_pytorch():
 
 # --------------------------------------------------------------------------- (3) self-attention
 
-ATTENTION = '''
+ATTENTION = """
 class MultiHeadSelfAttention(nn.Module):
     def __init__(self, embed_dim=16, num_heads=4):
         super().__init__()
@@ -282,7 +286,7 @@ def train_step(model, x, target, mask):
     loss.backward()
     optimizer.step()
     return loss.item(), output, attn
-'''
+"""
 
 
 def test_self_attention_listing_matches_pytorch():

@@ -1,4 +1,5 @@
 """tinymed.metrics against hand-computed cases, brute-force definitions and closed forms."""
+
 import itertools
 
 import numpy as np
@@ -6,9 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymed.metrics import (accuracy, confusion_matrix, frechet_distance,
-                             frechet_distance_from_features, predictions, roc_auc_score, roc_curve,
-                             sensitivity, specificity)
+from tinymed.metrics import (
+    accuracy,
+    confusion_matrix,
+    frechet_distance,
+    frechet_distance_from_features,
+    predictions,
+    roc_auc_score,
+    roc_curve,
+    sensitivity,
+    specificity,
+)
 
 
 def mann_whitney_auc(y_true, y_score):
@@ -20,6 +29,7 @@ def mann_whitney_auc(y_true, y_score):
 
 
 # ---- ROC curve and AUC -------------------------------------------------------------------
+
 
 def test_roc_curve_hand_computed():
     # scikit-learn's documentation example, labels {1, 2} written as {0, 1}.
@@ -53,8 +63,11 @@ def test_auc_perfect_and_reversed():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 4)), min_size=2, max_size=40)
-       .filter(lambda pairs: len({y for y, _ in pairs}) == 2))
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 4)), min_size=2, max_size=40).filter(
+        lambda pairs: len({y for y, _ in pairs}) == 2
+    )
+)
 def test_auc_equals_mann_whitney_with_ties(pairs):
     # Scores from 0..4 force many ties.
     y_true, y_score = zip(*pairs)
@@ -83,14 +96,17 @@ def test_auc_multilabel_is_the_mean_over_columns():
     assert roc_auc_score(y, s) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("y_true, y_score, message", [
-    ([0, 1, 1], [0.1, 0.2], "different lengths"),
-    ([1, 1, 1], [0.1, 0.2, 0.3], "only one class"),
-    ([0, 2, 1], [0.1, 0.2, 0.3], "only the labels 0 and 1"),
-    ([0, 1], [0.1, np.nan], "NaN"),
-    ([0, 3], [[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]], "class indices in 0..2"),
-    (np.zeros((2, 3)), np.zeros((2, 2)), "same shape"),
-])
+@pytest.mark.parametrize(
+    "y_true, y_score, message",
+    [
+        ([0, 1, 1], [0.1, 0.2], "different lengths"),
+        ([1, 1, 1], [0.1, 0.2, 0.3], "only one class"),
+        ([0, 2, 1], [0.1, 0.2, 0.3], "only the labels 0 and 1"),
+        ([0, 1], [0.1, np.nan], "NaN"),
+        ([0, 3], [[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]], "class indices in 0..2"),
+        (np.zeros((2, 3)), np.zeros((2, 2)), "same shape"),
+    ],
+)
 def test_auc_errors(y_true, y_score, message):
     with pytest.raises(ValueError, match=message):
         roc_auc_score(y_true, y_score)
@@ -102,6 +118,7 @@ def test_roc_curve_single_class_error():
 
 
 # ---- accuracy and hard predictions ------------------------------------------------------
+
 
 def test_predictions_and_accuracy_binary_threshold_is_strict():
     # MedMNIST predicts 1 only when the positive score is > 0.5.
@@ -123,6 +140,7 @@ def test_accuracy_multilabel_mean_over_columns():
 
 
 # ---- confusion matrix, sensitivity, specificity -----------------------------------------
+
 
 def test_confusion_matrix_binary_layout():
     y_true = [0, 0, 0, 1, 1, 1, 1]
@@ -160,6 +178,7 @@ def test_classification_errors():
 
 
 # ---- Frechet distance --------------------------------------------------------------------
+
 
 def random_orthogonal(rng, d):
     q, r = np.linalg.qr(rng.standard_normal((d, d)))

@@ -1,4 +1,5 @@
 """LeNet and MedCNN: shapes, the registry that rebuilds them, and PyTorch as the oracle."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,10 @@ from tinymed.models import CLASSIFIERS, MODELS, LeNet, MedCNN, ModelError, build
 SMALL_MEDCNN = {"channels": [4, 8, 8], "num_heads": 2}
 
 
-@pytest.mark.parametrize("name,config", [("lenet", {}), ("medcnn", SMALL_MEDCNN),
-                                         ("medcnn", {**SMALL_MEDCNN, "in_channels": 3, "num_classes": 8})])
+@pytest.mark.parametrize(
+    "name,config",
+    [("lenet", {}), ("medcnn", SMALL_MEDCNN), ("medcnn", {**SMALL_MEDCNN, "in_channels": 3, "num_classes": 8})],
+)
 def test_shapes_and_every_parameter_gets_a_gradient(name, config):
     tm.manual_seed(0)
     model = build_model(name, config)
@@ -35,8 +38,10 @@ def test_registry_rebuilds_a_model_from_its_spec():
     tm.manual_seed(0)
     model = build_model("medcnn", SMALL_MEDCNN).eval()
     spec = model_spec(model)
-    assert spec == {"name": "medcnn", "config": {"in_channels": 1, "num_classes": 2, "channels": [4, 8, 8],
-                                                  "num_heads": 2, "dropout": 0.2}}
+    assert spec == {
+        "name": "medcnn",
+        "config": {"in_channels": 1, "num_classes": 2, "channels": [4, 8, 8], "num_heads": 2, "dropout": 0.2},
+    }
     tm.manual_seed(1)
     rebuilt = build_model(spec["name"], spec["config"]).eval()
     rebuilt.load_state_dict(model.state_dict())

@@ -56,14 +56,34 @@ LAYERS = [
     ("linear", lambda lib, nn: nn.Linear(5, 4), x4(3, 2, 5), "train"),
     ("linear-nobias", lambda lib, nn: nn.Linear(5, 4, bias=False), x4(3, 5), "train"),
     ("conv", lambda lib, nn: nn.Conv2d(3, 4, 3), x4(2, 3, 7, 6), "train"),
-    ("conv-strided", lambda lib, nn: nn.Conv2d(3, 4, (3, 2), stride=2, padding=1, dilation=(1, 2)), x4(2, 3, 8, 9), "train"),
+    (
+        "conv-strided",
+        lambda lib, nn: nn.Conv2d(3, 4, (3, 2), stride=2, padding=1, dilation=(1, 2)),
+        x4(2, 3, 8, 9),
+        "train",
+    ),
     ("conv-same", lambda lib, nn: nn.Conv2d(2, 3, 4, padding="same", bias=False), x4(1, 2, 6, 5), "train"),
     ("conv-valid", lambda lib, nn: nn.Conv2d(2, 3, 3, padding="valid"), x4(1, 2, 6, 5), "train"),
     ("conv-reflect", lambda lib, nn: nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), x4(2, 2, 5, 6), "train"),
-    ("conv-replicate", lambda lib, nn: nn.Conv2d(2, 3, 3, padding=(2, 1), padding_mode="replicate"), x4(2, 2, 5, 6), "train"),
-    ("conv-circular-same", lambda lib, nn: nn.Conv2d(2, 3, 4, padding="same", padding_mode="circular"), x4(1, 2, 6, 5), "train"),
+    (
+        "conv-replicate",
+        lambda lib, nn: nn.Conv2d(2, 3, 3, padding=(2, 1), padding_mode="replicate"),
+        x4(2, 2, 5, 6),
+        "train",
+    ),
+    (
+        "conv-circular-same",
+        lambda lib, nn: nn.Conv2d(2, 3, 4, padding="same", padding_mode="circular"),
+        x4(1, 2, 6, 5),
+        "train",
+    ),
     ("convT", lambda lib, nn: nn.ConvTranspose2d(3, 4, 4, stride=2, padding=1), x4(2, 3, 4, 5), "train"),
-    ("convT-outpad", lambda lib, nn: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, bias=False), x4(2, 3, 4, 4), "train"),
+    (
+        "convT-outpad",
+        lambda lib, nn: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, bias=False),
+        x4(2, 3, 4, 4),
+        "train",
+    ),
     ("convT-dilated", lambda lib, nn: nn.ConvTranspose2d(2, 3, 3, stride=1, dilation=2), x4(1, 2, 4, 3), "train"),
     ("maxpool", lambda lib, nn: nn.MaxPool2d(2), x4(2, 3, 6, 8), "train"),
     ("maxpool-overlap", lambda lib, nn: nn.MaxPool2d(3, stride=2, padding=1), x4(2, 3, 7, 6), "train"),
@@ -86,7 +106,12 @@ LAYERS = [
     # torch refuses in-place ops on a leaf that requires grad, so in-place layers follow a Linear.
     ("relu-inplace", lambda lib, nn: nn.Sequential(nn.Linear(5, 5), nn.ReLU(True)), x4(3, 5), "train"),
     ("leaky-relu", lambda lib, nn: nn.LeakyReLU(0.2), x4(3, 5), "train"),
-    ("leaky-relu-inplace", lambda lib, nn: nn.Sequential(nn.Linear(5, 5), nn.LeakyReLU(0.2, inplace=True)), x4(3, 5), "train"),
+    (
+        "leaky-relu-inplace",
+        lambda lib, nn: nn.Sequential(nn.Linear(5, 5), nn.LeakyReLU(0.2, inplace=True)),
+        x4(3, 5),
+        "train",
+    ),
     ("sigmoid", lambda lib, nn: nn.Sigmoid(), x4(3, 5), "train"),
     ("tanh", lambda lib, nn: nn.Tanh(), x4(3, 5), "train"),
     ("gelu", lambda lib, nn: nn.GELU(), x4(3, 5), "train"),
@@ -98,16 +123,43 @@ LAYERS = [
     ("identity", lambda lib, nn: nn.Identity(54, unused=True), x4(2, 3), "train"),
     ("dropout-eval", lambda lib, nn: nn.Dropout(0.5), x4(4, 5), "eval"),
     ("dropout-p0", lambda lib, nn: nn.Dropout(0.0), x4(4, 5), "train"),
-    ("sequential", lambda lib, nn: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(True), nn.Flatten(), nn.Linear(48, 2)), x4(2, 2, 4, 4), "train"),
+    (
+        "sequential",
+        lambda lib, nn: nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(True), nn.Flatten(), nn.Linear(48, 2)
+        ),
+        x4(2, 2, 4, 4),
+        "train",
+    ),
     ("cross-entropy", lambda lib, nn: nn.CrossEntropyLoss(), classes((6, 4), 4), "train"),
-    ("cross-entropy-options", lambda lib, nn: nn.CrossEntropyLoss(weight=lib.tensor([1.0, 2.0, 0.5, 1.5]), label_smoothing=0.1), classes((6, 4), 4), "train"),
+    (
+        "cross-entropy-options",
+        lambda lib, nn: nn.CrossEntropyLoss(weight=lib.tensor([1.0, 2.0, 0.5, 1.5]), label_smoothing=0.1),
+        classes((6, 4), 4),
+        "train",
+    ),
     ("cross-entropy-sum-2d", lambda lib, nn: nn.CrossEntropyLoss(reduction="sum"), classes((2, 3, 4, 2), 3), "train"),
-    ("cross-entropy-ignore", lambda lib, nn: nn.CrossEntropyLoss(ignore_index=1, reduction="none"), classes((6, 3), 3), "train"),
+    (
+        "cross-entropy-ignore",
+        lambda lib, nn: nn.CrossEntropyLoss(ignore_index=1, reduction="none"),
+        classes((6, 3), 3),
+        "train",
+    ),
     ("nll", lambda lib, nn: nn.NLLLoss(weight=lib.tensor([1.0, 3.0, 0.5])), classes((6, 3), 3), "train"),
     ("bce", lambda lib, nn: nn.BCELoss(), probabilities((4, 3)), "train"),
-    ("bce-weight-sum", lambda lib, nn: nn.BCELoss(weight=lib.tensor([1.0, 2.0, 0.5]), reduction="sum"), probabilities((4, 3)), "train"),
+    (
+        "bce-weight-sum",
+        lambda lib, nn: nn.BCELoss(weight=lib.tensor([1.0, 2.0, 0.5]), reduction="sum"),
+        probabilities((4, 3)),
+        "train",
+    ),
     ("bce-logits", lambda lib, nn: nn.BCEWithLogitsLoss(), pairs((4, 3)), "train"),
-    ("bce-logits-posweight", lambda lib, nn: nn.BCEWithLogitsLoss(pos_weight=lib.tensor([3.0, 1.0, 0.5]), reduction="none"), probabilities((4, 3)), "train"),
+    (
+        "bce-logits-posweight",
+        lambda lib, nn: nn.BCEWithLogitsLoss(pos_weight=lib.tensor([3.0, 1.0, 0.5]), reduction="none"),
+        probabilities((4, 3)),
+        "train",
+    ),
     ("mse", lambda lib, nn: nn.MSELoss(), pairs((4, 3)), "train"),
     ("mse-none", lambda lib, nn: nn.MSELoss(reduction="none"), pairs((4, 3)), "train"),
     ("l1", lambda lib, nn: nn.L1Loss(reduction="sum"), pairs((4, 3)), "train"),
@@ -159,7 +211,9 @@ def _mha_pair(embed_dim=8, num_heads=2, bias=True, batch_first=True, dtype=torch
     generator = torch.Generator().manual_seed(3)
     layer_t = torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(dtype)
     randomise(layer_t, generator)
-    layer_m = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(np.float64 if dtype == torch.float64 else np.float32)
+    layer_m = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(
+        np.float64 if dtype == torch.float64 else np.float32
+    )
     to_tinymed(layer_t, layer_m)
     return layer_t, layer_m
 
@@ -180,7 +234,11 @@ MHA_CASES = [
     ("causal-bool", dict(attn_mask=causal), {}),
     ("float-mask", dict(attn_mask=rng_masks.standard_normal((3, 4))), {}),
     ("per-head-bool-mask", dict(attn_mask=rng_masks.random((4, 3, 4)) < 0.3), {}),
-    ("causal-and-padding", dict(attn_mask=causal, key_padding_mask=np.array([[False, False, False, True], [False, True, False, False]])), dict(average_attn_weights=False)),
+    (
+        "causal-and-padding",
+        dict(attn_mask=causal, key_padding_mask=np.array([[False, False, False, True], [False, True, False, False]])),
+        dict(average_attn_weights=False),
+    ),
     ("no-bias", {}, dict(bias=False)),
     ("seq-first", {}, dict(batch_first=False)),
 ]
@@ -273,7 +331,14 @@ def test_default_init_matches_torch_bounds(build, fan_in):
 
 def test_default_init_of_normalisation_and_attention():
     bn, ln = nn.BatchNorm2d(4), nn.LayerNorm(6)
-    for t, value in ((bn.weight, 1), (bn.bias, 0), (bn.running_mean, 0), (bn.running_var, 1), (ln.weight, 1), (ln.bias, 0)):
+    for t, value in (
+        (bn.weight, 1),
+        (bn.bias, 0),
+        (bn.running_mean, 0),
+        (bn.running_var, 1),
+        (ln.weight, 1),
+        (ln.bias, 0),
+    ):
         np.testing.assert_array_equal(t.numpy(), value)
     assert bn.num_batches_tracked.item() == 0 and bn.num_batches_tracked.dtype == np.int64
     mha = nn.MultiheadAttention(32, 4)
@@ -287,10 +352,21 @@ def test_default_init_of_normalisation_and_attention():
 
 
 def test_init_functions_match_torch_formulas():
-    for name, param in [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None), ("conv2d", None)]:
+    for name, param in [
+        ("linear", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("selu", None),
+        ("conv2d", None),
+    ]:
         assert nn.init.calculate_gain(name, param) == pytest.approx(torch.nn.init.calculate_gain(name, param))
     for shape in [(3, 4), (5, 2, 3, 3), (2, 6, 4)]:
-        assert nn.init._calculate_fan_in_and_fan_out(tm.zeros(*shape)) == torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(shape))
+        assert nn.init._calculate_fan_in_and_fan_out(tm.zeros(*shape)) == torch.nn.init._calculate_fan_in_and_fan_out(
+            torch.zeros(shape)
+        )
     with pytest.raises(ValueError, match="fewer than 2"):
         nn.init.xavier_uniform_(tm.zeros(5))
     with pytest.raises(ValueError, match="mode"):
@@ -392,11 +468,20 @@ def composite(lib_nn):
     class Net(lib_nn.Module):
         def __init__(self):
             super().__init__()
-            self.features = lib_nn.Sequential(Block(), lib_nn.MaxPool2d(2), lib_nn.ConvTranspose2d(4, 3, 4, 2, 1), lib_nn.AvgPool2d(2))
+            self.features = lib_nn.Sequential(
+                Block(), lib_nn.MaxPool2d(2), lib_nn.ConvTranspose2d(4, 3, 4, 2, 1), lib_nn.AvgPool2d(2)
+            )
             self.pool = lib_nn.AdaptiveAvgPool2d((2, 2))
             self.flatten = lib_nn.Flatten()
             self.attn = lib_nn.MultiheadAttention(4, 2, batch_first=True)
-            self.head = lib_nn.Sequential(lib_nn.Linear(12, 8), lib_nn.LayerNorm(8), lib_nn.GELU(), lib_nn.Dropout(0.1), lib_nn.Linear(8, 1), lib_nn.Sigmoid())
+            self.head = lib_nn.Sequential(
+                lib_nn.Linear(12, 8),
+                lib_nn.LayerNorm(8),
+                lib_nn.GELU(),
+                lib_nn.Dropout(0.1),
+                lib_nn.Linear(8, 1),
+                lib_nn.Sigmoid(),
+            )
             self.extra = lib_nn.Tanh()
 
         def forward(self, x):
@@ -407,7 +492,9 @@ def composite(lib_nn):
 
 def test_composite_state_dict_names_modules_and_repr_match_torch():
     net_t, net_m = composite(torch.nn), composite(nn)
-    assert [(k, tuple(v.shape)) for k, v in net_t.state_dict().items()] == [(k, v.shape) for k, v in net_m.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in net_t.state_dict().items()] == [
+        (k, v.shape) for k, v in net_m.state_dict().items()
+    ]
     assert [k for k, _ in net_t.named_parameters()] == [k for k, _ in net_m.named_parameters()]
     assert [k for k, _ in net_t.named_buffers()] == [k for k, _ in net_m.named_buffers()]
     assert [k for k, _ in net_t.named_modules()] == [k for k, _ in net_m.named_modules()]
@@ -591,7 +678,9 @@ def test_containers():
 def test_forward_hooks():
     layer = nn.Linear(3, 2)
     seen = []
-    handle = layer.register_forward_hook(lambda module, args, output: seen.append((module, args[0].shape, output.shape)))
+    handle = layer.register_forward_hook(
+        lambda module, args, output: seen.append((module, args[0].shape, output.shape))
+    )
     pre = layer.register_forward_pre_hook(lambda module, args: (args[0] * 0,))
     out = layer(tm.ones(4, 3))
     assert seen == [(layer, (4, 3), (4, 2))]

@@ -73,7 +73,9 @@ def test_optimizer_matches_torch(name, options):
     args_m, _ = groups(params_m, options)
     opt_t = getattr(torch.optim, name)(args_t, **kwargs)
     opt_m = getattr(optim, name)(args_m, **kwargs)
-    for step, (after_t, after_m) in enumerate(zip(run_steps(opt_t, params_t, torch, 6), run_steps(opt_m, params_m, tm, 6))):
+    for step, (after_t, after_m) in enumerate(
+        zip(run_steps(opt_t, params_t, torch, 6), run_steps(opt_m, params_m, tm, 6))
+    ):
         for a, b in zip(after_m, after_t):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12, err_msg=f"step {step}")
     # PyTorch's state-dict structure: the same state names and values per parameter index,
@@ -89,7 +91,9 @@ def test_optimizer_matches_torch(name, options):
         assert all(group_m[key] == group_t[key] for key in group_m)
 
 
-@pytest.mark.parametrize("name, options", [c[1:] for c in CONFIGS if c[0] in ("sgd-nesterov", "adam-amsgrad", "adamw", "sgd-groups")])
+@pytest.mark.parametrize(
+    "name, options", [c[1:] for c in CONFIGS if c[0] in ("sgd-nesterov", "adam-amsgrad", "adamw", "sgd-groups")]
+)
 def test_state_dict_round_trip_resumes_bit_identically(name, options):
     params = make_params(tm)
     args, kwargs = groups(params, options)
@@ -190,8 +194,20 @@ SCHEDULES = [
     ("cosine-zero-min", "Adam", dict(lr=0.1), "CosineAnnealingLR", dict(T_max=7)),
     ("onecycle-sgd", "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30)),
     ("onecycle-adam", "Adam", dict(lr=0.1), "OneCycleLR", dict(max_lr=0.01, epochs=5, steps_per_epoch=6)),
-    ("onecycle-three-phase", "AdamW", dict(lr=0.1), "OneCycleLR", dict(max_lr=0.02, total_steps=30, three_phase=True, pct_start=0.25)),
-    ("onecycle-linear", "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.2, total_steps=31, anneal_strategy="linear", div_factor=10.0)),
+    (
+        "onecycle-three-phase",
+        "AdamW",
+        dict(lr=0.1),
+        "OneCycleLR",
+        dict(max_lr=0.02, total_steps=30, three_phase=True, pct_start=0.25),
+    ),
+    (
+        "onecycle-linear",
+        "SGD",
+        dict(lr=0.1, momentum=0.9),
+        "OneCycleLR",
+        dict(max_lr=0.2, total_steps=31, anneal_strategy="linear", div_factor=10.0),
+    ),
     ("onecycle-no-momentum", "SGD", dict(lr=0.1), "OneCycleLR", dict(max_lr=0.2, total_steps=30, cycle_momentum=False)),
 ]
 
@@ -212,11 +228,20 @@ def _trace(optimizer, scheduler, steps):
         optimizer.step()
         scheduler.step()
         group = optimizer.param_groups[0]
-        values.append((scheduler.get_last_lr(), [g["lr"] for g in optimizer.param_groups], group.get("momentum"), group.get("betas")))
+        values.append(
+            (
+                scheduler.get_last_lr(),
+                [g["lr"] for g in optimizer.param_groups],
+                group.get("momentum"),
+                group.get("betas"),
+            )
+        )
     return values
 
 
-@pytest.mark.parametrize("opt_name, opt_options, name, options", [c[1:] for c in SCHEDULES], ids=[c[0] for c in SCHEDULES])
+@pytest.mark.parametrize(
+    "opt_name, opt_options, name, options", [c[1:] for c in SCHEDULES], ids=[c[0] for c in SCHEDULES]
+)
 def test_scheduler_matches_torch(opt_name, opt_options, name, options):
     opt_t, sched_t = _schedule(torch.optim, make_params(torch), opt_name, opt_options, name, options)
     opt_m, sched_m = _schedule(optim, make_params(tm), opt_name, opt_options, name, options)
@@ -226,7 +251,9 @@ def test_scheduler_matches_torch(opt_name, opt_options, name, options):
     for step, (ours, theirs) in enumerate(zip(_trace(opt_m, sched_m, steps), _trace(opt_t, sched_t, steps))):
         for a, b in zip(ours, theirs):
             if b is not None:
-                assert np.array(a, dtype=float) == pytest.approx(np.array(b, dtype=float), rel=1e-12, abs=1e-15), f"step {step}"
+                assert np.array(a, dtype=float) == pytest.approx(np.array(b, dtype=float), rel=1e-12, abs=1e-15), (
+                    f"step {step}"
+                )
     if name == "OneCycleLR":
         with pytest.raises(ValueError, match="total steps"):
             opt_m.step()
@@ -236,13 +263,19 @@ def test_scheduler_matches_torch(opt_name, opt_options, name, options):
 
 def test_scheduler_state_dict_resumes():
     params = make_params(tm)
-    opt, sched = _schedule(optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30))
+    opt, sched = _schedule(
+        optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30)
+    )
     expected = _trace(opt, sched, 20)[10:]
-    opt, sched = _schedule(optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30))
+    opt, sched = _schedule(
+        optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30)
+    )
     _trace(opt, sched, 10)
     saved_opt, saved_sched = opt.state_dict(), sched.state_dict()
     assert "optimizer" not in saved_sched and saved_sched["last_epoch"] == 10
-    opt2, sched2 = _schedule(optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30))
+    opt2, sched2 = _schedule(
+        optim, params, "SGD", dict(lr=0.1, momentum=0.9), "OneCycleLR", dict(max_lr=0.5, total_steps=30)
+    )
     opt2.load_state_dict(saved_opt)
     sched2.load_state_dict(saved_sched)
     assert _trace(opt2, sched2, 10) == expected

@@ -42,6 +42,7 @@ def _out_size(size, kernel, stride, padding, dilation):
 # The formulas as loops.
 # ----------------------------------------------------------------------------------------
 
+
 def loop_conv2d(x, w, b, stride, padding, dilation):
     """y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]."""
     N, C, H, W = x.shape
@@ -130,8 +131,7 @@ def loop_max_pool2d(x, kernel_size, stride, padding, dilation):
                             if not (0 <= h < H and 0 <= v < W):
                                 continue  # -inf padding never beats a pixel
                             value = x[n, c, h, v]
-                            if (best is None or value > best
-                                    or (math.isnan(value) and not math.isnan(best))):
+                            if best is None or value > best or (math.isnan(value) and not math.isnan(best)):
                                 best, best_index = value, h * W + v
                     y[n, c, i, j], indices[n, c, i, j] = best, best_index
     return y, indices
@@ -209,6 +209,7 @@ def loop_true_convolution(image, kernel):
 # The module is the contract.
 # ----------------------------------------------------------------------------------------
 
+
 def _documented_signatures() -> dict[str, list[str]]:
     """Parameter names of every function the contract's docstring writes as ``f(...) ->``."""
     signatures = {}
@@ -255,13 +256,22 @@ def test_conv2d_primitives_match_their_formulas(case):
     x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, KH, KW)), rng.standard_normal(O)
     y = ref.conv2d_forward(x, w, b, stride, padding, dilation)
     np.testing.assert_allclose(y, loop_conv2d(x, w, b, stride, padding, dilation), **TIGHT)
-    np.testing.assert_allclose(ref.conv2d_forward(x, w, None, stride, padding, dilation),
-                               loop_conv2d(x, w, None, stride, padding, dilation), **TIGHT)
+    np.testing.assert_allclose(
+        ref.conv2d_forward(x, w, None, stride, padding, dilation),
+        loop_conv2d(x, w, None, stride, padding, dilation),
+        **TIGHT,
+    )
     gy = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(ref.conv2d_grad_input(gy, w, (H, W), stride, padding, dilation),
-                               loop_conv2d_grad_input(gy, w, (H, W), stride, padding, dilation), **TIGHT)
-    np.testing.assert_allclose(ref.conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation),
-                               loop_conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation), **TIGHT)
+    np.testing.assert_allclose(
+        ref.conv2d_grad_input(gy, w, (H, W), stride, padding, dilation),
+        loop_conv2d_grad_input(gy, w, (H, W), stride, padding, dilation),
+        **TIGHT,
+    )
+    np.testing.assert_allclose(
+        ref.conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation),
+        loop_conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation),
+        **TIGHT,
+    )
 
 
 def test_grad_input_with_room_for_output_padding():
@@ -280,11 +290,17 @@ def test_large_batches_are_computed_chunk_by_chunk_with_the_same_result(monkeypa
     geometry = ((1, 2), (1, 0), (1, 1))
     whole = ref.conv2d_forward(x, w, None, *geometry)
     gy = rng.standard_normal(whole.shape)
-    expected = (whole, ref.conv2d_grad_input(gy, w, (6, 6), *geometry),
-                ref.conv2d_grad_weight(x, gy, (3, 3), *geometry))
+    expected = (
+        whole,
+        ref.conv2d_grad_input(gy, w, (6, 6), *geometry),
+        ref.conv2d_grad_weight(x, gy, (3, 3), *geometry),
+    )
     monkeypatch.setattr(ref, "_CHUNK_BYTES", 1)  # one sample per chunk
-    chunked = (ref.conv2d_forward(x, w, None, *geometry), ref.conv2d_grad_input(gy, w, (6, 6), *geometry),
-               ref.conv2d_grad_weight(x, gy, (3, 3), *geometry))
+    chunked = (
+        ref.conv2d_forward(x, w, None, *geometry),
+        ref.conv2d_grad_input(gy, w, (6, 6), *geometry),
+        ref.conv2d_grad_weight(x, gy, (3, 3), *geometry),
+    )
     for a, b in zip(chunked, expected):
         np.testing.assert_allclose(a, b, **TIGHT)
 
@@ -296,8 +312,9 @@ def test_the_articles_convolution_is_cross_correlation_with_the_kernel_flipped()
     rng = _rng(4)
     image, kernel = rng.standard_normal((5, 6)), rng.standard_normal((3, 2))
     flipped = kernel[::-1, ::-1]
-    cross_correlation = ref.conv2d_forward(image[None, None], flipped[None, None].copy(), None,
-                                           (1, 1), (2, 1), (1, 1))[0, 0]
+    cross_correlation = ref.conv2d_forward(image[None, None], flipped[None, None].copy(), None, (1, 1), (2, 1), (1, 1))[
+        0, 0
+    ]
     np.testing.assert_allclose(cross_correlation, loop_true_convolution(image, kernel), **TIGHT)
     # Without the flip they differ: the two operations are not the same thing.
     unflipped = ref.conv2d_forward(image[None, None], kernel[None, None], None, (1, 1), (2, 1), (1, 1))[0, 0]
@@ -358,8 +375,12 @@ def test_conv2d_primitives_match_pytorch(case):
     gy = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.tensor(gy))
     np.testing.assert_allclose(ref.conv2d_forward(x, w, b, stride, padding, dilation), yt.detach().numpy(), **TIGHT)
-    np.testing.assert_allclose(ref.conv2d_grad_input(gy, w, (H, W), stride, padding, dilation), xt.grad.numpy(), **TIGHT)
-    np.testing.assert_allclose(ref.conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation), wt.grad.numpy(), **TIGHT)
+    np.testing.assert_allclose(
+        ref.conv2d_grad_input(gy, w, (H, W), stride, padding, dilation), xt.grad.numpy(), **TIGHT
+    )
+    np.testing.assert_allclose(
+        ref.conv2d_grad_weight(x, gy, (KH, KW), stride, padding, dilation), wt.grad.numpy(), **TIGHT
+    )
 
 
 def test_conv_transpose2d_forward_is_grad_input_as_in_pytorch():
@@ -367,10 +388,12 @@ def test_conv_transpose2d_forward_is_grad_input_as_in_pytorch():
     rng = _rng(6)
     x, w = rng.standard_normal((2, 3, 4, 3)), rng.standard_normal((3, 2, 3, 4))
     stride, padding, output_padding, dilation = (2, 3), (1, 2), (1, 2), (1, 1)
-    expected = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), None, stride, padding,
-                                                    output_padding, 1, dilation).numpy()
-    np.testing.assert_allclose(ref.conv2d_grad_input(x, w, expected.shape[2:], stride, padding, dilation),
-                               expected, **TIGHT)
+    expected = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x), torch.tensor(w), None, stride, padding, output_padding, 1, dilation
+    ).numpy()
+    np.testing.assert_allclose(
+        ref.conv2d_grad_input(x, w, expected.shape[2:], stride, padding, dilation), expected, **TIGHT
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -397,14 +420,15 @@ def test_max_pool2d_matches_its_formula(case):
     np.testing.assert_array_equal(indices, indices_loop)
     assert indices.dtype == np.int64
     gy = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(ref.max_pool2d_backward(gy, indices, (H, W), kernel, stride, padding, dilation),
-                               loop_max_pool2d_backward(gy, indices, (H, W)), **TIGHT)
+    np.testing.assert_allclose(
+        ref.max_pool2d_backward(gy, indices, (H, W), kernel, stride, padding, dilation),
+        loop_max_pool2d_backward(gy, indices, (H, W)),
+        **TIGHT,
+    )
 
 
 def test_max_pool2d_ties_go_to_the_first_maximum_in_row_major_order():
-    x = np.array([[[[1.0, 5.0, 5.0],
-                    [5.0, 2.0, 5.0],
-                    [0.0, 0.0, 0.0]]]])
+    x = np.array([[[[1.0, 5.0, 5.0], [5.0, 2.0, 5.0], [0.0, 0.0, 0.0]]]])
     y, indices = ref.max_pool2d_forward(x, (3, 3), (1, 1), (0, 0), (1, 1))
     assert y.item() == 5.0 and indices.item() == 1
 
@@ -458,6 +482,7 @@ def test_max_pool2d_matches_pytorch():
 # Affine.
 # ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
@@ -474,7 +499,12 @@ def test_gemm_matches_its_formula(trans_a, trans_b, with_bias):
 def test_linear_is_gemm_with_the_weight_transposed():
     """linear(x) = x W^T + b, and its gradients are gy W and gy^T x, all as gemm calls."""
     rng = _rng(10)
-    x, w, b, gy = rng.standard_normal((4, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2), rng.standard_normal((4, 2))
+    x, w, b, gy = (
+        rng.standard_normal((4, 3)),
+        rng.standard_normal((2, 3)),
+        rng.standard_normal(2),
+        rng.standard_normal((4, 2)),
+    )
     np.testing.assert_allclose(ref.gemm(x, w, b, trans_b=True), loop_gemm(x, w.T, b, False, False), **TIGHT)
     np.testing.assert_allclose(ref.gemm(gy, w), loop_gemm(gy, w, None, False, False), **TIGHT)
     np.testing.assert_allclose(ref.gemm(gy, x, trans_a=True), loop_gemm(gy.T, x, None, False, False), **TIGHT)
@@ -483,6 +513,7 @@ def test_linear_is_gemm_with_the_weight_transposed():
 # ----------------------------------------------------------------------------------------
 # Attention.
 # ----------------------------------------------------------------------------------------
+
 
 def _attention_inputs(seed, B=2, Lq=3, Lk=4, D=3, Dv=2, masked=False):
     rng = _rng(seed)
@@ -576,8 +607,9 @@ def test_attention_matches_pytorch():
         if masked:
             mask[0, 1, :] = 0.0  # PyTorch's math kernel has no "safe softmax" for such rows
         qt, kt, vt = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
-        ot = F.scaled_dot_product_attention(qt, kt, vt, None if mask is None else torch.tensor(mask),
-                                            is_causal=is_causal, scale=0.7)
+        ot = F.scaled_dot_product_attention(
+            qt, kt, vt, None if mask is None else torch.tensor(mask), is_causal=is_causal, scale=0.7
+        )
         go = _rng(17).standard_normal(tuple(ot.shape))
         ot.backward(torch.tensor(go))
         out, lse = ref.attention_forward(q, k, v, mask, 0.7, is_causal)
@@ -589,6 +621,7 @@ def test_attention_matches_pytorch():
 # ----------------------------------------------------------------------------------------
 # Every primitive works in its input's dtype.
 # ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_primitive_keeps_the_input_dtype(dtype):

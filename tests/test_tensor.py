@@ -128,7 +128,9 @@ REDUCE = {
     "cat": lambda m, x, d, k: m.cat([x, x * 2], d),
     "cat_unequal_sizes": lambda m, x, d, k: m.cat([x, x[..., :1].exp(), x], -1),
     "stack": lambda m, x, d, k: m.stack([x, -x], d),
-    "softmax_by_hand": lambda m, x, d, k: (x - x.amax(d, keepdim=True)).exp() / (x - x.amax(d, keepdim=True)).exp().sum(d, keepdim=True),
+    "softmax_by_hand": lambda m, x, d, k: (
+        (x - x.amax(d, keepdim=True)).exp() / (x - x.amax(d, keepdim=True)).exp().sum(d, keepdim=True)
+    ),
 }
 
 # Indexing: any shape with at least ``ndim`` dims; indices 0 and -1 are valid for every side.
@@ -256,7 +258,9 @@ def test_broadcast_gradcheck(name, shapes, seed):
 def test_broadcast_matches_torch(torch, name, shapes, seed):
     op, domain = BROADCAST[name]
     arity = op.__code__.co_argcount - 1
-    assert_matches_torch_in_both_dtypes(torch, op, [values(seed + i, s, domain) for i, s in enumerate(shapes.input_shapes[:arity])])
+    assert_matches_torch_in_both_dtypes(
+        torch, op, [values(seed + i, s, domain) for i, s in enumerate(shapes.input_shapes[:arity])]
+    )
 
 
 def test_unbroadcast_sums_over_stretched_and_added_dims():
@@ -415,7 +419,12 @@ def test_binary_ops_promote_dtypes_as_pytorch(torch):
     mismatches = []
     for a, ta in zip(ours, theirs):
         for b, tb in zip(our_others, their_others):
-            for symbol, fn in [("+", lambda p, q: p + q), ("*", lambda p, q: p * q), ("/", lambda p, q: p / q), ("reflected *", lambda p, q: q * p)]:
+            for symbol, fn in [
+                ("+", lambda p, q: p + q),
+                ("*", lambda p, q: p * q),
+                ("/", lambda p, q: p / q),
+                ("reflected *", lambda p, q: q * p),
+            ]:
                 got, want = fn(a, b).dtype, to_numpy_dtype(fn(ta, tb).dtype)
                 if got != want:
                     mismatches.append(f"{a.dtype}{list(a.shape)} {symbol} {b!r}: {got}, torch {want}")
@@ -454,7 +463,18 @@ def test_comparisons_and_logic_give_bool_tensors_like_torch(torch):
 
     def results(m):
         x, y = m.tensor(a), m.tensor(b)
-        return [x < y, x <= 0, x > y, x >= 0.5, x == y, x != 0, (x > 0) & (y > 0), (x > 0) | (y > 0), ~(x > 0), (x > 0) ^ (y < 0)]
+        return [
+            x < y,
+            x <= 0,
+            x > y,
+            x >= 0.5,
+            x == y,
+            x != 0,
+            (x > 0) & (y > 0),
+            (x > 0) | (y > 0),
+            ~(x > 0),
+            (x > 0) ^ (y < 0),
+        ]
 
     assert_same_results(torch, results)
     assert not any(r.requires_grad for r in results(tm))
@@ -628,7 +648,14 @@ def test_from_numpy_shares_memory_and_tensor_copies():
 
 def test_manual_seed_makes_random_tensors_reproducible():
     def draw():
-        return [tm.randn(2, 3), tm.rand(4), tm.randn_like(tm.ones(2)), tm.randint(0, 10, (5,)), tm.randint(3, (2,)), tm.randperm(5)]
+        return [
+            tm.randn(2, 3),
+            tm.rand(4),
+            tm.randn_like(tm.ones(2)),
+            tm.randint(0, 10, (5,)),
+            tm.randint(3, (2,)),
+            tm.randperm(5),
+        ]
 
     tm.manual_seed(7)
     first = draw()
@@ -651,7 +678,9 @@ def test_manual_seed_makes_random_tensors_reproducible():
 def test_mismatched_backends_raise_naming_op_and_backends():
     fake = types.SimpleNamespace(name="fake", xp=np, asarray=np.asarray, to_numpy=np.asarray)
     a, b = tm.ones(2), Tensor._wrap(np.ones(2), fake)
-    with pytest.raises(ValueError, match=r"Add: all inputs must live on the same backend, got numpy \(2,\), fake \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"Add: all inputs must live on the same backend, got numpy \(2,\), fake \(2,\)"
+    ):
         a + b
     with pytest.raises(ValueError, match="same backend"):
         tm.cat([a, b])
@@ -669,7 +698,9 @@ def test_integer_tensors_cannot_require_grad():
 
 def test_backward_errors():
     x = tm.ones(2, 2, requires_grad=True)
-    with pytest.raises(ValueError, match=r"backward: gradient can be omitted only for a one-element tensor, got shape \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"backward: gradient can be omitted only for a one-element tensor, got shape \(2, 2\)"
+    ):
         (x * 2).backward()
     with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match tensor shape \(2, 2\)"):
         (x * 2).backward(tm.ones(3))
@@ -686,7 +717,9 @@ def test_a_function_returning_a_wrongly_shaped_gradient_is_caught():
             return grad.sum(axis=0)
 
     x = tm.ones(3, 2, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"Bad.backward: the gradient of input 0 has shape \(2,\), but the input has shape \(3, 2\)"):
+    with pytest.raises(
+        RuntimeError, match=r"Bad.backward: the gradient of input 0 has shape \(2,\), but the input has shape \(3, 2\)"
+    ):
         Bad.apply(x).sum().backward()
 
 
@@ -699,20 +732,40 @@ def test_a_function_returning_a_wrongly_shaped_gradient_is_caught():
         (lambda x: x < tm.ones(5), ValueError, r"lt: .*\(2, 3\).*\(5,\)"),
         (lambda x: x @ tm.ones(2, 3), ValueError, r"matmul: shapes \(2, 3\) and \(2, 3\) cannot be multiplied"),
         (lambda x: tm.bmm(x, x), ValueError, r"bmm: expects \(B, n, m\) and \(B, m, p\), got \(2, 3\)"),
-        (lambda x: x.reshape(4, -1), ValueError, r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)"),
+        (
+            lambda x: x.reshape(4, -1),
+            ValueError,
+            r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)",
+        ),
         (lambda x: x.view(2, -1, -1), ValueError, "reshape: cannot reshape"),
         (lambda x: x.permute(0, 0), ValueError, r"permute: dims \(0, 0\) are not a permutation"),
         (lambda x: x.sum(2), IndexError, "sum: dim 2 is out of range for a tensor with 2 dims"),
         (lambda x: x.transpose(0, -3), IndexError, "transpose: dim -3 is out of range"),
         (lambda x: x.max(5), IndexError, "max: dim 5 is out of range"),
-        (lambda x: x[2], IndexError, r"getitem: cannot index a tensor of shape \(2, 3\) with 2: index 2 is out of bounds"),
+        (
+            lambda x: x[2],
+            IndexError,
+            r"getitem: cannot index a tensor of shape \(2, 3\) with 2: index 2 is out of bounds",
+        ),
         (lambda x: x[tm.tensor([0.5])], IndexError, r"getitem: .*shape \(2, 3\)"),
-        (lambda x: tm.cat([x, tm.ones(2, 2)], dim=0), ValueError, r"cat: tensors must match in every dim but 0, got \(2, 3\), \(2, 2\)"),
-        (lambda x: tm.stack([x, tm.ones(3, 2)]), ValueError, r"stack: all tensors must have the same shape, got \(2, 3\), \(3, 2\)"),
+        (
+            lambda x: tm.cat([x, tm.ones(2, 2)], dim=0),
+            ValueError,
+            r"cat: tensors must match in every dim but 0, got \(2, 3\), \(2, 2\)",
+        ),
+        (
+            lambda x: tm.stack([x, tm.ones(3, 2)]),
+            ValueError,
+            r"stack: all tensors must have the same shape, got \(2, 3\), \(3, 2\)",
+        ),
         (lambda x: tm.where(x, x, x), TypeError, "where: condition must be a bool tensor, got dtype float32"),
         (lambda x: tm.where(x > 0, x, tm.ones(4)), ValueError, r"where: shapes do not broadcast: .*\(2, 3\).*\(4,\)"),
         (lambda x: x.masked_fill(x, 0.0), TypeError, "masked_fill: mask must be a bool tensor"),
-        (lambda x: x.masked_fill(tm.ones(4, 2, 3) > 0, 0.0), ValueError, r"masked_fill: mask of shape \(4, 2, 3\) does not broadcast to input shape \(2, 3\)"),
+        (
+            lambda x: x.masked_fill(tm.ones(4, 2, 3) > 0, 0.0),
+            ValueError,
+            r"masked_fill: mask of shape \(4, 2, 3\) does not broadcast to input shape \(2, 3\)",
+        ),
         (lambda x: x.flatten(1, 0), ValueError, "flatten: start_dim 1 comes after end_dim 0"),
         (lambda x: x.expand(3, 3), ValueError, r"expand: cannot expand shape \(2, 3\) to \(3, 3\)"),
         (lambda x: x.clamp(), ValueError, "clamp: at least one of min and max"),

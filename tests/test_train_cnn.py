@@ -1,4 +1,5 @@
 """The CNN trainer on tiny phantom runs: its outputs, exact resume, and a diverging loss."""
+
 import csv
 import json
 
@@ -11,8 +12,9 @@ from tinymed.train import classifier
 from tinymed.train.checkpoint import load_checkpoint
 from tinymed.train.classifier import TrainConfig, TrainingError, load_classifier, train_classifier
 
-TINY = dict(dataset="phantoms", model="medcnn", model_config={"channels": [4, 8, 8], "num_heads": 2},
-            epochs=2, batch_size=16)
+TINY = dict(
+    dataset="phantoms", model="medcnn", model_config={"channels": [4, 8, 8], "num_heads": 2}, epochs=2, batch_size=16
+)
 STEPS_PER_EPOCH = 4  # 64 training images in batches of 16
 
 
@@ -54,8 +56,15 @@ def fail_at_call(monkeypatch, n, make_failure):
 def test_a_run_writes_checkpoints_metrics_history_and_plots(tmp_path, tiny_data):
     summary = train(tiny_data, tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("best.npz", "last.npz", "metrics.json", "history.csv", "curves.png", "roc.png",
-                 "confusion_matrix.png"):
+    for name in (
+        "best.npz",
+        "last.npz",
+        "metrics.json",
+        "history.csv",
+        "curves.png",
+        "roc.png",
+        "confusion_matrix.png",
+    ):
         assert (run / name).is_file(), name
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -92,7 +101,10 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, tin
     resumed = load_checkpoint(tmp_path / "resumed" / "last.npz")
     # Model, optimizer, schedule and generator: every bit the same.
     assert_same(straight.state, resumed.state)
-    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    def drop_time(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert drop_time(straight.metadata["history"]) == drop_time(resumed.metadata["history"])
 
 
@@ -111,10 +123,13 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert all(np.isfinite(v).all() for v in last.state["model"].values())
 
 
-@pytest.mark.parametrize("flag,image_shape,make_labels", [
-    ("bloodmnist", (28, 28, 3), lambda rng, n: (np.arange(n) % 8).astype(np.uint8)[:, None]),  # RGB, 8 classes
-    ("chestmnist", (28, 28), lambda rng, n: rng.integers(0, 2, (n, 14), dtype=np.uint8)),      # 14 labels
-])
+@pytest.mark.parametrize(
+    "flag,image_shape,make_labels",
+    [
+        ("bloodmnist", (28, 28, 3), lambda rng, n: (np.arange(n) % 8).astype(np.uint8)[:, None]),  # RGB, 8 classes
+        ("chestmnist", (28, 28), lambda rng, n: rng.integers(0, 2, (n, 14), dtype=np.uint8)),  # 14 labels
+    ],
+)
 def test_multi_class_and_multi_label_flags_train_and_evaluate(tmp_path, flag, image_shape, make_labels):
     rng = np.random.default_rng(0)
     arrays = {}
@@ -122,8 +137,14 @@ def test_multi_class_and_multi_label_flags_train_and_evaluate(tmp_path, flag, im
         arrays[f"{split}_images"] = rng.integers(0, 256, (n, *image_shape), dtype=np.uint8)
         arrays[f"{split}_labels"] = make_labels(rng, n)
     np.savez(tmp_path / "data.npz", **arrays)
-    config = TrainConfig(dataset=flag, data_file=str(tmp_path / "data.npz"), model="lenet", epochs=1, batch_size=16,
-                         out=str(tmp_path / "run"))
+    config = TrainConfig(
+        dataset=flag,
+        data_file=str(tmp_path / "data.npz"),
+        model="lenet",
+        epochs=1,
+        batch_size=16,
+        out=str(tmp_path / "run"),
+    )
     summary = train_classifier(config, progress=False, log=lambda line: None)
     assert 0 <= summary["val"]["auc"] <= 1 and summary["val"]["n"] == 32
     model, _ = load_classifier(tmp_path / "run" / "best.npz")

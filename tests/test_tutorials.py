@@ -16,6 +16,8 @@ def test_there_are_tutorials():
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs(path):
-    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, cwd=path.parent.parent)
+    done = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=300, cwd=path.parent.parent
+    )
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     assert done.stdout.strip(), f"{path.name} printed nothing"

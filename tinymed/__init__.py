@@ -64,9 +64,8 @@ exp, log, sqrt, abs, clamp, clip = Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.a
 sum, mean, var, max, min, argmax = Tensor.sum, Tensor.mean, Tensor.var, Tensor.max, Tensor.min, Tensor.argmax
 reshape, flatten, transpose, permute = Tensor.reshape, Tensor.flatten, Tensor.transpose, Tensor.permute
 unsqueeze, squeeze, masked_fill = Tensor.unsqueeze, Tensor.squeeze, Tensor.masked_fill
-from tinymed.gradcheck import GradcheckError, gradcheck
-
 # The layers above the engine, reachable as in PyTorch: tm.nn.Linear, tm.optim.SGD,
 # tm.sigmoid(x), tm.softmax(x, 1).
 from tinymed import functional, nn, optim
-from tinymed.functional import relu, sigmoid, softmax, log_softmax, tanh
+from tinymed.functional import log_softmax, relu, sigmoid, softmax, tanh
+from tinymed.gradcheck import GradcheckError, gradcheck

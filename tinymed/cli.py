@@ -16,14 +16,16 @@ another kind, a loss that diverges, a backend this machine lacks) raise one of
 :data:`USER_ERRORS`; :func:`main` prints their one-line message and exits with status 1.
 Anything else is a bug in tinymed, and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,14 +39,29 @@ from tinymed.models import CLASSIFIERS, ModelError
 from tinymed.repair import RepairError
 from tinymed.train import gan
 from tinymed.train.checkpoint import CheckpointError
-from tinymed.train.classifier import (DEFAULT_EPOCHS, FALLBACK_EPOCHS, TrainConfig, TrainingError,
-                                      classification_metrics, evaluation_loader, input_normalization,
-                                      load_classifier, predict, train_classifier)
+from tinymed.train.classifier import (
+    DEFAULT_EPOCHS,
+    FALLBACK_EPOCHS,
+    TrainConfig,
+    TrainingError,
+    classification_metrics,
+    evaluation_loader,
+    input_normalization,
+    load_classifier,
+    predict,
+    train_classifier,
+)
 
 __all__ = ["Command", "COMMANDS", "USER_ERRORS", "build_parser", "main"]
 
-USER_ERRORS: tuple[type[Exception], ...] = (DatasetError, CheckpointError, TrainingError, ModelError,
-                                           BackendUnavailableError, RepairError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DatasetError,
+    CheckpointError,
+    TrainingError,
+    ModelError,
+    BackendUnavailableError,
+    RepairError,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class Command:
 
 def _positive(kind: type) -> Callable[[str], Any]:
     """An argparse type: a number of ``kind`` (int or float) greater than zero."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -70,24 +88,35 @@ def _positive(kind: type) -> Callable[[str], Any]:
         if not value > 0:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
         return value
+
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
     default = f"default: {dataset_default}" if dataset_default else "default: the checkpoint's"
-    parser.add_argument("--dataset", default=dataset_default, metavar="NAME",
-                        help=f"phantoms (built in, offline) or a 2D MedMNIST flag ({default}); "
-                             f"one of: {', '.join(DATASETS)}")
+    parser.add_argument(
+        "--dataset",
+        default=dataset_default,
+        metavar="NAME",
+        help=f"phantoms (built in, offline) or a 2D MedMNIST flag ({default}); one of: {', '.join(DATASETS)}",
+    )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", metavar="DIR",
-                        help="where MedMNIST files live as FLAG.npz, downloaded if missing (default: ~/.medmnist)")
+    source.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where MedMNIST files live as FLAG.npz, downloaded if missing (default: ~/.medmnist)",
+    )
     source.add_argument("--data", metavar="FILE.npz", help="read this file in the MedMNIST layout instead")
 
 
 def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="numpy", choices=backends.NAMES,
-                        help="where the arrays live and the kernels run (default: numpy)")
+    parser.add_argument(
+        "--backend",
+        default="numpy",
+        choices=backends.NAMES,
+        help="where the arrays live and the kernels run (default: numpy)",
+    )
 
 
 def _checkpoint_split(args: argparse.Namespace, metadata: dict[str, Any]) -> ImageDataset:
@@ -101,9 +130,11 @@ def _checkpoint_split(args: argparse.Namespace, metadata: dict[str, Any]) -> Ima
     dataset = load_dataset(name, args.split, data_dir=data_dir, data_file=data_file)
     config = metadata["model"]["config"]
     if (dataset.info.n_channels, len(dataset.info.labels)) != (config["in_channels"], config["num_classes"]):
-        raise CheckpointError(f"{args.checkpoint} holds a model for {config['in_channels']}-channel images and "
-                              f"{config['num_classes']} classes; {name} has {dataset.info.n_channels} channel(s) and "
-                              f"{len(dataset.info.labels)} classes")
+        raise CheckpointError(
+            f"{args.checkpoint} holds a model for {config['in_channels']}-channel images and "
+            f"{config['num_classes']} classes; {name} has {dataset.info.n_channels} channel(s) and "
+            f"{len(dataset.info.labels)} classes"
+        )
     return dataset
 
 
@@ -113,29 +144,63 @@ def _checkpoint_split(args: argparse.Namespace, metadata: dict[str, Any]) -> Ima
 def _train_cnn_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     _add_data_arguments(parser, defaults.dataset)
-    parser.add_argument("--model", default=CLASSIFIERS[0], choices=CLASSIFIERS,
-                        help=f"the network (default: {CLASSIFIERS[0]})")
+    parser.add_argument(
+        "--model", default=CLASSIFIERS[0], choices=CLASSIFIERS, help=f"the network (default: {CLASSIFIERS[0]})"
+    )
     _add_backend_argument(parser)
     epochs = ", ".join(f"{n} for {name}" for name, n in DEFAULT_EPOCHS.items())
-    parser.add_argument("--epochs", type=_positive(int), metavar="N",
-                        help=f"passes over the training set (default: {epochs}, {FALLBACK_EPOCHS} otherwise)")
-    parser.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size, metavar="N",
-                        help=f"images per step (default: {defaults.batch_size})")
-    parser.add_argument("--lr", type=_positive(float), default=defaults.lr, metavar="X",
-                        help=f"peak learning rate of AdamW's one-cycle schedule (default: {defaults.lr})")
-    parser.add_argument("--no-augment", action="store_true",
-                        help="train without augmentation (rotation, shift, brightness/contrast)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
-                        help=f"makes the run reproducible (default: {defaults.seed})")
+    parser.add_argument(
+        "--epochs",
+        type=_positive(int),
+        metavar="N",
+        help=f"passes over the training set (default: {epochs}, {FALLBACK_EPOCHS} otherwise)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=defaults.batch_size,
+        metavar="N",
+        help=f"images per step (default: {defaults.batch_size})",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=defaults.lr,
+        metavar="X",
+        help=f"peak learning rate of AdamW's one-cycle schedule (default: {defaults.lr})",
+    )
+    parser.add_argument(
+        "--no-augment", action="store_true", help="train without augmentation (rotation, shift, brightness/contrast)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        metavar="N",
+        help=f"makes the run reproducible (default: {defaults.seed})",
+    )
     parser.add_argument("--out", metavar="DIR", help="output directory (default: runs/cnn-DATASET)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last.npz (same options as it was started with)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.npz (same options as it was started with)",
+    )
 
 
 def _train_cnn(args: argparse.Namespace) -> None:
-    config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, data_file=args.data, model=args.model,
-                         backend=args.backend, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         augment=not args.no_augment, seed=args.seed, out=args.out)
+    config = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_file=args.data,
+        model=args.model,
+        backend=args.backend,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment=not args.no_augment,
+        seed=args.seed,
+        out=args.out,
+    )
     train_classifier(config, resume=args.resume)
 
 
@@ -146,8 +211,9 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a classifier checkpoint (best.npz or last.npz)")
     _add_data_arguments(parser, None)
     parser.add_argument("--split", default="test", choices=SPLITS, help="(default: test)")
-    parser.add_argument("--json", metavar="PATH",
-                        help="also write acc, auc, sensitivity, specificity, confusion_matrix, n to this file")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write acc, auc, sensitivity, specificity, confusion_matrix, n to this file"
+    )
     _add_backend_argument(parser)
 
 
@@ -157,9 +223,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     loader = evaluation_loader(dataset, metadata["normalization"])
     result = predict(model, loader, args.backend, dataset.info.multilabel)
     scores = classification_metrics(result.labels, result.scores, dataset.info.multilabel)
-    report = {"acc": scores["acc"], "auc": scores["auc"], "sensitivity": scores.get("sensitivity"),
-              "specificity": scores.get("specificity"), "confusion_matrix": scores.get("confusion_matrix"),
-              "n": scores["n"]}
+    report = {
+        "acc": scores["acc"],
+        "auc": scores["auc"],
+        "sensitivity": scores.get("sensitivity"),
+        "specificity": scores.get("specificity"),
+        "confusion_matrix": scores.get("confusion_matrix"),
+        "n": scores["n"],
+    }
     spec = metadata["model"]
     print(f"{args.checkpoint}: {spec['name']} trained on {metadata['dataset']['name']} (epoch {metadata['epoch']})")
     print(f"{dataset.info.name}, {args.split} split, {report['n']} images")
@@ -190,8 +261,11 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a classifier checkpoint (best.npz or last.npz)")
     parser.add_argument("--image", type=int, required=True, metavar="N", help="index of the image in the split")
     parser.add_argument("--split", default="test", choices=SPLITS, help="(default: test)")
-    parser.add_argument("--layer", metavar="NAME",
-                        help="Grad-CAM's target layer, a name from the model (default: its last convolution block)")
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM's target layer, a name from the model (default: its last convolution block)",
+    )
     parser.add_argument("--out", metavar="PNG", help="the figure (default: CHECKPOINT_DIR/explain-SPLIT-N.png)")
     _add_data_arguments(parser, None)
     _add_backend_argument(parser)
@@ -201,8 +275,10 @@ def _explain(args: argparse.Namespace) -> None:
     model, metadata = load_classifier(args.checkpoint, args.backend)
     dataset = _checkpoint_split(args, metadata)
     if not 0 <= args.image < len(dataset):
-        raise DatasetError(f"--image {args.image} is out of range: the {args.split} split of {dataset.info.name} "
-                           f"has {len(dataset)} images, 0 to {len(dataset) - 1}")
+        raise DatasetError(
+            f"--image {args.image} is out of range: the {args.split} split of {dataset.info.name} "
+            f"has {len(dataset)} images, 0 to {len(dataset) - 1}"
+        )
     images, labels = dataset.batch(np.array([args.image]))
     x = tinymed.from_numpy(input_normalization(metadata["normalization"])(images)).to(args.backend)
     with tinymed.no_grad():
@@ -216,8 +292,10 @@ def _explain(args: argparse.Namespace) -> None:
     names = dataset.info.labels
     predicted = int(probabilities.argmax())
     truth = ", ".join(n for n, y in zip(names, labels[0]) if y) if dataset.info.multilabel else names[int(labels[0])]
-    title = (f"{dataset.info.name} {args.split} image {args.image}: true {truth or 'none'}, "
-             f"predicted {names[predicted]} (p = {probabilities[predicted]:.3f})")
+    title = (
+        f"{dataset.info.name} {args.split} image {args.image}: true {truth or 'none'}, "
+        f"predicted {names[predicted]} (p = {probabilities[predicted]:.3f})"
+    )
     image = images[0, 0] if images.shape[1] == 1 else images[0].transpose(1, 2, 0)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"explain-{args.split}-{args.image}.png"
     plots.plot_explanation(image, heatmaps, out, title=title)
@@ -228,32 +306,55 @@ def _explain(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------- the GAN commands (tinymed.train.gan)
 
 
-def _with_shared_arguments(add_arguments: Callable[[argparse.ArgumentParser], None], data: bool = True,
-                           dataset_default: str | None = None) -> Callable[[argparse.ArgumentParser], None]:
+def _with_shared_arguments(
+    add_arguments: Callable[[argparse.ArgumentParser], None], data: bool = True, dataset_default: str | None = None
+) -> Callable[[argparse.ArgumentParser], None]:
     """A command's own arguments, plus the shared data set (when ``data``) and backend options."""
+
     def add(parser: argparse.ArgumentParser) -> None:
         add_arguments(parser)
         if data:
             _add_data_arguments(parser, dataset_default)
         _add_backend_argument(parser)
+
     return add
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("train cnn", "train a CNN classifier and write checkpoints, metrics and plots",
-            _train_cnn_arguments, _train_cnn),
-    Command("evaluate", "evaluate a classifier checkpoint: ACC, AUC, sensitivity, specificity, confusion matrix",
-            _evaluate_arguments, _evaluate),
-    Command("explain", "draw Grad-CAM and attention maps of one image over the X-ray",
-            _explain_arguments, _explain),
-    Command("train gan", "train a DCGAN that generates images; writes a checkpoint, sample grids and loss curves",
-            _with_shared_arguments(gan.add_train_arguments, dataset_default=gan.GANConfig().dataset), gan.run_train),
-    Command("sample", "generate images with a GAN checkpoint into a MedMNIST-layout .npz",
-            _with_shared_arguments(gan.add_sample_arguments, data=False), gan.run_sample),
-    Command("evaluate-gan", "score a GAN: Frechet distance and precision/recall on a classifier's features",
-            _with_shared_arguments(gan.add_evaluate_arguments), gan.run_evaluate),
-    Command("repair", "inpaint a masked region of an image by optimising the GAN's latent vector",
-            _with_shared_arguments(gan.add_repair_arguments), gan.run_repair),
+    Command(
+        "train cnn", "train a CNN classifier and write checkpoints, metrics and plots", _train_cnn_arguments, _train_cnn
+    ),
+    Command(
+        "evaluate",
+        "evaluate a classifier checkpoint: ACC, AUC, sensitivity, specificity, confusion matrix",
+        _evaluate_arguments,
+        _evaluate,
+    ),
+    Command("explain", "draw Grad-CAM and attention maps of one image over the X-ray", _explain_arguments, _explain),
+    Command(
+        "train gan",
+        "train a DCGAN that generates images; writes a checkpoint, sample grids and loss curves",
+        _with_shared_arguments(gan.add_train_arguments, dataset_default=gan.GANConfig().dataset),
+        gan.run_train,
+    ),
+    Command(
+        "sample",
+        "generate images with a GAN checkpoint into a MedMNIST-layout .npz",
+        _with_shared_arguments(gan.add_sample_arguments, data=False),
+        gan.run_sample,
+    ),
+    Command(
+        "evaluate-gan",
+        "score a GAN: Frechet distance and precision/recall on a classifier's features",
+        _with_shared_arguments(gan.add_evaluate_arguments),
+        gan.run_evaluate,
+    ),
+    Command(
+        "repair",
+        "inpaint a masked region of an image by optimising the GAN's latent vector",
+        _with_shared_arguments(gan.add_repair_arguments),
+        gan.run_repair,
+    ),
 )
 
 # Help for the first word of multi-word commands.
@@ -262,8 +363,11 @@ GROUPS = {"train": "train a model"}
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     """The ``tinymed`` parser with one sub-command per entry of ``commands``."""
-    parser = argparse.ArgumentParser(prog="tinymed", description="tinymed: deep learning for medical images, "
-                                     "from scratch. Run 'tinymed COMMAND --help' for a command's options.")
+    parser = argparse.ArgumentParser(
+        prog="tinymed",
+        description="tinymed: deep learning for medical images, "
+        "from scratch. Run 'tinymed COMMAND --help' for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"tinymed {tinymed.__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, Any] = {}
@@ -271,7 +375,7 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
         *group_words, word = command.name.split()
         where = top
         for depth in range(len(group_words)):
-            key = " ".join(group_words[:depth + 1])
+            key = " ".join(group_words[: depth + 1])
             if key not in groups:
                 group = where.add_parser(group_words[depth], help=GROUPS.get(key, ""), description=GROUPS.get(key))
                 groups[key] = group.add_subparsers(dest=key.replace(" ", "_"), metavar="WHAT", required=True)

@@ -17,7 +17,9 @@ from tinymed.tensor import Tensor, _shape_args, _to_array, get_default_dtype
 
 def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: str, device: str | None = None) -> Tensor:
     dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
-    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend if device is None else device)
+    return Tensor(
+        array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend if device is None else device
+    )
 
 
 def _float_dtype(op: str, dtype: Any) -> Any:
@@ -27,23 +29,42 @@ def _float_dtype(op: str, dtype: Any) -> Any:
     return dtype
 
 
-def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def zeros(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """A tensor of zeros of shape ``size``."""
     return _make(np.zeros(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def ones(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """A tensor of ones of shape ``size``."""
     return _make(np.ones(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def full(
+    size: Any,
+    fill_value: float,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: str | None = None,
+) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (dtype inferred from it)."""
     dtype = _to_array(fill_value, None).dtype if dtype is None else dtype
     return _make(np.full(_shape_args((size,)), fill_value), dtype, requires_grad, backend, device)
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def arange(
+    start: float,
+    end: float | None = None,
+    step: float = 1,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: str | None = None,
+) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive) by ``step``; ints give int64."""
     if end is None:
         start, end = 0, start
@@ -54,29 +75,50 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
     return _make(np.arange(start, end, step), dtype, requires_grad, backend, device)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def linspace(
+    start: float,
+    end: float,
+    steps: int,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: str | None = None,
+) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     return _make(np.linspace(start, end, steps), dtype, requires_grad, backend, device)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def eye(
+    n: int,
+    m: int | None = None,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: str | None = None,
+) -> Tensor:
     """The identity matrix (n x m)."""
     return _make(np.eye(n, m), dtype, requires_grad, backend, device)
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def randn(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """Samples from N(0, 1)."""
     dtype = _float_dtype("randn", dtype)
     return _make(random.generator().standard_normal(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None) -> Tensor:
+def rand(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """Samples from U[0, 1)."""
     dtype = _float_dtype("rand", dtype)
     return _make(random.generator().random(_shape_args(size)), dtype, requires_grad, backend, device)
 
 
-def randint(low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: str | None = None) -> Tensor:
+def randint(
+    low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """Integers drawn uniformly from [low, high); ``randint(high, size)`` means low = 0."""
     if size is None:
         low, high, size = 0, low, high
@@ -111,9 +153,19 @@ def full_like(input: Tensor, fill_value: float, dtype: Any = None, requires_grad
 
 def randn_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """N(0, 1) samples with ``input``'s shape, dtype and backend."""
-    return _like(random.generator().standard_normal, input, _float_dtype("randn_like", input.dtype if dtype is None else dtype), requires_grad)
+    return _like(
+        random.generator().standard_normal,
+        input,
+        _float_dtype("randn_like", input.dtype if dtype is None else dtype),
+        requires_grad,
+    )
 
 
 def rand_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """U[0, 1) samples with ``input``'s shape, dtype and backend."""
-    return _like(random.generator().random, input, _float_dtype("rand_like", input.dtype if dtype is None else dtype), requires_grad)
+    return _like(
+        random.generator().random,
+        input,
+        _float_dtype("rand_like", input.dtype if dtype is None else dtype),
+        requires_grad,
+    )

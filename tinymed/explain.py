@@ -20,10 +20,12 @@ Every map is scaled to [0, 1] per image (divided by its maximum) for display. Th
 output is caught by a forward hook, which also asks autograd to keep that non-leaf
 tensor's gradient (``Tensor.retain_grad``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +42,9 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule called ``name`` in ``model.named_modules()`` (e.g. ``"block3"``, ``"conv2"``)."""
     layers = dict(model.named_modules())
     if not name or name not in layers:
-        raise ModelError(f"{type(model).__name__} has no layer {name!r}; its layers are: "
-                         f"{', '.join(n for n in layers if n)}")
+        raise ModelError(
+            f"{type(model).__name__} has no layer {name!r}; its layers are: {', '.join(n for n in layers if n)}"
+        )
     return layers[name]
 
 
@@ -124,8 +127,9 @@ def _unit_scale(maps: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0.0)
 
 
-def gradcam(model: nn.Module, x: Tensor, target: int | np.ndarray | None = None,
-            layer: str | None = None) -> np.ndarray:
+def gradcam(
+    model: nn.Module, x: Tensor, target: int | np.ndarray | None = None, layer: str | None = None
+) -> np.ndarray:
     """Grad-CAM maps ``(N, H, W)`` in [0, 1] for images x ``(N, C, H, W)``.
 
     target: the class to explain (an int, or one per image); default the predicted class.
@@ -138,8 +142,10 @@ def gradcam(model: nn.Module, x: Tensor, target: int | np.ndarray | None = None,
         activations = _as_numpy(record.output, record.output.data)
         gradients = _as_numpy(record.output, record.output.grad)
     if activations.ndim != 4:
-        raise ModelError(f"gradcam: layer {layer!r} outputs shape {activations.shape}; Grad-CAM needs a "
-                         f"convolutional feature map (N, K, h, w)")
+        raise ModelError(
+            f"gradcam: layer {layer!r} outputs shape {activations.shape}; Grad-CAM needs a "
+            f"convolutional feature map (N, K, h, w)"
+        )
     alpha = gradients.mean(axis=(2, 3), keepdims=True)
     cam = np.maximum((alpha * activations).sum(axis=1), 0)
     return _unit_scale(resize_bilinear(cam, x.shape[2:]))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,13 @@ def _parameter(op: str, name: str, value: Any, like: Tensor, shape: tuple[int, .
 
 def _pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, as PyTorch accepts for stride/padding/kernel_size/dilation."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    pair = (
+        (value, value)
+        if isinstance(value, (int, np.integer))
+        else tuple(value)
+        if isinstance(value, (tuple, list))
+        else ()
+    )
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
@@ -80,7 +87,9 @@ def _image(op: str, input: Tensor) -> None:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {input.shape}")
 
 
-def _window_fits(op: str, size: Sequence[int], kernel: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> None:
+def _window_fits(
+    op: str, size: Sequence[int], kernel: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> None:
     """A window of ``dilation * (kernel - 1) + 1`` pixels must fit in the padded input."""
     for axis, n, k, p, d in zip("HW", size, kernel, padding, dilation):
         span = d * (k - 1) + 1
@@ -234,7 +243,10 @@ class ConvTranspose2d(Function):
         # A convolution over an HO-sized input yields H + output_padding // stride positions;
         # the extra ones (output_padding >= stride needs dilation > output_padding) touch
         # nothing in y, so they enter as zeros.
-        extra = [(ho + 2 * p - d * (k - 1) - 1) // s + 1 - n for ho, p, d, k, s, n in zip(output_size, padding, dilation, weight.shape[2:], stride, x.shape[2:])]
+        extra = [
+            (ho + 2 * p - d * (k - 1) - 1) // s + 1 - n
+            for ho, p, d, k, s, n in zip(output_size, padding, dilation, weight.shape[2:], stride, x.shape[2:])
+        ]
         if any(extra):
             x = self.xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         self.x, self.weight, self.geometry = x, weight, (stride, padding, dilation)
@@ -276,18 +288,27 @@ def conv_transpose2d(
     output_padding = _pair(op, "output_padding", output_padding, 0)
     dilation = _pair(op, "dilation", dilation, 1)
     if input.ndim == 3:
-        return conv_transpose2d(input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation).squeeze(0)
+        return conv_transpose2d(
+            input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation
+        ).squeeze(0)
     for a in range(2):
         if output_padding[a] >= stride[a] and output_padding[a] >= dilation[a]:
-            raise ValueError(f"{op}: output_padding {output_padding} must be smaller than either stride {stride} or dilation {dilation}")
+            raise ValueError(
+                f"{op}: output_padding {output_padding} must be smaller than either stride {stride} or dilation {dilation}"
+            )
     kernel = weight.shape[2:]
-    output_size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op_ + 1 for n, s, p, d, k, op_ in zip(input.shape[2:], stride, padding, dilation, kernel, output_padding))
+    output_size = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+        for n, s, p, d, k, op_ in zip(input.shape[2:], stride, padding, dilation, kernel, output_padding)
+    )
     if min(output_size) < 1:
         raise ValueError(
             f"{op}: output size {output_size} is not positive (input {input.shape}, kernel {kernel}, stride {stride}, "
             f"padding {padding}, dilation {dilation}, output_padding {output_padding})"
         )
-    return ConvTranspose2d.apply(input, weight, bias, output_size=output_size, stride=stride, padding=padding, dilation=dilation)
+    return ConvTranspose2d.apply(
+        input, weight, bias, output_size=output_size, stride=stride, padding=padding, dilation=dilation
+    )
 
 
 # =========================================================================== pooling
@@ -311,7 +332,14 @@ class MaxPool2d(Function):
         return self.backend.max_pool2d_backward(grad, self.indices, self.input_size, *self.geometry)
 
 
-def _windows_touch_input(op: str, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> None:
+def _windows_touch_input(
+    op: str,
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> None:
     """Refuse a geometry in which some window sees only padding: its maximum would be the
     padding's -inf and its argmax no input pixel at all. (Only dilation can cause it, since
     padding is at most half the kernel.)"""
@@ -381,7 +409,9 @@ def avg_pool2d(
     if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override <= 0):
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
     if input.ndim == 3:
-        return avg_pool2d(input.unsqueeze(0), kernel, stride, padding, ceil_mode, count_include_pad, divisor_override).squeeze(0)
+        return avg_pool2d(
+            input.unsqueeze(0), kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+        ).squeeze(0)
     _pool_padding(op, kernel, padding)
     _window_fits(op, input.shape[2:], kernel, padding, (1, 1))
     n, c, h, w = input.shape
@@ -417,7 +447,11 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | None | tuple[int | Non
     op = "adaptive_avg_pool2d"
     _float_tensor(op, "input", input)
     _image(op, input)
-    sizes = (output_size, output_size) if output_size is None or isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    sizes = (
+        (output_size, output_size)
+        if output_size is None or isinstance(output_size, (int, np.integer))
+        else tuple(output_size)
+    )
     if len(sizes) != 2:
         raise TypeError(f"{op}: output_size must be an int, None or a pair, got {output_size!r}")
     h, w = input.shape[-2:]
@@ -464,7 +498,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if weight.ndim != 2:
         raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"{op}: input shape {input.shape} does not end in in_features = {weight.shape[1]} of weight {weight.shape}")
+        raise ValueError(
+            f"{op}: input shape {input.shape} does not end in in_features = {weight.shape[1]} of weight {weight.shape}"
+        )
     _parameter(op, "bias", bias, input, (weight.shape[0],))
     return Linear.apply(input, weight, bias)
 
@@ -542,12 +578,16 @@ def scaled_dot_product_attention(
         _common_backend(op, (query, attn_mask))
         mask_rows = attn_mask.shape[-2:] if attn_mask.ndim >= 2 else (1, *attn_mask.shape)
         if any(m not in (1, n) for m, n in zip(mask_rows, (lq, lk))):
-            raise ValueError(f"{op}: attn_mask {attn_mask.shape} does not broadcast to (..., Lq, Lk) = (..., {lq}, {lk})")
+            raise ValueError(
+                f"{op}: attn_mask {attn_mask.shape} does not broadcast to (..., Lq, Lk) = (..., {lq}, {lk})"
+            )
         leading.append(attn_mask.shape[:-2])
     try:
         batch = np.broadcast_shapes(*leading)
     except ValueError:
-        shapes = f"query {query.shape}, key {key.shape}, value {value.shape}" + (f", attn_mask {attn_mask.shape}" if attn_mask is not None else "")
+        shapes = f"query {query.shape}, key {key.shape}, value {value.shape}" + (
+            f", attn_mask {attn_mask.shape}" if attn_mask is not None else ""
+        )
         raise ValueError(f"{op}: the leading (batch, head) dims do not broadcast: {shapes}") from None
     scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
 
@@ -564,20 +604,26 @@ def scaled_dot_product_attention(
         return (t if t.shape == full else t.expand(*full)).reshape(-1, rows, cols)
 
     mask = None if bias is None else flat(bias, lq, lk).data
-    out = Attention.apply(flat(query, lq, e), flat(key, lk, e), flat(value, lk, ev), mask=mask, scale=scale, is_causal=is_causal)
+    out = Attention.apply(
+        flat(query, lq, e), flat(key, lk, e), flat(value, lk, ev), mask=mask, scale=scale, is_causal=is_causal
+    )
     return out.reshape(*batch, lq, ev)
 
 
 def _repeat_kv_heads(op: str, query: Tensor, kv: Tensor) -> Tensor:
     """Grouped-query attention: head h of key/value serves query heads h*g .. h*g + g - 1."""
     if query.ndim < 3 or kv.ndim < 3 or query.shape[-3] % kv.shape[-3]:
-        raise ValueError(f"{op}: enable_gqa needs (..., heads, L, E) with query heads a multiple of key/value heads, got query {query.shape} and {kv.shape}")
+        raise ValueError(
+            f"{op}: enable_gqa needs (..., heads, L, E) with query heads a multiple of key/value heads, got query {query.shape} and {kv.shape}"
+        )
     group = query.shape[-3] // kv.shape[-3]
     *lead, heads, length, dim = kv.shape
     return kv.unsqueeze(-3).expand(*lead, heads, group, length, dim).reshape(*lead, heads * group, length, dim)
 
 
-def _attention_materialised(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None, dropout_p: float, scale: float) -> Tensor:
+def _attention_materialised(
+    query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None, dropout_p: float, scale: float
+) -> Tensor:
     """The attention formula step by step, with the (..., Lq, Lk) probabilities in memory."""
     scores = (query @ key.transpose(-2, -1)) * scale
     if bias is not None:
@@ -670,13 +716,34 @@ def tanh(input: Tensor) -> Tensor:
 # Chebyshev coefficients of Numerical Recipes (3rd ed., section 6.2.2) for erfc on z >= 0:
 # erfc(z) = t exp(-z^2 + P(4t - 2)) with t = 2 / (2 + z); relative error below 1e-13.
 _ERFC_COEFFICIENTS = (
-    -1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
-    -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
-    -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8,
-    6.529054439e-9, 5.059343495e-9, -9.91364156e-10, -2.27365122e-10,
-    9.6467911e-11, 2.394038e-12, -6.886027e-12, 8.94487e-13,
-    3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15,
-    -1.523e-15, -9.4e-17, 1.21e-16, -2.8e-17,
+    -1.3026537197817094,
+    6.4196979235649026e-1,
+    1.9476473204185836e-2,
+    -9.561514786808631e-3,
+    -9.46595344482036e-4,
+    3.66839497852761e-4,
+    4.2523324806907e-5,
+    -2.0278578112534e-5,
+    -1.624290004647e-6,
+    1.303655835580e-6,
+    1.5626441722e-8,
+    -8.5238095915e-8,
+    6.529054439e-9,
+    5.059343495e-9,
+    -9.91364156e-10,
+    -2.27365122e-10,
+    9.6467911e-11,
+    2.394038e-12,
+    -6.886027e-12,
+    8.94487e-13,
+    3.13092e-13,
+    -1.12708e-13,
+    3.81e-16,
+    7.106e-15,
+    -1.523e-15,
+    -9.4e-17,
+    1.21e-16,
+    -2.8e-17,
 )
 
 
@@ -824,7 +891,11 @@ class Normalize(Function):
             g_hat = grad if self.weight is None else grad * self.weight
             if self.batch_statistics:
                 axes = self.axes
-                g_hat = g_hat - g_hat.mean(axis=axes, keepdims=True) - self.x_hat * (g_hat * self.x_hat).mean(axis=axes, keepdims=True)
+                g_hat = (
+                    g_hat
+                    - g_hat.mean(axis=axes, keepdims=True)
+                    - self.x_hat * (g_hat * self.x_hat).mean(axis=axes, keepdims=True)
+                )
             gx = g_hat * self.inv_std
         if self.needs_input_grad[1]:
             gw = _unbroadcast(grad * self.x_hat, self.weight.shape)
@@ -864,7 +935,9 @@ def batch_norm(
             continue
         if not isinstance(stat, Tensor) or not _is_float(stat.dtype) or stat.shape != (channels,):
             got = stat.shape if isinstance(stat, Tensor) else type(stat).__name__
-            raise ValueError(f"{op}: {name} must be a float tensor of shape ({channels},), got {got} (input shape {input.shape})")
+            raise ValueError(
+                f"{op}: {name} must be a float tensor of shape ({channels},), got {got} (input shape {input.shape})"
+            )
         _common_backend(op, (input, stat))
     count = input.numel() // channels
     if training and count <= 1:
@@ -880,7 +953,9 @@ def batch_norm(
     if running_mean is not None:
         running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean.data.reshape(channels)
     if running_var is not None:
-        running_var.data[...] = (1 - momentum) * running_var.data + momentum * var.data.reshape(channels) * (count / (count - 1))
+        running_var.data[...] = (1 - momentum) * running_var.data + momentum * var.data.reshape(channels) * (
+            count / (count - 1)
+        )
     return y
 
 
@@ -895,7 +970,11 @@ def layer_norm(
     y = (x - mean) / sqrt(var + eps) * weight + bias, weight and bias of ``normalized_shape``."""
     op = "layer_norm"
     _float_tensor(op, "input", input)
-    shape = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(int(n) for n in normalized_shape)
+    shape = (
+        (int(normalized_shape),)
+        if isinstance(normalized_shape, (int, np.integer))
+        else tuple(int(n) for n in normalized_shape)
+    )
     if not shape or len(shape) > input.ndim or input.shape[input.ndim - len(shape) :] != shape:
         raise ValueError(f"{op}: input shape {input.shape} does not end in normalized_shape {shape}")
     _parameter(op, "weight", weight, input, shape)
@@ -913,12 +992,16 @@ def _class_indices(op: str, input: Tensor, target: Tensor, ignore_index: int) ->
         raise TypeError(f"{op}: target must hold class indices (an integer tensor), got dtype {target.dtype}")
     expected = input.shape[:1] + input.shape[2:]
     if target.shape != expected:
-        raise ValueError(f"{op}: target shape {target.shape} does not match input shape {input.shape}; class indices need shape {expected}")
+        raise ValueError(
+            f"{op}: target shape {target.shape} does not match input shape {input.shape}; class indices need shape {expected}"
+        )
     classes, t = input.shape[1], target.data
     outside = (t != ignore_index) & ((t < 0) | (t >= classes))
     if bool(outside.any()):
         bad = int(t[outside].reshape(-1)[0])
-        raise ValueError(f"{op}: target holds class {bad}, outside [0, {classes}) for input shape {input.shape} (ignore_index={ignore_index})")
+        raise ValueError(
+            f"{op}: target holds class {bad}, outside [0, {classes}) for input shape {input.shape} (ignore_index={ignore_index})"
+        )
     return t
 
 
@@ -946,7 +1029,9 @@ class NLLLoss(Function):
         return gx
 
 
-def _nll_loss(op: str, input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str) -> Tensor:
+def _nll_loss(
+    op: str, input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str
+) -> Tensor:
     """nll_loss for input (N, C, d...) and integer target (N, d...), checked under ``op``'s name."""
     _common_backend(op, (input, target))
     _parameter(op, "weight", weight, input, (input.shape[1],))
@@ -1014,7 +1099,14 @@ def cross_entropy(
     if input.ndim == 0:
         raise ValueError(f"{op}: input must be (N, C, ...) or (C,), got a 0-d tensor")
     if input.ndim == 1:
-        loss = cross_entropy(input.unsqueeze(0), target.unsqueeze(0), weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+        loss = cross_entropy(
+            input.unsqueeze(0),
+            target.unsqueeze(0),
+            weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+        )
         return loss.squeeze(0) if reduction == "none" else loss
     _common_backend(op, (input, target))
     classes = input.shape[1]
@@ -1024,7 +1116,9 @@ def cross_entropy(
 
     if _is_float(target.dtype):
         if target.shape != input.shape:
-            raise ValueError(f"{op}: class-probability target shape {target.shape} must equal input shape {input.shape}")
+            raise ValueError(
+                f"{op}: class-probability target shape {target.shape} must equal input shape {input.shape}"
+            )
         if label_smoothing > 0:
             target = target * (1 - label_smoothing) + label_smoothing / classes
         scores = log_p * target if class_weight is None else log_p * target * class_weight
@@ -1036,9 +1130,13 @@ def cross_entropy(
     xp = input._backend.xp
     used = target.data != ignore_index
     # where, not a product with 0/1: an infinite gradient (all ignored, mean 0/0) must give 0
-    smooth = where(Tensor._wrap(used, input._backend), -(log_p if class_weight is None else log_p * class_weight).sum(1), 0.0)
+    smooth = where(
+        Tensor._wrap(used, input._backend), -(log_p if class_weight is None else log_p * class_weight).sum(1), 0.0
+    )
     total = used.sum() if weight is None else weight.data[xp.where(used, target.data, 0)][used].sum()
-    return nll * (1 - label_smoothing) + _reduce(smooth, reduction, total.astype(input.dtype)) * (label_smoothing / classes)
+    return nll * (1 - label_smoothing) + _reduce(smooth, reduction, total.astype(input.dtype)) * (
+        label_smoothing / classes
+    )
 
 
 def _same_shape(op: str, input: Tensor, target: Any) -> None:
@@ -1087,7 +1185,9 @@ class BinaryCrossEntropy(Function):
         return gx, gy
 
 
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *, reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, *, reduction: str = "mean"
+) -> Tensor:
     """-weight * (y log x + (1 - y) log(1 - x)) for probabilities x in [0, 1] (a sigmoid's
     output); logs clamped at -100 as PyTorch. ``weight`` broadcasts to input. ``reduction``
     is keyword-only here (PyTorch's deprecated ``size_average``/``reduce`` precede it)."""
@@ -1098,7 +1198,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     _check_reduction(op, reduction)
     x = input.data
     if bool(((x < 0) | (x > 1)).any()):
-        raise ValueError(f"{op}: all elements of input must be between 0 and 1 (probabilities); use binary_cross_entropy_with_logits for logits")
+        raise ValueError(
+            f"{op}: all elements of input must be between 0 and 1 (probabilities); use binary_cross_entropy_with_logits for logits"
+        )
     loss = BinaryCrossEntropy.apply(input, target)
     return _reduce(loss if weight is None else loss * weight, reduction)
 
@@ -1154,7 +1256,9 @@ def binary_cross_entropy_with_logits(
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
-def _regression_loss(op: str, error: Any, input: Tensor, target: Tensor, reduction: str, weight: Tensor | None) -> Tensor:
+def _regression_loss(
+    op: str, error: Any, input: Tensor, target: Tensor, reduction: str, weight: Tensor | None
+) -> Tensor:
     """Shared checks and reduction of mse_loss and l1_loss; ``error`` maps input - target to the loss."""
     _float_tensor(op, "input", input)
     _float_tensor(op, "target", target, input)
@@ -1162,7 +1266,9 @@ def _regression_loss(op: str, error: Any, input: Tensor, target: Tensor, reducti
     try:
         np.broadcast_shapes(input.shape, target.shape)
     except ValueError:
-        raise ValueError(f"{op}: target shape {target.shape} does not broadcast with input shape {input.shape}") from None
+        raise ValueError(
+            f"{op}: target shape {target.shape} does not broadcast with input shape {input.shape}"
+        ) from None
     if target.shape != input.shape:
         warnings.warn(
             f"{op}: using a target size ({target.shape}) that is different to the input size ({input.shape}); "
@@ -1200,7 +1306,9 @@ class ConstantPad(Function):
         kept = [(max(-before, 0), n - max(-after, 0)) for n, (before, after) in zip(x.shape, widths)]
         self.shape = x.shape
         self.source = tuple(slice(lo, hi) for lo, hi in kept)
-        self.target = tuple(slice(max(before, 0), max(before, 0) + hi - lo) for (before, _), (lo, hi) in zip(widths, kept))
+        self.target = tuple(
+            slice(max(before, 0), max(before, 0) + hi - lo) for (before, _), (lo, hi) in zip(widths, kept)
+        )
         y = self.xp.full(shape, value, dtype=x.dtype)
         y[self.target] = x[self.source]
         return y
@@ -1227,8 +1335,14 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
     widths_flat = tuple(pad)
-    if len(widths_flat) % 2 or len(widths_flat) // 2 > input.ndim or not all(isinstance(w, (int, np.integer)) for w in widths_flat):
-        raise ValueError(f"{op}: pad must be an even number of ints, at most 2 per dim of input shape {input.shape}, got {pad!r}")
+    if (
+        len(widths_flat) % 2
+        or len(widths_flat) // 2 > input.ndim
+        or not all(isinstance(w, (int, np.integer)) for w in widths_flat)
+    ):
+        raise ValueError(
+            f"{op}: pad must be an even number of ints, at most 2 per dim of input shape {input.shape}, got {pad!r}"
+        )
     pairs = [(int(widths_flat[i]), int(widths_flat[i + 1])) for i in range(0, len(widths_flat), 2)][::-1]
     first = input.ndim - len(pairs)
     if mode == "constant":
@@ -1241,13 +1355,17 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     if value not in (None, 0):
         raise ValueError(f"{op}: mode {mode!r} takes no value, got value={value!r}")
     if not 1 <= len(pairs) <= 3 or input.ndim not in (len(pairs) + 1, len(pairs) + 2):
-        raise ValueError(f"{op}: mode {mode!r} pads the last 1-3 dims of a (N, C, ...) or (C, ...) input; got pad {pad!r} for input shape {input.shape}")
+        raise ValueError(
+            f"{op}: mode {mode!r} pads the last 1-3 dims of a (N, C, ...) or (C, ...) input; got pad {pad!r} for input shape {input.shape}"
+        )
     out = input
     for axis, (before, after) in enumerate(pairs, start=first):
         size = input.shape[axis]
         limit = size - 1 if mode == "reflect" else size
         if min(before, after) < 0 or max(before, after) > limit or size == 0:
-            raise ValueError(f"{op}: mode {mode!r} needs padding in [0, {limit}] for dim {axis} of size {size} (input shape {input.shape}), got {(before, after)}")
+            raise ValueError(
+                f"{op}: mode {mode!r} needs padding in [0, {limit}] for dim {axis} of size {size} (input shape {input.shape}), got {(before, after)}"
+            )
         index = np.pad(np.arange(size), (before, after), mode=_NUMPY_PAD_MODES[mode])
         out = out[(slice(None),) * axis + (index.tolist(),)]
     return out
@@ -1264,5 +1382,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if num_classes == -1:
         num_classes = int(t.max()) + 1 if t.size else 0
     if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"{op}: class values must be in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]")
+        raise ValueError(
+            f"{op}: class values must be in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
+        )
     return Tensor._wrap((t[..., None] == xp.arange(num_classes)).astype(int64), tensor._backend)

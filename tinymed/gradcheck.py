@@ -10,7 +10,8 @@ element of the gradient without building the whole Jacobian.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def gradcheck(
         raise ValueError("gradcheck: no input tensor has requires_grad=True")
     for i, t in checked:
         if t.dtype != float64:
-            raise TypeError(f"gradcheck: input {i} has dtype {t.dtype}; finite differences need float64 (use .double())")
+            raise TypeError(
+                f"gradcheck: input {i} has dtype {t.dtype}; finite differences need float64 (use .double())"
+            )
 
     rng = np.random.default_rng(seed)
     with enable_grad():  # gradcheck may be called inside a no_grad block
@@ -90,7 +93,11 @@ def gradcheck(
 
     def objective() -> float:
         with no_grad():
-            return float(sum((o.numpy().astype(np.float64) * v.numpy()).sum() for o, v in zip(_outputs(fn(*inputs)), projections)))
+            return float(
+                sum(
+                    (o.numpy().astype(np.float64) * v.numpy()).sum() for o, v in zip(_outputs(fn(*inputs)), projections)
+                )
+            )
 
     for (position, t), exact in zip(checked, analytic):
         numeric = _central_differences(t, objective, eps)

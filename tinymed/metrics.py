@@ -22,6 +22,7 @@ whose trapezoid is exactly that half credit.
 
 The Frechet distance between Gaussians is the FID formula (Heusel et al., 2017).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,10 @@ def _as_binary_labels(name: str, y_true: np.ndarray) -> np.ndarray:
     """Checks that y_true holds only 0 and 1 and returns it as int64."""
     y = np.asarray(y_true)
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name}: y_true must hold only the labels 0 and 1 for a binary task, "
-                         f"got the values {np.unique(y)[:10].tolist()}")
+        raise ValueError(
+            f"{name}: y_true must hold only the labels 0 and 1 for a binary task, "
+            f"got the values {np.unique(y)[:10].tolist()}"
+        )
     return y.astype(np.int64)
 
 
@@ -71,15 +74,16 @@ def _split_task(name: str, y_true, y_score) -> tuple[str, np.ndarray, np.ndarray
     y_true = _squeeze_column(np.asarray(y_true))
     y_score = _squeeze_column(_check_scores(name, y_score))
     if y_true.ndim not in (1, 2) or y_score.ndim not in (1, 2):
-        raise ValueError(f"{name}: y_true must be (N,) or (N, K) and y_score (N,) or (N, K), "
-                         f"got {y_true.shape} and {y_score.shape}")
+        raise ValueError(
+            f"{name}: y_true must be (N,) or (N, K) and y_score (N,) or (N, K), got {y_true.shape} and {y_score.shape}"
+        )
     if y_true.shape[0] != y_score.shape[0]:
-        raise ValueError(f"{name}: y_true and y_score have different lengths: "
-                         f"{y_true.shape} and {y_score.shape}")
+        raise ValueError(f"{name}: y_true and y_score have different lengths: {y_true.shape} and {y_score.shape}")
     if y_true.ndim == 2:
         if y_true.shape != y_score.shape:
-            raise ValueError(f"{name}: multi-label y_true {y_true.shape} needs y_score of the "
-                             f"same shape, got {y_score.shape}")
+            raise ValueError(
+                f"{name}: multi-label y_true {y_true.shape} needs y_score of the same shape, got {y_score.shape}"
+            )
         return "multilabel", _as_binary_labels(name, y_true), y_score
     if y_score.ndim == 1:
         return "binary", _as_binary_labels(name, y_true), y_score
@@ -88,8 +92,9 @@ def _split_task(name: str, y_true, y_score) -> tuple[str, np.ndarray, np.ndarray
         return "binary", _as_binary_labels(name, y_true), y_score[:, -1]
     labels = y_true.astype(np.int64)
     if (labels != y_true).any() or labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"{name}: y_true must hold class indices in 0..{n_classes - 1} for "
-                         f"y_score of shape {y_score.shape}")
+        raise ValueError(
+            f"{name}: y_true must hold class indices in 0..{n_classes - 1} for y_score of shape {y_score.shape}"
+        )
     return "multiclass", labels, y_score
 
 
@@ -108,12 +113,14 @@ def roc_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y_score = _check_scores("roc_curve", y_score)
     y_true = _as_binary_labels("roc_curve", y_true)
     if y_true.ndim != 1 or y_true.shape != y_score.shape:
-        raise ValueError(f"roc_curve: y_true and y_score must be 1-D of the same length, got "
-                         f"{y_true.shape} and {y_score.shape}")
+        raise ValueError(
+            f"roc_curve: y_true and y_score must be 1-D of the same length, got {y_true.shape} and {y_score.shape}"
+        )
     n_pos = int(y_true.sum())
     if n_pos == 0 or n_pos == y_true.size:
-        raise ValueError("roc_curve: only one class present in y_true; the ROC curve needs "
-                         "both positives and negatives")
+        raise ValueError(
+            "roc_curve: only one class present in y_true; the ROC curve needs both positives and negatives"
+        )
     order = np.argsort(-y_score, kind="stable")
     scores, labels = y_score[order], y_true[order]
     # The last position of each run of equal scores: everything up to it is >= that score.
@@ -191,8 +198,7 @@ def _check_pair(name: str, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{name}: {arg} must hold non-negative integer class labels")
         arrays.append(labels)
     if arrays[0].shape != arrays[1].shape:
-        raise ValueError(f"{name}: y_true and y_pred have different lengths: "
-                         f"{arrays[0].shape} and {arrays[1].shape}")
+        raise ValueError(f"{name}: y_true and y_pred have different lengths: {arrays[0].shape} and {arrays[1].shape}")
     return arrays[0], arrays[1]
 
 
@@ -208,8 +214,9 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     if num_classes is None:
         num_classes = max(seen, 2)
     elif seen > num_classes:
-        raise ValueError(f"confusion_matrix: a label is {seen - 1}, outside 0..{num_classes - 1} "
-                         f"(num_classes={num_classes})")
+        raise ValueError(
+            f"confusion_matrix: a label is {seen - 1}, outside 0..{num_classes - 1} (num_classes={num_classes})"
+        )
     counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)
 
@@ -218,8 +225,12 @@ def _one_vs_rest_counts(name: str, y_true, y_pred, pos_label: int) -> tuple[int,
     """(TP, FN, TN, FP) treating pos_label as positive and every other label as negative."""
     y_true, y_pred = _check_pair(name, y_true, y_pred)
     actual, called = y_true == pos_label, y_pred == pos_label
-    return (int(np.sum(actual & called)), int(np.sum(actual & ~called)),
-            int(np.sum(~actual & ~called)), int(np.sum(~actual & called)))
+    return (
+        int(np.sum(actual & called)),
+        int(np.sum(actual & ~called)),
+        int(np.sum(~actual & ~called)),
+        int(np.sum(~actual & called)),
+    )
 
 
 def sensitivity(y_true, y_pred, pos_label: int = 1) -> float:
@@ -252,8 +263,9 @@ def _sqrt_psd(name: str, matrix: np.ndarray) -> np.ndarray:
     """
     eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2)
     if eigenvalues.min(initial=0.0) < -1e-6 * max(1.0, abs(eigenvalues).max()):
-        raise ValueError(f"frechet_distance: {name} is not positive semi-definite "
-                         f"(smallest eigenvalue {eigenvalues.min():.3g})")
+        raise ValueError(
+            f"frechet_distance: {name} is not positive semi-definite (smallest eigenvalue {eigenvalues.min():.3g})"
+        )
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
@@ -271,8 +283,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     sigma1, sigma2 = (np.atleast_2d(np.asarray(s, np.float64)) for s in (sigma1, sigma2))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
-        raise ValueError(f"frechet_distance: needs mu1, mu2 of shape (D,) and sigma1, sigma2 of "
-                         f"shape (D, D); got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+        raise ValueError(
+            f"frechet_distance: needs mu1, mu2 of shape (D,) and sigma1, sigma2 of "
+            f"shape (D, D); got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}"
+        )
     root1 = _sqrt_psd("sigma1", sigma1)
     # A sigma2 that is not PSD makes this product indefinite, and is reported here.
     cross = _sqrt_psd("sqrt(sigma1) sigma2 sqrt(sigma1)", root1 @ sigma2 @ root1)
@@ -290,12 +304,13 @@ def frechet_distance_from_features(features1, features2) -> float:
     for name, features in (("features1", features1), ("features2", features2)):
         f = np.asarray(features, dtype=np.float64)
         if f.ndim != 2 or f.shape[0] < 2:
-            raise ValueError(f"frechet_distance_from_features: {name} must be (N, D) with N >= 2, "
-                             f"got shape {f.shape}")
+            raise ValueError(f"frechet_distance_from_features: {name} must be (N, D) with N >= 2, got shape {f.shape}")
         stats.append((f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])))
     if stats[0][0].shape != stats[1][0].shape:
-        raise ValueError(f"frechet_distance_from_features: features1 and features2 have different "
-                         f"feature sizes D: {np.shape(features1)} and {np.shape(features2)}")
+        raise ValueError(
+            f"frechet_distance_from_features: features1 and features2 have different "
+            f"feature sizes D: {np.shape(features1)} and {np.shape(features2)}"
+        )
     (mu1, sigma1), (mu2, sigma2) = stats
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
@@ -317,9 +332,13 @@ def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tupl
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"knn_precision_recall: real and fake must be (N, D) and (M, D), got {real.shape}, {fake.shape}")
+        raise ValueError(
+            f"knn_precision_recall: real and fake must be (N, D) and (M, D), got {real.shape}, {fake.shape}"
+        )
     if min(len(real), len(fake)) <= k:
-        raise ValueError(f"knn_precision_recall: each set needs more than k={k} samples, got {len(real)} and {len(fake)}")
+        raise ValueError(
+            f"knn_precision_recall: each set needs more than k={k} samples, got {len(real)} and {len(fake)}"
+        )
 
     def radii(features: np.ndarray) -> np.ndarray:
         # Column 0 after sorting is the sample's distance to itself.

@@ -5,20 +5,29 @@ Each function draws one figure with Matplotlib's object interface (a ``Figure`` 
 caller has open. Each returns the path it wrote. Constrained layout fits the labels in one
 drawing pass (``bbox_inches="tight"`` would draw every figure twice).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from tinymed.metrics import roc_curve
 
-__all__ = ["Panel", "plot_curves", "plot_history", "plot_roc", "plot_confusion_matrix", "plot_explanation",
-           "plot_image_grid", "plot_gan_history"]
+__all__ = [
+    "Panel",
+    "plot_curves",
+    "plot_history",
+    "plot_roc",
+    "plot_confusion_matrix",
+    "plot_explanation",
+    "plot_image_grid",
+    "plot_gan_history",
+]
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
@@ -40,8 +49,13 @@ class Panel:
     reference: float | None = None
 
 
-def plot_curves(history: Sequence[Mapping[str, float]], panels: Sequence[Panel], path: str | os.PathLike,
-                best_epoch: int | None = None, title: str = "") -> Path:
+def plot_curves(
+    history: Sequence[Mapping[str, float]],
+    panels: Sequence[Panel],
+    path: str | os.PathLike,
+    best_epoch: int | None = None,
+    title: str = "",
+) -> Path:
     """Per-epoch curves, one panel beside the other. history: one row per epoch, each with
     the key ``epoch`` and the keys the panels name; best_epoch gets a dotted marker line."""
     epochs = [row["epoch"] for row in history]
@@ -63,15 +77,18 @@ def plot_curves(history: Sequence[Mapping[str, float]], panels: Sequence[Panel],
     return _save(fig, path)
 
 
-def plot_history(history: Sequence[Mapping[str, float]], path: str | os.PathLike,
-                 best_epoch: int | None = None, title: str = "") -> Path:
+def plot_history(
+    history: Sequence[Mapping[str, float]], path: str | os.PathLike, best_epoch: int | None = None, title: str = ""
+) -> Path:
     """A classifier's loss curves (train and val) and its val AUC and ACC, per epoch.
 
     history: the rows of ``history.csv``, with the keys ``epoch``, ``train_loss``,
     ``val_loss``, ``val_auc`` and ``val_acc``; best_epoch gets a marker line.
     """
-    panels = [Panel("loss", "loss", {"train": "train_loss", "val": "val_loss"}),
-              Panel("validation", "score", {"val AUC": "val_auc", "val ACC": "val_acc"})]
+    panels = [
+        Panel("loss", "loss", {"train": "train_loss", "val": "val_loss"}),
+        Panel("validation", "score", {"val AUC": "val_auc", "val ACC": "val_acc"}),
+    ]
     return plot_curves(history, panels, path, best_epoch=best_epoch, title=title)
 
 
@@ -82,15 +99,21 @@ def plot_roc(y_true: np.ndarray, y_score: np.ndarray, path: str | os.PathLike, t
     ax = fig.subplots()
     ax.plot(fpr, tpr, lw=2, label=f"AUC = {np.trapezoid(tpr, fpr):.4f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", lw=1, label="chance")
-    ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
-           xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.set(
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike,
-                          title: str = "confusion matrix") -> Path:
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike, title: str = "confusion matrix"
+) -> Path:
     """The counts ``matrix[true, predicted]``, each cell labelled with its count."""
     matrix = np.asarray(matrix)
     k = matrix.shape[0]
@@ -98,18 +121,32 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set(xticks=range(k), yticks=range(k), xticklabels=class_names, yticklabels=class_names,
-           xlabel="predicted", ylabel="true", title=title)
+    ax.set(
+        xticks=range(k),
+        yticks=range(k),
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     threshold = matrix.max() / 2
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     return _save(fig, path)
 
 
-def plot_explanation(image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path: str | os.PathLike,
-                     title: str = "") -> Path:
+def plot_explanation(
+    image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path: str | os.PathLike, title: str = ""
+) -> Path:
     """The image alone, then each heatmap (values in [0, 1], the image's size) overlaid on it.
 
     image ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, values in [0, 1]; heatmaps maps a panel
@@ -134,8 +171,9 @@ def plot_explanation(image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path
     return _save(fig, path)
 
 
-def plot_image_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8,
-                    titles: Sequence[str] | None = None, title: str = "") -> Path:
+def plot_image_grid(
+    images: np.ndarray, path: str | os.PathLike, nrow: int = 8, titles: Sequence[str] | None = None, title: str = ""
+) -> Path:
     """Images side by side, ``nrow`` to a row (a GAN's samples, a repair's steps).
 
     images ``(N, H, W)`` grayscale or ``(N, H, W, 3)`` RGB with values in [0, 1]; titles, when
@@ -152,7 +190,7 @@ def plot_image_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8,
     canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, *images.shape[3:]))
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
+        canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
     width = (1.0 if titles is None else 2.2) * cols
     height = width * canvas.shape[0] / canvas.shape[1]
     fig = Figure(figsize=(width, height + (0.5 if title or titles else 0)))
@@ -174,7 +212,14 @@ def plot_gan_history(history: Sequence[Mapping[str, float]], path: str | os.Path
     (mean D(x) on real images) and ``d_fake`` (mean D(G(z)) before D's step); the dashed line
     marks 1/2, where D can no longer tell the two apart.
     """
-    panels = [Panel("losses", "BCE loss", {"discriminator": "loss_d", "generator": "loss_g"}),
-              Panel("discriminator outputs", "mean probability 'real'",
-                    {"D(x), real": "d_real", "D(G(z)), generated": "d_fake"}, ylim=(0, 1), reference=0.5)]
+    panels = [
+        Panel("losses", "BCE loss", {"discriminator": "loss_d", "generator": "loss_g"}),
+        Panel(
+            "discriminator outputs",
+            "mean probability 'real'",
+            {"D(x), real": "d_real", "D(G(z)), generated": "d_fake"},
+            ylim=(0, 1),
+            reference=0.5,
+        ),
+    ]
     return plot_curves(history, panels, path, title=title)

@@ -14,6 +14,7 @@ in training). Several starting points are optimised at once, as one batch, and t
 fits the known pixels best wins. The repaired image is y where y is known and G(z*) in the
 hole, so the known pixels never change.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ class RepairError(ValueError):
     """A repair cannot be done: a mask that leaves nothing known, or nothing missing."""
 
 
-def make_mask(kind: str, shape: tuple[int, int], rng: np.random.Generator, box_size: int = 10,
-              missing: float = 0.6) -> np.ndarray:
+def make_mask(
+    kind: str, shape: tuple[int, int], rng: np.random.Generator, box_size: int = 10, missing: float = 0.6
+) -> np.ndarray:
     """Which pixels are known: a boolean ``(H, W)`` array, False in the hole.
 
     ``box``: a ``box_size`` square hole at a random position inside the image; ``random``:
@@ -46,11 +48,13 @@ def make_mask(kind: str, shape: tuple[int, int], rng: np.random.Generator, box_s
         if box_size < 1:
             raise RepairError(f"repair: --box-size must be at least 1 pixel, got {box_size}")
         if box_size >= h and box_size >= w:
-            raise RepairError(f"repair: a {box_size}x{box_size} box covers the whole {h}x{w} image; "
-                              f"nothing known is left to repair from")
+            raise RepairError(
+                f"repair: a {box_size}x{box_size} box covers the whole {h}x{w} image; "
+                f"nothing known is left to repair from"
+            )
         known = np.ones(shape, dtype=bool)
         top, left = (int(rng.integers(0, max(n - box_size, 0) + 1)) for n in (h, w))
-        known[top:top + box_size, left:left + box_size] = False
+        known[top : top + box_size, left : left + box_size] = False
     elif kind == "random":
         if not 0.0 < missing < 1.0:
             raise RepairError(f"repair: --missing must be a fraction between 0 and 1 (exclusive), got {missing}")
@@ -76,9 +80,18 @@ class RepairResult:
     context_loss: float
 
 
-def inpaint(gan: DCGAN, image: np.ndarray, known: np.ndarray, label: int | None = None, steps: int = 300,
-            restarts: int = 16, lr: float = 0.05, adversarial_weight: float = 0.003, prior_weight: float = 0.01,
-            backend: str = "numpy") -> RepairResult:
+def inpaint(
+    gan: DCGAN,
+    image: np.ndarray,
+    known: np.ndarray,
+    label: int | None = None,
+    steps: int = 300,
+    restarts: int = 16,
+    lr: float = 0.05,
+    adversarial_weight: float = 0.003,
+    prior_weight: float = 0.01,
+    backend: str = "numpy",
+) -> RepairResult:
     """Fill the pixels of ``image`` (``(C, H, W)`` in [0, 1]) where ``known`` (``(H, W)`` bool)
     is False, by optimising ``restarts`` latent vectors with Adam for ``steps`` steps (see the
     module docstring); ``label`` for a conditional GAN. Draws the starting latents from
@@ -90,7 +103,7 @@ def inpaint(gan: DCGAN, image: np.ndarray, known: np.ndarray, label: int | None 
     if not known.any():
         raise RepairError("repair: the mask covers every pixel; nothing known is left to repair from")
     generator, discriminator = gan.generator, gan.discriminator
-    target = tinymed.from_numpy(image[None] * 2.0 - 1.0).to(backend)          # G's [-1, 1] units
+    target = tinymed.from_numpy(image[None] * 2.0 - 1.0).to(backend)  # G's [-1, 1] units
     weight = tinymed.from_numpy(known[None, None].astype(np.float32)).to(backend)
     labels = None if label is None else tinymed.tensor(np.full(restarts, label, np.int64), backend=backend)
     z = tinymed.tensor(tinymed.randn(restarts, gan.latent_dim).numpy(), requires_grad=True, backend=backend)

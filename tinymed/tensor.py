@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import math
 from collections import namedtuple
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def _promote(dtypes: Sequence[np.dtype]) -> np.dtype:
     return np.result_type(*[d for d in dtypes if _CATEGORY[d.kind] == top])
 
 
-def _result_type(*tensors: "Tensor") -> np.dtype:
+def _result_type(*tensors: Tensor) -> np.dtype:
     """The dtype of an op on ``tensors``, by PyTorch's rule: tensors with dims decide, unless
     a 0-d tensor is of a higher category (``int_tensor * tm.tensor(2.5)`` is float32).
     Python numbers have already become 0-d tensors of a fitting dtype (see ``_operand``)."""
@@ -172,7 +173,9 @@ class Function:
         """Run ``forward`` on the arrays of ``args`` and record the op on the result."""
         for key, value in kwargs.items():
             if isinstance(value, Tensor):
-                raise TypeError(f"{cls.__name__}: tensor argument {key!r} must be passed positionally to be differentiated")
+                raise TypeError(
+                    f"{cls.__name__}: tensor argument {key!r} must be passed positionally to be differentiated"
+                )
         tensors = [a for a in args if isinstance(a, Tensor)]
         backend = _common_backend(cls.__name__, tensors)
         fn = cls()
@@ -197,18 +200,20 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
 
-def _common_backend(op: str, tensors: Sequence["Tensor"]) -> ModuleType:
+def _common_backend(op: str, tensors: Sequence[Tensor]) -> ModuleType:
     if not tensors:
         return backends.get("numpy")
     first = tensors[0]._backend
     for t in tensors[1:]:
         if t._backend is not first:
             names = ", ".join(f"{t.backend} {t.shape}" for t in tensors)
-            raise ValueError(f"{op}: all inputs must live on the same backend, got {names}; move them with .to({first.name!r})")
+            raise ValueError(
+                f"{op}: all inputs must live on the same backend, got {names}; move them with .to({first.name!r})"
+            )
     return first
 
 
-def _broadcast_shape(op: str, *tensors: "Tensor", names: Sequence[str] = ("input", "other")) -> tuple[int, ...]:
+def _broadcast_shape(op: str, *tensors: Tensor, names: Sequence[str] = ("input", "other")) -> tuple[int, ...]:
     """The shape ``tensors`` broadcast to, or a ValueError naming ``op`` and every shape."""
     try:
         return tuple(np.broadcast_shapes(*(t.shape for t in tensors)))
@@ -265,7 +270,7 @@ class Tensor:
         self.__dict__.update(state, _backend=backends.get(state["_backend"]))
 
     @classmethod
-    def _wrap(cls, data: Any, backend: ModuleType, requires_grad: bool = False) -> "Tensor":
+    def _wrap(cls, data: Any, backend: ModuleType, requires_grad: bool = False) -> Tensor:
         """Wrap an array already on ``backend`` without copying."""
         t = cls.__new__(cls)
         t._init(data, backend, requires_grad)
@@ -332,7 +337,7 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
-    def __iter__(self) -> Iterator["Tensor"]:
+    def __iter__(self) -> Iterator[Tensor]:
         return (self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
@@ -362,11 +367,11 @@ class Tensor:
         """The values as (nested) Python lists."""
         return self.numpy().tolist()
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data, self._backend, False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place; returns the tensor."""
         self.requires_grad = requires_grad
         return self
@@ -375,7 +380,7 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after backward (Grad-CAM needs it)."""
         self._retains_grad = True
 
-    def to(self, *targets: Any, dtype: Any = None) -> "Tensor":
+    def to(self, *targets: Any, dtype: Any = None) -> Tensor:
         """Move to a backend and/or cast to a dtype: ``x.to("cupy")``, ``x.to(tm.float64)``,
         ``x.to("numba", tm.float64)``. PyTorch's ``"cpu"`` means ``"numpy"``, ``"cuda"``
         means ``"cupy"``."""
@@ -390,54 +395,56 @@ class Tensor:
                 result = result.type(target)
         return result
 
-    def cpu(self) -> "Tensor":
+    def cpu(self) -> Tensor:
         """The tensor on the NumPy backend."""
         return self.to("numpy")
 
-    def cuda(self) -> "Tensor":
+    def cuda(self) -> Tensor:
         """The tensor on the CuPy backend."""
         return self.to("cupy")
 
-    def type(self, dtype: Any) -> "Tensor":
+    def type(self, dtype: Any) -> Tensor:
         """Cast to ``dtype`` (differentiable between floating dtypes)."""
         try:
             dtype = np.dtype(dtype)
         except TypeError:
-            raise TypeError(f"to/type: {dtype!r} is neither a dtype nor a backend ({', '.join(backends.NAMES)})") from None
+            raise TypeError(
+                f"to/type: {dtype!r} is neither a dtype nor a backend ({', '.join(backends.NAMES)})"
+            ) from None
         return self if dtype == self.dtype else _Cast.apply(self, dtype=dtype)
 
-    def float(self) -> "Tensor":
+    def float(self) -> Tensor:
         """Cast to float32."""
         return self.type(float32)
 
-    def double(self) -> "Tensor":
+    def double(self) -> Tensor:
         """Cast to float64."""
         return self.type(float64)
 
-    def long(self) -> "Tensor":
+    def long(self) -> Tensor:
         """Cast to int64."""
         return self.type(int64)
 
-    def int(self) -> "Tensor":
+    def int(self) -> Tensor:
         """Cast to int32."""
         return self.type(int32)
 
-    def bool(self) -> "Tensor":
+    def bool(self) -> Tensor:
         """Cast to bool."""
         return self.type(bool_)
 
     # ---- in-place writes (weight initialisation, optimisers): they bypass autograd
-    def zero_(self) -> "Tensor":
+    def zero_(self) -> Tensor:
         """Fill with zeros in place."""
         self.data[...] = 0
         return self
 
-    def fill_(self, value: float) -> "Tensor":
+    def fill_(self, value: float) -> Tensor:
         """Fill with ``value`` in place."""
         self.data[...] = value
         return self
 
-    def copy_(self, src: Any) -> "Tensor":
+    def copy_(self, src: Any) -> Tensor:
         """Copy ``src`` (broadcast to this tensor's shape) into this tensor in place."""
         array = src.numpy() if isinstance(src, Tensor) else np.asarray(src)
         if _broadcast_shape("copy_", self, array, names=("destination", "source")) != self.shape:
@@ -455,12 +462,16 @@ class Tensor:
             raise RuntimeError("backward: this tensor does not require grad and has no grad_fn")
         if gradient is None:
             if self.data.size != 1:
-                raise ValueError(f"backward: gradient can be omitted only for a one-element tensor, got shape {self.shape}")
+                raise ValueError(
+                    f"backward: gradient can be omitted only for a one-element tensor, got shape {self.shape}"
+                )
             gradient = self._backend.xp.ones_like(self.data)
         else:
             gradient = gradient.data if isinstance(gradient, Tensor) else self._backend.asarray(np.asarray(gradient))
             if tuple(gradient.shape) != self.shape:
-                raise ValueError(f"backward: gradient shape {tuple(gradient.shape)} does not match tensor shape {self.shape}")
+                raise ValueError(
+                    f"backward: gradient shape {tuple(gradient.shape)} does not match tensor shape {self.shape}"
+                )
             gradient = gradient.astype(self.dtype, copy=False)
 
         grads = {id(self): gradient}
@@ -470,13 +481,15 @@ class Tensor:
                 continue
             if node._ctx is None or node._retains_grad:
                 # A fresh array on first write: one gradient may be handed to several inputs (x + x).
-                node.grad = node._backend.xp.array(grad) if node.grad is None else node._backend.xp.asarray(node.grad + grad)
+                node.grad = (
+                    node._backend.xp.array(grad) if node.grad is None else node._backend.xp.asarray(node.grad + grad)
+                )
             if node._ctx is None:
                 continue
             for parent, g in _input_grads(node._ctx, grad):
                 grads[id(parent)] = g if id(parent) not in grads else grads[id(parent)] + g
 
-    def _topological_order(self) -> list["Tensor"]:
+    def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, each after all of its own inputs (iterative DFS)."""
         order: list[Tensor] = []
         visited: set[int] = set()
@@ -491,66 +504,70 @@ class Tensor:
             visited.add(id(node))
             stack.append((node, True))
             if node._ctx is not None:
-                stack.extend((p, False) for p in node._ctx.parents if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited)
+                stack.extend(
+                    (p, False)
+                    for p in node._ctx.parents
+                    if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited
+                )
         return order
 
     # ---- arithmetic (operators broadcast like NumPy/PyTorch, and promote dtypes like PyTorch)
-    def __add__(self, other: Any) -> "Tensor":
+    def __add__(self, other: Any) -> Tensor:
         return Add.apply(*_binary_operands("add", self, other))
 
-    def __radd__(self, other: Any) -> "Tensor":
+    def __radd__(self, other: Any) -> Tensor:
         return Add.apply(*_binary_operands("add", other, self))
 
-    def __sub__(self, other: Any) -> "Tensor":
+    def __sub__(self, other: Any) -> Tensor:
         return Sub.apply(*_binary_operands("sub", self, other))
 
-    def __rsub__(self, other: Any) -> "Tensor":
+    def __rsub__(self, other: Any) -> Tensor:
         return Sub.apply(*_binary_operands("sub", other, self))
 
-    def __mul__(self, other: Any) -> "Tensor":
+    def __mul__(self, other: Any) -> Tensor:
         return Mul.apply(*_binary_operands("mul", self, other))
 
-    def __rmul__(self, other: Any) -> "Tensor":
+    def __rmul__(self, other: Any) -> Tensor:
         return Mul.apply(*_binary_operands("mul", other, self))
 
-    def __truediv__(self, other: Any) -> "Tensor":
+    def __truediv__(self, other: Any) -> Tensor:
         return Div.apply(*_binary_operands("div", self, other, floating=True))
 
-    def __rtruediv__(self, other: Any) -> "Tensor":
+    def __rtruediv__(self, other: Any) -> Tensor:
         return Div.apply(*_binary_operands("div", other, self, floating=True))
 
-    def __pow__(self, exponent: Any) -> "Tensor":
+    def __pow__(self, exponent: Any) -> Tensor:
         return Pow.apply(*_binary_operands("pow", self, exponent))
 
-    def __rpow__(self, base: Any) -> "Tensor":
+    def __rpow__(self, base: Any) -> Tensor:
         return Pow.apply(*_binary_operands("pow", base, self))
 
-    def __matmul__(self, other: "Tensor") -> "Tensor":
+    def __matmul__(self, other: Tensor) -> Tensor:
         return matmul(self, other)
 
-    def __rmatmul__(self, other: Any) -> "Tensor":
+    def __rmatmul__(self, other: Any) -> Tensor:
         return matmul(_operand(other, self, "matmul"), self)
 
-    def __neg__(self) -> "Tensor":
+    def __neg__(self) -> Tensor:
         return Neg.apply(self)
 
     # Comparisons and logical operators give tensors that carry no gradient.
-    def _no_grad_op(self, op: str, other: Any, fn: Callable) -> "Tensor":
+    def _no_grad_op(self, op: str, other: Any, fn: Callable) -> Tensor:
         a, b = self, _operand(other, self, op)
         _common_backend(op, (a, b))
         _broadcast_shape(op, a, b)
         return Tensor._wrap(self._backend.xp.asarray(fn(a.data, b.data)), self._backend)
 
-    def __lt__(self, other: Any) -> "Tensor":
+    def __lt__(self, other: Any) -> Tensor:
         return self._no_grad_op("lt", other, lambda a, b: a < b)
 
-    def __le__(self, other: Any) -> "Tensor":
+    def __le__(self, other: Any) -> Tensor:
         return self._no_grad_op("le", other, lambda a, b: a <= b)
 
-    def __gt__(self, other: Any) -> "Tensor":
+    def __gt__(self, other: Any) -> Tensor:
         return self._no_grad_op("gt", other, lambda a, b: a > b)
 
-    def __ge__(self, other: Any) -> "Tensor":
+    def __ge__(self, other: Any) -> Tensor:
         return self._no_grad_op("ge", other, lambda a, b: a >= b)
 
     def __eq__(self, other: Any) -> Any:  # element-wise, as in PyTorch
@@ -569,23 +586,25 @@ class Tensor:
     # Tensors stay hashable by identity (as in PyTorch), so they can be dict keys.
     __hash__ = object.__hash__
 
-    def __and__(self, other: Any) -> "Tensor":
+    def __and__(self, other: Any) -> Tensor:
         return self._no_grad_op("and", other, lambda a, b: a & b)
 
-    def __or__(self, other: Any) -> "Tensor":
+    def __or__(self, other: Any) -> Tensor:
         return self._no_grad_op("or", other, lambda a, b: a | b)
 
-    def __xor__(self, other: Any) -> "Tensor":
+    def __xor__(self, other: Any) -> Tensor:
         return self._no_grad_op("xor", other, lambda a, b: a ^ b)
 
-    def __invert__(self) -> "Tensor":
+    def __invert__(self) -> Tensor:
         if _is_float(self.dtype):
             raise TypeError(f"invert: ~ needs a bool or integer tensor, got dtype {self.dtype}")
         return Tensor._wrap(self._backend.xp.asarray(~self.data), self._backend)
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
-            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+            raise ValueError(
+                f"bool: the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()"
+            )
         return bool(self.item())
 
     def __float__(self) -> float:
@@ -599,15 +618,15 @@ class Tensor:
             raise TypeError("only integer tensors can be used as an index")
         return int(self.item())
 
-    def any(self) -> "Tensor":
+    def any(self) -> Tensor:
         """Whether any element is non-zero (a bool tensor)."""
         return Tensor._wrap(self._backend.xp.asarray(self.data.any()), self._backend)
 
-    def all(self) -> "Tensor":
+    def all(self) -> Tensor:
         """Whether every element is non-zero (a bool tensor)."""
         return Tensor._wrap(self._backend.xp.asarray(self.data.all()), self._backend)
 
-    def __getitem__(self, index: Any) -> "Tensor":
+    def __getitem__(self, index: Any) -> Tensor:
         try:
             return GetItem.apply(self, index=_index_arrays(index, self._backend))
         except IndexError as error:
@@ -615,36 +634,38 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if self.requires_grad and _grad_enabled:
-            raise RuntimeError("setitem: in-place assignment to a tensor that requires grad; use tm.where or wrap it in tm.no_grad()")
+            raise RuntimeError(
+                "setitem: in-place assignment to a tensor that requires grad; use tm.where or wrap it in tm.no_grad()"
+            )
         value = value.data if isinstance(value, Tensor) else value
         self.data[_index_arrays(index, self._backend)] = value
 
     # ---- element-wise functions
-    def neg(self) -> "Tensor":
+    def neg(self) -> Tensor:
         """-x."""
         return Neg.apply(self)
 
-    def exp(self) -> "Tensor":
+    def exp(self) -> Tensor:
         """e^x, element-wise."""
         return Exp.apply(self)
 
-    def log(self) -> "Tensor":
+    def log(self) -> Tensor:
         """The natural logarithm, element-wise."""
         return Log.apply(self)
 
-    def sqrt(self) -> "Tensor":
+    def sqrt(self) -> Tensor:
         """The square root, element-wise."""
         return Sqrt.apply(self)
 
-    def rsqrt(self) -> "Tensor":
+    def rsqrt(self) -> Tensor:
         """1 / sqrt(x), element-wise."""
-        return self ** -0.5
+        return self**-0.5
 
-    def abs(self) -> "Tensor":
+    def abs(self) -> Tensor:
         """|x|, element-wise."""
         return Abs.apply(self)
 
-    def clamp(self, min: float | None = None, max: float | None = None) -> "Tensor":
+    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Limit every element to ``[min, max]`` (either bound may be omitted)."""
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
@@ -652,52 +673,59 @@ class Tensor:
 
     clip = clamp
 
-    def pow(self, exponent: Any) -> "Tensor":
+    def pow(self, exponent: Any) -> Tensor:
         """x ** exponent."""
-        return self ** exponent
+        return self**exponent
 
-    def sigmoid(self) -> "Tensor":
+    def sigmoid(self) -> Tensor:
         """The logistic function (see :func:`tinymed.functional.sigmoid`)."""
         from tinymed import functional
 
         return functional.sigmoid(self)
 
-    def tanh(self) -> "Tensor":
+    def tanh(self) -> Tensor:
         """The hyperbolic tangent (see :func:`tinymed.functional.tanh`)."""
         from tinymed import functional
 
         return functional.tanh(self)
 
-    def relu(self) -> "Tensor":
+    def relu(self) -> Tensor:
         """max(x, 0) (see :func:`tinymed.functional.relu`)."""
         from tinymed import functional
 
         return functional.relu(self)
 
-    def softmax(self, dim: int) -> "Tensor":
+    def softmax(self, dim: int) -> Tensor:
         """Softmax along ``dim`` (see :func:`tinymed.functional.softmax`)."""
         from tinymed import functional
 
         return functional.softmax(self, dim)
 
-    def log_softmax(self, dim: int) -> "Tensor":
+    def log_softmax(self, dim: int) -> Tensor:
         """Log-softmax along ``dim`` (see :func:`tinymed.functional.log_softmax`)."""
         from tinymed import functional
 
         return functional.log_softmax(self, dim)
 
     # ---- reductions
-    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "Tensor":
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The sum over ``dim`` (one dim, several, or all when None)."""
         return Sum.apply(self, axis=_axes(dim, self.ndim, "sum"), keepdims=keepdim)
 
-    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "Tensor":
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The mean over ``dim`` (one dim, several, or all when None)."""
         axes = _axes(dim, self.ndim, "mean")
         count = math.prod(self.shape[a] for a in axes)
         return self.sum(axes, keepdim) / count
 
-    def var(self, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False, *, correction: int | None = None) -> "Tensor":
+    def var(
+        self,
+        dim: int | Sequence[int] | None = None,
+        unbiased: bool = True,
+        keepdim: bool = False,
+        *,
+        correction: int | None = None,
+    ) -> Tensor:
         """Variance, ``sum (x - mean)^2 / (n - correction)``; ``unbiased`` means correction 1."""
         correction = (1 if unbiased else 0) if correction is None else correction
         axes = _axes(dim, self.ndim, "var")
@@ -705,7 +733,7 @@ class Tensor:
         centred = self - self.mean(axes, keepdim=True)
         return (centred * centred).sum(axes, keepdim) / max(count - correction, 0)
 
-    def std(self, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False) -> "Tensor":
+    def std(self, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
         """Standard deviation, the square root of :meth:`var`."""
         return self.var(dim, unbiased, keepdim).sqrt()
 
@@ -717,31 +745,31 @@ class Tensor:
         """The minimum; with ``dim``, the named tuple ``(values, indices)`` as in PyTorch."""
         return _extreme(self, dim, keepdim, "min")
 
-    def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "Tensor":
+    def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The maximum over ``dim``; ties share the gradient evenly."""
         return Extreme.apply(self, axis=_axes(dim, self.ndim, "amax"), keepdims=keepdim, kind="max")
 
-    def amin(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "Tensor":
+    def amin(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The minimum over ``dim``; ties share the gradient evenly."""
         return Extreme.apply(self, axis=_axes(dim, self.ndim, "amin"), keepdims=keepdim, kind="min")
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """The index of the maximum along ``dim`` (of the flattened tensor when None)."""
         return _arg_extreme(self, dim, keepdim, "argmax")
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """The index of the minimum along ``dim`` (of the flattened tensor when None)."""
         return _arg_extreme(self, dim, keepdim, "argmin")
 
     # ---- shape
-    def reshape(self, *shape: Any) -> "Tensor":
+    def reshape(self, *shape: Any) -> Tensor:
         """The same elements in another shape; one dim may be -1 (inferred)."""
         target = _resolve_shape(_shape_args(shape), self.shape, "reshape")
         return self if target == self.shape else Reshape.apply(self, shape=target)
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Merge dims ``start_dim`` to ``end_dim`` (inclusive) into one."""
         if self.ndim == 0:
             return self.reshape(1)
@@ -750,25 +778,27 @@ class Tensor:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
         return self.reshape(*self.shape[:start], -1, *self.shape[end + 1 :])
 
-    def unsqueeze(self, dim: int) -> "Tensor":
+    def unsqueeze(self, dim: int) -> Tensor:
         """Insert a dim of size 1 at ``dim``."""
         dim = _axis(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
-    def squeeze(self, dim: int | Sequence[int] | None = None) -> "Tensor":
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
         """Remove dims of size 1 (all of them, or those among ``dim`` that have size 1)."""
         axes = _axes(dim, self.ndim, "squeeze")
         return self.reshape(*[n for i, n in enumerate(self.shape) if not (i in axes and n == 1)])
 
-    def permute(self, *dims: Any) -> "Tensor":
+    def permute(self, *dims: Any) -> Tensor:
         """Reorder the dims: output dim i is input dim ``dims[i]``."""
         dims = _shape_args(dims)
         axes = tuple(_axis(d, self.ndim, "permute") for d in dims)
         if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: dims {dims} are not a permutation of the {self.ndim} dims of shape {self.shape}")
+            raise ValueError(
+                f"permute: dims {dims} are not a permutation of the {self.ndim} dims of shape {self.shape}"
+            )
         return Permute.apply(self, axes=axes)
 
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
         """Swap two dims."""
         a, b = _axis(dim0, self.ndim, "transpose"), _axis(dim1, self.ndim, "transpose")
         if a == b:
@@ -777,18 +807,18 @@ class Tensor:
         axes[a], axes[b] = axes[b], axes[a]
         return Permute.apply(self, axes=tuple(axes))
 
-    def t(self) -> "Tensor":
+    def t(self) -> Tensor:
         """The transpose of a matrix (a 0-d or 1-d tensor is returned as is)."""
         if self.ndim > 2:
             raise ValueError(f"t: expects a tensor with <= 2 dims, got shape {self.shape}")
         return self if self.ndim < 2 else self.transpose(0, 1)
 
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Tensor:
         """All dims reversed."""
         return self.permute(*reversed(range(self.ndim)))
 
-    def expand(self, *sizes: Any) -> "Tensor":
+    def expand(self, *sizes: Any) -> Tensor:
         """Broadcast to ``sizes`` without copying; -1 keeps a dim, new dims go in front."""
         sizes = _shape_args(sizes)
         lead = len(sizes) - self.ndim
@@ -800,15 +830,15 @@ class Tensor:
             raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}") from None
         return Expand.apply(self, shape=full)
 
-    def expand_as(self, other: "Tensor") -> "Tensor":
+    def expand_as(self, other: Tensor) -> Tensor:
         """Broadcast to ``other``'s shape."""
         return self.expand(*other.shape)
 
-    def contiguous(self) -> "Tensor":
+    def contiguous(self) -> Tensor:
         """The tensor itself: NumPy and CuPy handle any memory layout."""
         return self
 
-    def masked_fill(self, mask: "Tensor", value: Any) -> "Tensor":
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
         """Where ``mask`` (bool, broadcastable to this shape) is True use ``value``, elsewhere
         keep ``self``; the result keeps this tensor's shape and dtype."""
         mask = _operand(mask, self, "masked_fill")
@@ -821,7 +851,7 @@ class Tensor:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
         return Where.apply(mask, value.type(self.dtype), self)
 
-    def matmul(self, other: "Tensor") -> "Tensor":
+    def matmul(self, other: Tensor) -> Tensor:
         """Matrix product (see :func:`matmul`)."""
         return matmul(self, other)
 
@@ -914,7 +944,12 @@ def _resolve_shape(shape: tuple[int, ...], source: tuple[int, ...], op: str) -> 
     numel = math.prod(source)
     known = math.prod(n for n in shape if n != -1)
     unknown = [i for i, n in enumerate(shape) if n == -1]
-    if len(unknown) > 1 or any(n < -1 for n in shape) or (unknown and (known == 0 or numel % known)) or (not unknown and known != numel):
+    if (
+        len(unknown) > 1
+        or any(n < -1 for n in shape)
+        or (unknown and (known == 0 or numel % known))
+        or (not unknown and known != numel)
+    ):
         raise ValueError(f"{op}: cannot reshape a tensor of shape {source} ({numel} elements) into {shape}")
     if unknown:
         shape = shape[: unknown[0]] + (numel // known,) + shape[unknown[0] + 1 :]
@@ -962,7 +997,9 @@ def _input_grads(fn: Function, grad: Any) -> Iterator[tuple[Tensor, Any]]:
         if not (isinstance(parent, Tensor) and parent.requires_grad and g is not None):
             continue
         if tuple(g.shape) != parent.shape:
-            raise RuntimeError(f"{name}.backward: the gradient of input {i} has shape {tuple(g.shape)}, but the input has shape {parent.shape}")
+            raise RuntimeError(
+                f"{name}.backward: the gradient of input {i} has shape {tuple(g.shape)}, but the input has shape {parent.shape}"
+            )
         yield parent, g if g.dtype == parent.dtype else g.astype(parent.dtype)
 
 
@@ -1055,7 +1092,7 @@ class Pow(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        self.z = a ** b
+        self.z = a**b
         return self.z
 
     def backward(self, grad):
@@ -1377,7 +1414,10 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     ndim = tensors[0].ndim
     axis = _axis(dim, ndim, "cat")
     for t in tensors:
-        if t.ndim != ndim or t.shape[:axis] + t.shape[axis + 1 :] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1 :]:
+        if (
+            t.ndim != ndim
+            or t.shape[:axis] + t.shape[axis + 1 :] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1 :]
+        ):
             shapes = ", ".join(str(t.shape) for t in tensors)
             raise ValueError(f"cat: tensors must match in every dim but {dim}, got {shapes}")
     dtype = _result_type(*tensors)
@@ -1395,7 +1435,9 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(axis) for t in tensors], axis)
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, backend: str = "numpy", device: str | None = None) -> Tensor:
+def tensor(
+    data: Any, requires_grad: bool = False, dtype: Any = None, backend: str = "numpy", device: str | None = None
+) -> Tensor:
     """Build a tensor from Python data or an array (always a copy, as in PyTorch).
 
     dtype is inferred as PyTorch does: Python floats become float32, ints int64, bools
@@ -1415,4 +1457,3 @@ def from_numpy(array: np.ndarray) -> Tensor:
 def is_tensor(obj: Any) -> bool:
     """Whether ``obj`` is a tinymed Tensor."""
     return isinstance(obj, Tensor)
-

@@ -13,10 +13,10 @@ import tinymed as tm
 from tinymed import gradcheck
 
 # --- 1. A forward pass records a graph ------------------------------------------------
-x = tm.tensor(3.0)                       # data: no gradient wanted
-w = tm.tensor(2.0, requires_grad=True)   # parameters: gradients wanted
+x = tm.tensor(3.0)  # data: no gradient wanted
+w = tm.tensor(2.0, requires_grad=True)  # parameters: gradients wanted
 b = tm.tensor(0.5, requires_grad=True)
-y = w * x + b                            # Mul, then Add
+y = w * x + b  # Mul, then Add
 
 # Every result remembers the Function that made it and that Function's inputs.
 print("y =", y.item(), "made by", type(y._ctx).__name__, "from", [type(p).__name__ for p in y._ctx.parents])

@@ -45,13 +45,15 @@ def cross_correlation(x, w):
 
 
 flipped = kernel[::-1, ::-1]
-print("true convolution == cross-correlation with the flipped kernel:",
-      np.allclose(true_convolution(image, kernel), cross_correlation(image, flipped)))
+print(
+    "true convolution == cross-correlation with the flipped kernel:",
+    np.allclose(true_convolution(image, kernel), cross_correlation(image, flipped)),
+)
 assert np.allclose(true_convolution(image, kernel), cross_correlation(image, flipped))
 
 # tinymed's conv2d is the cross-correlation (so weights compare one to one with PyTorch):
-x = tm.tensor(image[None, None])            # (N=1, C=1, H, W)
-w = tm.tensor(flipped.copy()[None, None])   # (O=1, C=1, KH, KW)
+x = tm.tensor(image[None, None])  # (N=1, C=1, H, W)
+w = tm.tensor(flipped.copy()[None, None])  # (O=1, C=1, KH, KW)
 y = F.conv2d(x, w)
 assert np.allclose(y.numpy()[0, 0], true_convolution(image, kernel))
 print("F.conv2d with the flipped kernel reproduces the formula as written")
@@ -60,7 +62,7 @@ print("F.conv2d with the flipped kernel reproduces the formula as written")
 # Each column of `cols` is one output position's window, each row one kernel tap. Then the
 # whole convolution is weight (O, C*KH*KW) @ cols (C*KH*KW, OH*OW).
 oh, ow = image.shape[0] - K + 1, image.shape[1] - K + 1
-cols = np.stack([image[p:p + oh, q:q + ow].ravel() for p in range(K) for q in range(K)])
+cols = np.stack([image[p : p + oh, q : q + ow].ravel() for p in range(K) for q in range(K)])
 print("im2col matrix:", cols.shape, "(taps x output positions)")
 by_gemm = (flipped.reshape(1, -1) @ cols).reshape(oh, ow)
 assert np.allclose(by_gemm, y.numpy()[0, 0])

@@ -20,10 +20,10 @@ Lq, Lk, d_k, d_v = 5, 7, 4, 3
 Q, K, V = rng.standard_normal((Lq, d_k)), rng.standard_normal((Lk, d_k)), rng.standard_normal((Lk, d_v))
 
 # --- 1. The formula as written -------------------------------------------------------
-scores = Q @ K.T / np.sqrt(d_k)                        # (Lq, Lk): how well query i matches key j
+scores = Q @ K.T / np.sqrt(d_k)  # (Lq, Lk): how well query i matches key j
 weights = np.exp(scores - scores.max(axis=1, keepdims=True))
-weights /= weights.sum(axis=1, keepdims=True)          # each row sums to 1
-reference = weights @ V                                 # (Lq, d_v): a weighted mean of the values
+weights /= weights.sum(axis=1, keepdims=True)  # each row sums to 1
+reference = weights @ V  # (Lq, d_v): a weighted mean of the values
 
 out = F.scaled_dot_product_attention(tm.tensor(Q), tm.tensor(K), tm.tensor(V))
 assert np.allclose(out.numpy(), reference)
@@ -32,7 +32,7 @@ print("F.scaled_dot_product_attention == softmax(Q K^T / sqrt(d_k)) V")
 # --- 2. Masks: a boolean mask says which keys a query may look at ----------------------
 # True = may attend (PyTorch's convention). Removing a key is adding -inf to its score.
 allowed = rng.random((Lq, Lk)) > 0.3
-allowed[:, 0] = True                                    # every query keeps at least one key
+allowed[:, 0] = True  # every query keeps at least one key
 masked_scores = np.where(allowed, scores, -np.inf)
 masked = np.exp(masked_scores - masked_scores.max(axis=1, keepdims=True))
 masked = masked / masked.sum(axis=1, keepdims=True) @ V
@@ -49,12 +49,12 @@ m = np.full(Lq, -np.inf)
 total = np.zeros(Lq)
 acc = np.zeros((Lq, d_v))
 for start in range(0, Lk, block):
-    s = Q @ K[start:start + block].T / np.sqrt(d_k)    # (Lq, block) scores of this block only
+    s = Q @ K[start : start + block].T / np.sqrt(d_k)  # (Lq, block) scores of this block only
     m_new = np.maximum(m, s.max(axis=1))
-    rescale = np.exp(m - m_new)                         # 0 on the first block (m = -inf)
+    rescale = np.exp(m - m_new)  # 0 on the first block (m = -inf)
     p = np.exp(s - m_new[:, None])
     total = total * rescale + p.sum(axis=1)
-    acc = acc * rescale[:, None] + p @ V[start:start + block]
+    acc = acc * rescale[:, None] + p @ V[start : start + block]
     m = m_new
 online = acc / total[:, None]
 assert np.allclose(online, reference)

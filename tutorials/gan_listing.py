@@ -17,6 +17,7 @@ exactly, and a convolution with the same k, s, p halves exactly (for even H). Th
 the DCGAN building block; the only other layer needed is the one that goes between 1x1 and
 7x7 (28 = 7 * 2 * 2), a kernel of 7 with stride 1 and no padding, in both directions.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,10 @@ def walk(name: str, layers: nn.Sequential, x: tinymed.Tensor) -> tinymed.Tensor 
         description = f"[{i}] {type(layer).__name__}"
         is_conv = isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))
         if is_conv:
-            description += (f"({layer.in_channels}, {layer.out_channels}, k={layer.kernel_size[0]}, "
-                            f"s={layer.stride[0]}, p={layer.padding[0]})")
+            description += (
+                f"({layer.in_channels}, {layer.out_channels}, k={layer.kernel_size[0]}, "
+                f"s={layer.stride[0]}, p={layer.padding[0]})"
+            )
         side = x.shape[2]
         try:
             x = layer(x)
@@ -65,9 +68,14 @@ def textbook_generator(latent_dim: int = 100) -> nn.Sequential:
     """The listing's generator: 4x4 from the latent, then two transposed convolutions with
     k = 4, s = 2 but no padding, which give 2H + 2, not 2H: 4 -> 10 -> 22."""
     return nn.Sequential(
-        nn.ConvTranspose2d(latent_dim, 256, 4, 1, 0, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
-        nn.ConvTranspose2d(256, 128, 4, 2, 0, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
-        nn.ConvTranspose2d(128, 1, 4, 2, 0, bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(latent_dim, 256, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(256),
+        nn.ReLU(),
+        nn.ConvTranspose2d(256, 128, 4, 2, 0, bias=False),
+        nn.BatchNorm2d(128),
+        nn.ReLU(),
+        nn.ConvTranspose2d(128, 1, 4, 2, 0, bias=False),
+        nn.Tanh(),
     )
 
 
@@ -77,10 +85,17 @@ def textbook_discriminator() -> nn.Sequential:
     A 28x28 image is down to 1x1 after four halvings (28 -> 14 -> 7 -> 3 -> 1), and the
     final 4x4 kernel no longer fits: (1 - 4) // 1 + 1 = -2."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
-        nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-        nn.Conv2d(128, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2),
-        nn.Conv2d(256, 512, 4, 2, 1, bias=False), nn.BatchNorm2d(512), nn.LeakyReLU(0.2),
+        nn.Conv2d(3, 64, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 128, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(128, 256, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(256, 512, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(512),
+        nn.LeakyReLU(0.2),
         nn.Conv2d(512, 1, 4, 1, 0, bias=False),
     )
 
@@ -101,8 +116,11 @@ def main() -> None:
 
     walk("discriminator on a 1-channel 28x28 X-ray", textbook_discriminator(), xray)
     print("  => its first layer was written for RGB photographs (3 channels); an X-ray has 1.")
-    walk("discriminator on the X-ray copied into 3 channels", textbook_discriminator(),
-         tinymed.cat([xray, xray, xray], dim=1))
+    walk(
+        "discriminator on the X-ray copied into 3 channels",
+        textbook_discriminator(),
+        tinymed.cat([xray, xray, xray], dim=1),
+    )
     print("  => four halvings take 28 to 1 (28 -> 14 -> 7 -> 3 -> 1); the last 4x4 kernel needs a 4x4 map.")
     print("     The listing was made for 64x64 images, whose fourth halving leaves exactly 4x4.")
 
@@ -115,10 +133,13 @@ def main() -> None:
     print("  => k=7, s=1, p=0 makes 7x7 from 1x1; then k=4, s=2, p=1 doubles exactly: 7 -> 14 -> 28.")
     walk("Discriminator: image -> logit", discriminator.main, fake)
     print("  => k=4, s=2, p=1 halves exactly: 28 -> 14 -> 7; then a 7x7 kernel reads the whole map: one logit.")
-    print(f"\nGenerator: z {tuple(z.shape)} -> images {tuple(generator(z).shape)}; Discriminator: images -> logits "
-          f"{tuple(discriminator(fake).shape)}")
+    print(
+        f"\nGenerator: z {tuple(z.shape)} -> images {tuple(generator(z).shape)}; Discriminator: images -> logits "
+        f"{tuple(discriminator(fake).shape)}"
+    )
     for name, net in (("generator", generator), ("discriminator", discriminator)):
         print(f"{name} parameters: {sum(p.numel() for p in net.parameters()):,}")
+
 
 if __name__ == "__main__":
     main()

@@ -79,8 +79,12 @@ def team_of_thread(length, rows, lanes):
     owns rows ``first_row = t * rows`` onwards, one team of ``lanes`` threads per row.
     """
     tiles = (length + rows - 1) // rows
-    return (cuda.blockIdx.x // tiles, cuda.blockIdx.x % tiles * rows,
-            cuda.threadIdx.x // lanes, cuda.threadIdx.x % lanes)
+    return (
+        cuda.blockIdx.x // tiles,
+        cuda.blockIdx.x % tiles * rows,
+        cuda.threadIdx.x // lanes,
+        cuda.threadIdx.x % lanes,
+    )
 
 
 @cuda.jit(device=True)
@@ -363,8 +367,7 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
     q_stride, go_stride = odd_stride(d), odd_stride(dv)
 
     @cuda.jit
-    def attention_backward_dkdv(grad_out, q, k, v, lse, delta, mask, has_mask, scale, is_causal,
-                                grad_k, grad_v):
+    def attention_backward_dkdv(grad_out, q, k, v, lse, delta, mask, has_mask, scale, is_causal, grad_k, grad_v):
         Lq = q.shape[1]
         Lk = k.shape[1]
         b, key0, team, lane = team_of_thread(Lk, rows, lanes)

@@ -111,9 +111,7 @@ def name_expressions(family: str) -> list[str]:
 @functools.cache
 def _module(family: str):
     """``kernels/cuda/<family>.cu`` as a ``cupy.RawModule``, compiled on first use, once per process."""
-    return cupy.RawModule(
-        code=cuda_source(family), options=NVRTC_OPTIONS, name_expressions=name_expressions(family)
-    )
+    return cupy.RawModule(code=cuda_source(family), options=NVRTC_OPTIONS, name_expressions=name_expressions(family))
 
 
 def _kernel(family: str, kernel: str, dtype: numpy.dtype):
@@ -191,8 +189,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
         "conv2d_forward",
         _kernel("conv", "conv2d_forward", dtype),
         N * groups * OH * OW,
-        (x, weight, bias, has_bias, y,
-         *_ints(N, C, H, W, O, KH, KW, OH, OW, *stride, *padding, *dilation)),
+        (x, weight, bias, has_bias, y, *_ints(N, C, H, W, O, KH, KW, OH, OW, *stride, *padding, *dilation)),
     )
     return y
 
@@ -214,8 +211,7 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
         "conv2d_grad_input",
         _kernel("conv", "conv2d_grad_input", dtype),
         N * groups * H * W,
-        (grad_output, weight, gx,
-         *_ints(N, C, H, W, O, KH, KW, OH, OW, *stride, *padding, *dilation)),
+        (grad_output, weight, gx, *_ints(N, C, H, W, O, KH, KW, OH, OW, *stride, *padding, *dilation)),
     )
     return gx
 
@@ -358,9 +354,12 @@ def attention_forward(q, k, v, mask, scale, is_causal):
     _fused_launch(
         "attention_forward",
         _kernel("attention", "attention_fused_forward", dtype),
-        Lq, B, dtype, D, Dv,
-        (q, k, v, mask, has_mask, numpy.int32(is_causal), dtype.type(scale), out, lse,
-         *_ints(Lq, Lk, D, Dv)),
+        Lq,
+        B,
+        dtype,
+        D,
+        Dv,
+        (q, k, v, mask, has_mask, numpy.int32(is_causal), dtype.type(scale), out, lse, *_ints(Lq, Lk, D, Dv)),
     )
     return out, lse
 
@@ -394,13 +393,21 @@ def attention_backward(grad_out, q, k, v, out, lse, mask, scale, is_causal):
     _fused_launch(
         "attention_backward",
         _kernel("attention", "attention_fused_backward_dkdv", dtype),
-        Lk, B, dtype, D, Dv,
+        Lk,
+        B,
+        dtype,
+        D,
+        Dv,
         (*shared, gk, gv, *_ints(Lq, Lk, D, Dv)),
     )
     _fused_launch(
         "attention_backward",
         _kernel("attention", "attention_fused_backward_dq", dtype),
-        Lq, B, dtype, D, Dv,
+        Lq,
+        B,
+        dtype,
+        D,
+        Dv,
         (*shared, gq, *_ints(Lq, Lk, D, Dv)),
     )
     return gq, gk, gv

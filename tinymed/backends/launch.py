@@ -50,8 +50,9 @@ def gemm_sizes(a, b, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
     return M, K, N
 
 
-def gemm_splits(M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_split: int,
-                multiprocessors: int) -> tuple[int, int]:
+def gemm_splits(
+    M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_split: int, multiprocessors: int
+) -> tuple[int, int]:
     """``(splits, k_chunk)``: into how many chunks of ``k_chunk`` to cut K of a tiled product.
 
     The output has one block per ``tile x tile`` tile. When that gives the GPU fewer than two
@@ -69,8 +70,7 @@ def gemm_splits(M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_sp
     return max(1, ceil_div(K, k_chunk)), k_chunk
 
 
-def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_block: int,
-                   lanes: int) -> tuple[int, int]:
+def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_block: int, lanes: int) -> tuple[int, int]:
     """``(blocks, threads per block)`` of a fused attention kernel.
 
     Each of the ``rows`` rows (queries, or keys for dk and dv) of each of ``batch`` heads gets

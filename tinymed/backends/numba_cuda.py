@@ -44,7 +44,8 @@ if numba is not None and not SIMULATOR:
 xp: ModuleType = cupy if cupy is not None else numpy
 
 if numba is not None:
-    from tinymed.kernels.numba import attention, conv, gemm as gemm_kernels, pool
+    from tinymed.kernels.numba import attention, conv, pool
+    from tinymed.kernels.numba import gemm as gemm_kernels
 
 # Launch shapes. On a GPU they are those of the CUDA C kernels (tinymed.backends.cupy_cuda),
 # so the two backends can be compared kernel for kernel. The simulator starts a Python
@@ -147,8 +148,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     y = xp.empty((N, O, OH, OW), dtype)
     groups = ceil_div(O, conv.CHANNELS_PER_THREAD)
     _launch_per_element(
-        conv.conv2d_forward_kernel(dtype), N * groups * OH * OW,
-        x, weight, bias, y, *stride, *padding, *dilation,
+        conv.conv2d_forward_kernel(dtype),
+        N * groups * OH * OW,
+        x,
+        weight,
+        bias,
+        y,
+        *stride,
+        *padding,
+        *dilation,
     )
     return y
 
@@ -165,8 +173,14 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
     gx = xp.empty((N, C, H, W), dtype)
     groups = ceil_div(C, conv.CHANNELS_PER_THREAD)
     _launch_per_element(
-        conv.conv2d_grad_input_kernel(dtype), N * groups * H * W,
-        grad_output, weight, gx, *stride, *padding, *dilation,
+        conv.conv2d_grad_input_kernel(dtype),
+        N * groups * H * W,
+        grad_output,
+        weight,
+        gx,
+        *stride,
+        *padding,
+        *dilation,
     )
     return gx
 
@@ -180,8 +194,15 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
     x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
     gw = xp.empty((grad_output.shape[1], x.shape[1], *kernel_size), dtype)
     _launch(
-        conv.conv2d_grad_weight_kernel(dtype, GRAD_WEIGHT_THREADS), gw.size, GRAD_WEIGHT_THREADS,
-        x, grad_output, gw, *stride, *padding, *dilation,
+        conv.conv2d_grad_weight_kernel(dtype, GRAD_WEIGHT_THREADS),
+        gw.size,
+        GRAD_WEIGHT_THREADS,
+        x,
+        grad_output,
+        gw,
+        *stride,
+        *padding,
+        *dilation,
     )
     return gw
 
@@ -204,8 +225,15 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     y = xp.empty((N, C, OH, OW), dtype)
     indices = xp.empty((N, C, OH, OW), numpy.int64)
     _launch_per_element(
-        pool.max_pool2d_forward_kernel(dtype), y.size,
-        x, y, indices, *kernel_size, *stride, *padding, *dilation,
+        pool.max_pool2d_forward_kernel(dtype),
+        y.size,
+        x,
+        y,
+        indices,
+        *kernel_size,
+        *stride,
+        *padding,
+        *dilation,
     )
     return y, indices
 
@@ -221,8 +249,15 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, p
     N, C = grad_output.shape[:2]
     gx = xp.empty((N, C, *input_size), dtype)
     _launch_per_element(
-        pool.max_pool2d_backward_kernel(dtype), gx.size,
-        grad_output, indices, gx, *kernel_size, *stride, *padding, *dilation,
+        pool.max_pool2d_backward_kernel(dtype),
+        gx.size,
+        grad_output,
+        indices,
+        gx,
+        *kernel_size,
+        *stride,
+        *padding,
+        *dilation,
     )
     return gx
 
@@ -252,14 +287,19 @@ def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     c = xp.empty((M, N), dtype)
     if c.size == 0:
         return c
-    splits, k_chunk = gemm_splits(
-        M, N, K, GEMM_TILE, GEMM_K_STEP, GEMM_MIN_STEPS_PER_SPLIT, _multiprocessors()
-    )
+    splits, k_chunk = gemm_splits(M, N, K, GEMM_TILE, GEMM_K_STEP, GEMM_MIN_STEPS_PER_SPLIT, _multiprocessors())
     partial = c.reshape(1, M, N) if splits == 1 else xp.empty((splits, M, N), dtype)
     _launch(
         gemm_kernels.gemm_kernel(dtype, GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE),
-        (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits), GEMM_THREADS_SIDE**2,
-        a, b, bias, partial, bool(trans_a), bool(trans_b), k_chunk,
+        (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits),
+        GEMM_THREADS_SIDE**2,
+        a,
+        b,
+        bias,
+        partial,
+        bool(trans_a),
+        bool(trans_b),
+        k_chunk,
     )
     if splits > 1:
         _launch_per_element(gemm_kernels.gemm_sum_splits, M * N, partial, bias, c)
@@ -306,8 +346,22 @@ def attention_forward(q, k, v, mask, scale, is_causal):
     out = xp.empty((B, Lq, Dv), dtype)
     lse = xp.empty((B, Lq), dtype)
     _fused_launch(
-        "attention_forward", attention.attention_forward_kernel, Lq, B, dtype, D, Dv,
-        q, k, v, mask, has_mask, dtype.type(scale), bool(is_causal), out, lse,
+        "attention_forward",
+        attention.attention_forward_kernel,
+        Lq,
+        B,
+        dtype,
+        D,
+        Dv,
+        q,
+        k,
+        v,
+        mask,
+        has_mask,
+        dtype.type(scale),
+        bool(is_causal),
+        out,
+        lse,
     )
     return out, lse
 

@@ -77,8 +77,7 @@ def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def _windows(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair,
-             writeable: bool = False) -> np.ndarray:
+def _windows(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair, writeable: bool = False) -> np.ndarray:
     """The sliding windows of ``x_pad`` (N, C, Hp, Wp) as a view (N, C, OH, OW, KH, KW)::
 
         win[n, c, i, j, p, q] = x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
@@ -105,6 +104,7 @@ def _batch_chunks(batch: int, bytes_per_sample: int) -> Iterator[slice]:
 # Convolution (cross-correlation, as in PyTorch).
 # ----------------------------------------------------------------------------------------
 
+
 def _im2col(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
     """The windows of ``x_pad`` (B, C, Hp, Wp) copied into a matrix (C*KH*KW, B*OH*OW)::
 
@@ -124,8 +124,9 @@ def _channels_first(g: np.ndarray) -> np.ndarray:
     return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
 
 
-def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
-                   stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+def conv2d_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
     """Cross-correlation ``y = conv2d(x, weight) + bias``::
 
         y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
@@ -148,8 +149,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     return y
 
 
-def conv2d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_size: Pair,
-                      stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+def conv2d_grad_input(
+    grad_output: np.ndarray, weight: np.ndarray, input_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
     """dL/dx of the convolution (also the transposed convolution's forward)::
 
         gx[n,c,h,w] = sum over (o, i, j, p, q) with i*sh + p*dh = h + ph and
@@ -176,12 +178,13 @@ def conv2d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_size: P
         for p in range(kh):
             for q in range(kw):
                 gx_win[..., p, q] += cols[:, p, q].transpose(1, 0, 2, 3)
-        grad_input[batch] = gx_pad[:, :, ph:ph + h, pw:pw + w]
+        grad_input[batch] = gx_pad[:, :, ph : ph + h, pw : pw + w]
     return grad_input
 
 
-def conv2d_grad_weight(x: np.ndarray, grad_output: np.ndarray, kernel_size: Pair,
-                       stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+def conv2d_grad_weight(
+    x: np.ndarray, grad_output: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
     """dL/dw of the convolution::
 
         gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
@@ -206,8 +209,10 @@ def conv2d_grad_weight(x: np.ndarray, grad_output: np.ndarray, kernel_size: Pair
 # Max pooling.
 # ----------------------------------------------------------------------------------------
 
-def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
-                       dilation: Pair) -> tuple[np.ndarray, np.ndarray]:
+
+def max_pool2d_forward(
+    x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, np.ndarray]:
     """``y[n,c,i,j] = max_{p,q} x_pad[n, c, i*sh + p*dh, j*sw + q*dw]`` and its argmax.
 
     x (N, C, H, W) -> y, indices (N, C, OH, OW); ``x_pad`` is padded with ``-inf`` and
@@ -243,9 +248,15 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
     return best, indices.astype(np.int64, copy=False)
 
 
-def max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray, input_size: Pair,
-                        kernel_size: Pair, stride: Pair, padding: Pair,
-                        dilation: Pair) -> np.ndarray:
+def max_pool2d_backward(
+    grad_output: np.ndarray,
+    indices: np.ndarray,
+    input_size: Pair,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+) -> np.ndarray:
     """Route each output gradient to the pixel its window picked::
 
         gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]
@@ -272,8 +283,10 @@ def max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray, input_size
 # Affine: y = W x + b.
 # ----------------------------------------------------------------------------------------
 
-def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
-         trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+
+def gemm(
+    a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, trans_a: bool = False, trans_b: bool = False
+) -> np.ndarray:
     """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set.
 
     a, b 2-D; bias (cols,) broadcast over the rows. ``linear`` is ``gemm(x, W, b,
@@ -290,8 +303,8 @@ def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
 # Scaled dot-product attention: softmax(Q K^T / sqrt(d_k)) V.
 # ----------------------------------------------------------------------------------------
 
-def _scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float,
-            is_causal: bool) -> np.ndarray:
+
+def _scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float, is_causal: bool) -> np.ndarray:
     """``s = scale * q @ k^T + mask`` (B, Lq, Lk), with ``-inf`` where a key is removed.
 
     ``is_causal`` removes every key ``j > i`` (top-left aligned, as PyTorch). Shared by the
@@ -333,8 +346,9 @@ def _probabilities(s: np.ndarray, lse: np.ndarray) -> np.ndarray:
     return np.exp(s - finite_lse[..., None])
 
 
-def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
-                      scale: float, is_causal: bool) -> tuple[np.ndarray, np.ndarray]:
+def attention_forward(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, scale: float, is_causal: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Scaled dot-product attention and its log-sum-exp::
 
         s   = scale * q @ k^T + mask                 (B, Lq, Lk)
@@ -348,10 +362,17 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
     return p @ v, lse
 
 
-def attention_backward(grad_out: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray,
-                       out: np.ndarray, lse: np.ndarray, mask: np.ndarray | None,
-                       scale: float, is_causal: bool
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_backward(
+    grad_out: np.ndarray,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    out: np.ndarray,
+    lse: np.ndarray,
+    mask: np.ndarray | None,
+    scale: float,
+    is_causal: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`attention_forward` from its saved ``out`` and ``lse``::
 
         P  = exp(s - lse)                  the softmax, recomputed instead of stored

@@ -10,17 +10,41 @@
     for images, labels in loader:                             # float32 (B, 1, 28, 28), int64 (B,)
         ...
 """
+
 from tinymed.data.loader import DATASETS, DataLoader, DatasetInfo, ImageDataset, load_dataset
 from tinymed.data.medmnist import FLAGS, DatasetError, download_medmnist, load_medmnist, read_npz_split
 from tinymed.data.phantoms import Phantoms, load_phantoms, make_phantoms
-from tinymed.data.transforms import (Compose, GaussianNoise, Normalize, RandomBrightnessContrast,
-                                     RandomHorizontalFlip, RandomRotation, RandomShift,
-                                     chest_xray_augmentation)
+from tinymed.data.transforms import (
+    Compose,
+    GaussianNoise,
+    Normalize,
+    RandomBrightnessContrast,
+    RandomHorizontalFlip,
+    RandomRotation,
+    RandomShift,
+    chest_xray_augmentation,
+)
 
 __all__ = [
-    "DATASETS", "DataLoader", "DatasetInfo", "ImageDataset", "load_dataset",
-    "FLAGS", "DatasetError", "download_medmnist", "load_medmnist", "read_npz_split",
-    "Phantoms", "load_phantoms", "make_phantoms",
-    "Compose", "GaussianNoise", "Normalize", "RandomBrightnessContrast", "RandomHorizontalFlip",
-    "RandomRotation", "RandomShift", "chest_xray_augmentation",
+    "DATASETS",
+    "DataLoader",
+    "DatasetInfo",
+    "ImageDataset",
+    "load_dataset",
+    "FLAGS",
+    "DatasetError",
+    "download_medmnist",
+    "load_medmnist",
+    "read_npz_split",
+    "Phantoms",
+    "load_phantoms",
+    "make_phantoms",
+    "Compose",
+    "GaussianNoise",
+    "Normalize",
+    "RandomBrightnessContrast",
+    "RandomHorizontalFlip",
+    "RandomRotation",
+    "RandomShift",
+    "chest_xray_augmentation",
 ]

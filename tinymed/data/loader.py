@@ -8,6 +8,7 @@ Reproducibility: the :class:`DataLoader`'s randomness for an epoch (its sample o
 augmentation) comes from a generator seeded by ``(seed, epoch)``, never from state left by
 earlier epochs. A resumed run calls ``set_epoch(k)`` and gets exactly epoch k's batches.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinymed.data.phantoms import LABELS as PHANTOM_LABELS, TASK as PHANTOM_TASK, load_phantoms
 from tinymed.data.medmnist import FLAGS, SPLITS, DatasetError, load_medmnist, read_npz_split
+from tinymed.data.phantoms import LABELS as PHANTOM_LABELS
+from tinymed.data.phantoms import TASK as PHANTOM_TASK
+from tinymed.data.phantoms import load_phantoms
 from tinymed.data.transforms import Transform
 
 __all__ = ["DatasetInfo", "ImageDataset", "DATASETS", "load_dataset", "DataLoader"]
@@ -31,7 +34,7 @@ class DatasetInfo:
     """What a model and the metrics need to know about a data set."""
 
     name: str
-    task: str                # MedMNIST's task names: "binary-class", "multi-class", ...
+    task: str  # MedMNIST's task names: "binary-class", "multi-class", ...
     labels: tuple[str, ...]  # class names (label names for a multi-label task)
     n_channels: int
 
@@ -51,22 +54,26 @@ class ImageDataset:
     def __init__(self, images: np.ndarray, labels: np.ndarray, info: DatasetInfo):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
-            raise ValueError(f"ImageDataset: images must be uint8 (N, H, W) or (N, H, W, C), "
-                             f"got {images.dtype} {images.shape}")
-        self.images = (images[:, None] if images.ndim == 3
-                       else np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            raise ValueError(
+                f"ImageDataset: images must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}"
+            )
+        self.images = images[:, None] if images.ndim == 3 else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         if info.multilabel:
             shape, n_values = (len(images), len(info.labels)), 2
         else:
             labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
             shape, n_values = (len(images),), len(info.labels)
         if labels.shape != shape or (labels.size and (labels.min() < 0 or labels.max() >= n_values)):
-            raise ValueError(f"ImageDataset: {info.name} labels must be {shape} with values in "
-                             f"0..{n_values - 1}, got {labels.shape} with values "
-                             f"{np.unique(labels)[:10].tolist()}")
+            raise ValueError(
+                f"ImageDataset: {info.name} labels must be {shape} with values in "
+                f"0..{n_values - 1}, got {labels.shape} with values "
+                f"{np.unique(labels)[:10].tolist()}"
+            )
         if self.images.shape[1] != info.n_channels:
-            raise ValueError(f"ImageDataset: {info.name} has {info.n_channels} channel(s), the "
-                             f"images {images.shape} have {self.images.shape[1]}")
+            raise ValueError(
+                f"ImageDataset: {info.name} has {info.n_channels} channel(s), the "
+                f"images {images.shape} have {self.images.shape[1]}"
+            )
         self.labels = labels.astype(np.int64)
         self.info = info
 
@@ -86,8 +93,13 @@ class ImageDataset:
         return f"ImageDataset({self.info.name!r}, n={len(self)}, images={self.images.shape[1:]})"
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
-                 data_file: str | os.PathLike | None = None, download: bool = True) -> ImageDataset:
+def load_dataset(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    data_file: str | os.PathLike | None = None,
+    download: bool = True,
+) -> ImageDataset:
     """One split (``train``, ``val`` or ``test``) of a data set by name.
 
     ``phantoms`` is generated in memory (data_dir and download do not apply); a data_file in
@@ -135,17 +147,26 @@ class DataLoader:
     The k-th ``iter()`` (from 0) is epoch k unless :meth:`set_epoch` says otherwise.
     """
 
-    def __init__(self, dataset: ImageDataset, batch_size: int = 1, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False,
-                 transform: Transform | None = None, balanced: bool = False):
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        transform: Transform | None = None,
+        balanced: bool = False,
+    ):
         if batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
         if shuffle and balanced:
-            raise ValueError("DataLoader: balanced sampling sets the order itself; "
-                             "use shuffle=False with balanced=True")
+            raise ValueError(
+                "DataLoader: balanced sampling sets the order itself; use shuffle=False with balanced=True"
+            )
         if balanced and dataset.labels.ndim != 1:
-            raise ValueError(f"DataLoader: balanced sampling needs one class per sample, "
-                             f"got labels of shape {dataset.labels.shape}")
+            raise ValueError(
+                f"DataLoader: balanced sampling needs one class per sample, got labels of shape {dataset.labels.shape}"
+            )
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.transform, self.balanced = drop_last, transform, balanced
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
@@ -172,14 +193,12 @@ class DataLoader:
         # The epoch advances here, when iteration starts, so a loop broken off mid-epoch
         # still moves the next one on.
         epoch, self.epoch = self.epoch, self.epoch + 1
-        order_rng, augment_rng = (np.random.default_rng(s)
-                                  for s in np.random.SeedSequence([self.seed, epoch]).spawn(2))
+        order_rng, augment_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([self.seed, epoch]).spawn(2))
         return self._batches(self._order(order_rng), augment_rng)
 
-    def _batches(self, order: np.ndarray,
-                 rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _batches(self, order: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            images, labels = self.dataset.batch(order[start:start + self.batch_size])
+            images, labels = self.dataset.batch(order[start : start + self.batch_size])
             if self.transform is not None:
                 images = self.transform(images, rng)
             yield images, labels

@@ -10,6 +10,7 @@ Files live at ``{root}/{flag}.npz`` with the medmnist package's default root
 downloaded from the official Zenodo record 10519652 and checked against the MD5 the medmnist
 package publishes before it is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,51 +58,120 @@ class DatasetError(ValueError):
 class MedMNISTFlag:
     """What MedMNIST publishes about one data set (``medmnist/info.py``)."""
 
-    task: str               # "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
-    n_channels: int         # 1 grayscale, 3 RGB
+    task: str  # "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
+    n_channels: int  # 1 grayscale, 3 RGB
     labels: tuple[str, ...]  # the name of each class (or of each label, for multi-label)
-    md5: str                # MD5 of the 28x28 file in Zenodo record 10519652
+    md5: str  # MD5 of the 28x28 file in Zenodo record 10519652
 
 
-_ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
-           "liver", "lung-left", "lung-right", "pancreas", "spleen")
+_ORGANS = (
+    "bladder",
+    "femur-left",
+    "femur-right",
+    "heart",
+    "kidney-left",
+    "kidney-right",
+    "liver",
+    "lung-left",
+    "lung-right",
+    "pancreas",
+    "spleen",
+)
 
 # The 2D flags of MedMNIST v3 (medmnist 3.0.2, medmnist/info.py), whose URLs point to
 # Zenodo record 10519652. The Organ{A,C,S} MD5s differ from those of the older record 6496656.
 # Every flag has its MD5 here, so every download is verified; none is used unchecked.
 FLAGS: dict[str, MedMNISTFlag] = {
-    "pathmnist": MedMNISTFlag("multi-class", 3, (
-        "adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
-        "normal colon mucosa", "cancer-associated stroma", "colorectal adenocarcinoma epithelium"),
-        "a8b06965200029087d5bd730944a56c1"),
-    "chestmnist": MedMNISTFlag("multi-label, binary-class", 1, (
-        "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
-        "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"),
-        "02c8a6516a18b556561a56cbdd36c4a8"),
-    "dermamnist": MedMNISTFlag("multi-class", 3, (
-        "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
-        "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
-        "vascular lesions"),
-        "0744692d530f8e62ec473284d019b0c7"),
-    "octmnist": MedMNISTFlag("multi-class", 1, (
-        "choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
-        "c68d92d5b585d8d81f7112f81e2d0842"),
-    "pneumoniamnist": MedMNISTFlag("binary-class", 1, ("normal", "pneumonia"),
-                                   "28209eda62fecd6e6a2d98b1501bb15f"),
-    "retinamnist": MedMNISTFlag("ordinal-regression", 3, ("0", "1", "2", "3", "4"),
-                                "bd4c0672f1bba3e3a89f0e4e876791e4"),
-    "breastmnist": MedMNISTFlag("binary-class", 1, ("malignant", "normal, benign"),
-                                "750601b1f35ba3300ea97c75c52ff8f6"),
-    "bloodmnist": MedMNISTFlag("multi-class", 3, (
-        "basophil", "eosinophil", "erythroblast",
-        "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)", "lymphocyte",
-        "monocyte", "neutrophil", "platelet"),
-        "7053d0359d879ad8a5505303e11de1dc"),
-    "tissuemnist": MedMNISTFlag("multi-class", 1, (
-        "Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule",
-        "Glomerular endothelial cells", "Interstitial endothelial cells", "Leukocytes",
-        "Podocytes", "Proximal Tubule Segments", "Thick Ascending Limb"),
-        "ebe78ee8b05294063de985d821c1c34b"),
+    "pathmnist": MedMNISTFlag(
+        "multi-class",
+        3,
+        (
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ),
+        "a8b06965200029087d5bd730944a56c1",
+    ),
+    "chestmnist": MedMNISTFlag(
+        "multi-label, binary-class",
+        1,
+        (
+            "atelectasis",
+            "cardiomegaly",
+            "effusion",
+            "infiltration",
+            "mass",
+            "nodule",
+            "pneumonia",
+            "pneumothorax",
+            "consolidation",
+            "edema",
+            "emphysema",
+            "fibrosis",
+            "pleural",
+            "hernia",
+        ),
+        "02c8a6516a18b556561a56cbdd36c4a8",
+    ),
+    "dermamnist": MedMNISTFlag(
+        "multi-class",
+        3,
+        (
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
+            "vascular lesions",
+        ),
+        "0744692d530f8e62ec473284d019b0c7",
+    ),
+    "octmnist": MedMNISTFlag(
+        "multi-class",
+        1,
+        ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+        "c68d92d5b585d8d81f7112f81e2d0842",
+    ),
+    "pneumoniamnist": MedMNISTFlag("binary-class", 1, ("normal", "pneumonia"), "28209eda62fecd6e6a2d98b1501bb15f"),
+    "retinamnist": MedMNISTFlag("ordinal-regression", 3, ("0", "1", "2", "3", "4"), "bd4c0672f1bba3e3a89f0e4e876791e4"),
+    "breastmnist": MedMNISTFlag("binary-class", 1, ("malignant", "normal, benign"), "750601b1f35ba3300ea97c75c52ff8f6"),
+    "bloodmnist": MedMNISTFlag(
+        "multi-class",
+        3,
+        (
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ),
+        "7053d0359d879ad8a5505303e11de1dc",
+    ),
+    "tissuemnist": MedMNISTFlag(
+        "multi-class",
+        1,
+        (
+            "Collecting Duct, Connecting Tubule",
+            "Distal Convoluted Tubule",
+            "Glomerular endothelial cells",
+            "Interstitial endothelial cells",
+            "Leukocytes",
+            "Podocytes",
+            "Proximal Tubule Segments",
+            "Thick Ascending Limb",
+        ),
+        "ebe78ee8b05294063de985d821c1c34b",
+    ),
     "organamnist": MedMNISTFlag("multi-class", 1, _ORGANS, "68e3f8846a6bd62f0c9bf841c0d9eacc"),
     "organcmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "b9ceb9546e10131b32923c5bbeaea2b1"),
     "organsmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "9ab87b696fb54e2a387ebe992d6ed5f1"),
@@ -133,9 +203,13 @@ def _file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_medmnist(flag: str, root: str | os.PathLike | None = None,
-                      base_url: str | None = None, progress: bool = True,
-                      timeout: float = 60.0) -> Path:
+def download_medmnist(
+    flag: str,
+    root: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
     """Downloads ``{flag}.npz`` into root (default ``~/.medmnist``) and returns its path.
 
     The bytes go to a temporary file in root; only once their MD5 matches the published one
@@ -157,15 +231,15 @@ def download_medmnist(flag: str, root: str | os.PathLike | None = None,
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{flag}.npz",
-                      disable=not progress) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{flag}.npz", disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     bar.update(len(block))
         actual_md5 = _file_md5(Path(partial))
         if actual_md5 != expected_md5:
-            raise DatasetError(f"the download of {flag}.npz has MD5 {actual_md5}, expected "
-                               f"{expected_md5}; nothing was kept; {by_hand}")
+            raise DatasetError(
+                f"the download of {flag}.npz has MD5 {actual_md5}, expected {expected_md5}; nothing was kept; {by_hand}"
+            )
         os.replace(partial, target)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         # str() of an HTTPError reads "HTTP Error 404: ..."; a URLError's reason is clearer than its str().
@@ -194,26 +268,33 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
             if missing:
-                raise DatasetError(f"{path} has no {' or '.join(missing)} (it holds the keys: "
-                                   f"{', '.join(npz.files) or 'none'})")
+                raise DatasetError(
+                    f"{path} has no {' or '.join(missing)} (it holds the keys: {', '.join(npz.files) or 'none'})"
+                )
             images, labels = npz[keys[0]], npz[keys[1]]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         if isinstance(e, DatasetError):
             raise
-        raise DatasetError(f"{path} is not a readable .npz file ({e}); delete it, or "
-                           f"download it again") from e
+        raise DatasetError(f"{path} is not a readable .npz file ({e}); delete it, or download it again") from e
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise DatasetError(f"{path}: {keys[0]} must be uint8 (N, H, W) or (N, H, W, C), "
-                           f"got {images.dtype} {images.shape}")
+        raise DatasetError(
+            f"{path}: {keys[0]} must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
-        raise DatasetError(f"{path}: {keys[1]} must be (N, 1) or (N, K) with N = "
-                           f"{images.shape[0]} like {keys[0]}, got {labels.shape}")
+        raise DatasetError(
+            f"{path}: {keys[1]} must be (N, 1) or (N, K) with N = {images.shape[0]} like {keys[0]}, got {labels.shape}"
+        )
     return images, labels
 
 
-def load_medmnist(flag: str, split: str, root: str | os.PathLike | None = None,
-                  data_file: str | os.PathLike | None = None, download: bool = True,
-                  base_url: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_medmnist(
+    flag: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    data_file: str | os.PathLike | None = None,
+    download: bool = True,
+    base_url: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One split of a 2D MedMNIST data set as ``(images, labels)`` (see :func:`read_npz_split`).
 
     Reads data_file when given (any file in the layout, never downloaded), else
@@ -224,15 +305,19 @@ def load_medmnist(flag: str, split: str, root: str | os.PathLike | None = None,
         path = Path(root or DEFAULT_ROOT).expanduser() / f"{flag}.npz"
         if not path.is_file():
             if not download:
-                raise DatasetError(f"{path} not found and downloading is off; download "
-                                   f"{medmnist_url(flag, base_url)} (MD5 {info.md5}) and place "
-                                   f"it at {path}")
+                raise DatasetError(
+                    f"{path} not found and downloading is off; download "
+                    f"{medmnist_url(flag, base_url)} (MD5 {info.md5}) and place "
+                    f"it at {path}"
+                )
             download_medmnist(flag, path.parent, base_url)
     else:
         path = Path(data_file).expanduser()
     images, labels = read_npz_split(path, split)
     channels = 1 if images.ndim == 3 else images.shape[3]
     if channels != info.n_channels:
-        raise DatasetError(f"{path}: {flag} images have {info.n_channels} channel(s), this file's "
-                           f"{split}_images {images.shape} has {channels}")
+        raise DatasetError(
+            f"{path}: {flag} images have {info.n_channels} channel(s), this file's "
+            f"{split}_images {images.shape} has {channels}"
+        )
     return images, labels

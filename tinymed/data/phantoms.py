@@ -17,6 +17,7 @@ mean brightness, so a classifier must find the blob rather than read overall int
 The layout is MedMNIST's: images uint8 ``(N, 28, 28)``, labels uint8 ``(N, 1)``, splits
 ``train``, ``val``, ``test``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,21 +62,21 @@ def _boxes(masks: np.ndarray) -> np.ndarray:
     """``(x_min, y_min, x_max, y_max)`` of each mask, max exclusive; -1 for an empty mask."""
     rows, cols = masks.any(axis=2), masks.any(axis=1)
     h, w = masks.shape[1:]
-    boxes = np.stack([cols.argmax(1), rows.argmax(1),
-                      w - cols[:, ::-1].argmax(1), h - rows[:, ::-1].argmax(1)], axis=1)
+    boxes = np.stack([cols.argmax(1), rows.argmax(1), w - cols[:, ::-1].argmax(1), h - rows[:, ::-1].argmax(1)], axis=1)
     boxes[~rows.any(axis=1)] = -1
     return boxes.astype(np.int64)
 
 
-def make_phantoms(n: int, rng: np.random.Generator, size: int = 28,
-                  positive_fraction: float = 0.5) -> Phantoms:
+def make_phantoms(n: int, rng: np.random.Generator, size: int = 28, positive_fraction: float = 0.5) -> Phantoms:
     """Draws n phantoms of ``size x size`` pixels, ``round(n * positive_fraction)`` of them
     with an opacity, in a random order. All n are drawn at once: every parameter below is an
     ``(n, 1, 1)`` array that broadcasts against the ``(size, size)`` pixel grid.
     """
     if n < 0 or size < 8 or not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError(f"make_phantoms: needs n >= 0, size >= 8 and 0 <= positive_fraction <= 1, "
-                         f"got n={n}, size={size}, positive_fraction={positive_fraction}")
+        raise ValueError(
+            f"make_phantoms: needs n >= 0, size >= 8 and 0 <= positive_fraction <= 1, "
+            f"got n={n}, size={size}, positive_fraction={positive_fraction}"
+        )
 
     def uniform(low: float, high: float) -> np.ndarray:
         return rng.uniform(low, high, size=(n, 1, 1))
@@ -95,8 +96,9 @@ def make_phantoms(n: int, rng: np.random.Generator, size: int = 28,
 
     # The heart lies in front of the lower part of the patient's left lung (image right)
     # and hides part of it.
-    heart = _ellipse(u, v, cu + uniform(0.06, 0.16), cv + uniform(0.22, 0.36),
-                     uniform(0.22, 0.32), uniform(0.16, 0.24), edge=0.12)
+    heart = _ellipse(
+        u, v, cu + uniform(0.06, 0.16), cv + uniform(0.22, 0.36), uniform(0.22, 0.32), uniform(0.16, 0.24), edge=0.12
+    )
     lungs = lungs * (1.0 - uniform(0.5, 0.8) * heart)
     mediastinum = _sigmoid((uniform(0.07, 0.13) - np.abs(u - cu)) / 0.04)
     # Posterior ribs: bright arcs curving down towards the sides, seen through the lungs.
@@ -104,8 +106,13 @@ def make_phantoms(n: int, rng: np.random.Generator, size: int = 28,
     ribs = (0.5 + 0.5 * np.cos(2.0 * np.pi * arc)) ** 4 * lungs
 
     depth = uniform(0.30, 0.45)
-    image = (uniform(0.02, 0.12) + uniform(0.55, 0.72) * body - depth * lungs
-             + uniform(0.06, 0.14) * mediastinum * body + uniform(0.05, 0.12) * ribs)
+    image = (
+        uniform(0.02, 0.12)
+        + uniform(0.55, 0.72) * body
+        - depth * lungs
+        + uniform(0.06, 0.14) * mediastinum * body
+        + uniform(0.05, 0.12) * ribs
+    )
 
     # The opacity: a Gaussian blob centred in a random lung, at most 0.7 of its radii out.
     n_positive = int(round(n * positive_fraction))
@@ -115,7 +122,7 @@ def make_phantoms(n: int, rng: np.random.Generator, size: int = 28,
     du = u - (side + reach * lung_au * np.cos(angle))
     dv = v - (lung_v + reach * lung_av * np.sin(angle))
     sigma = uniform(0.09, 0.2)
-    blob = np.exp(-(du ** 2 + (dv * uniform(0.75, 1.33)) ** 2) / (2.0 * sigma ** 2))
+    blob = np.exp(-(du**2 + (dv * uniform(0.75, 1.33)) ** 2) / (2.0 * sigma**2))
     blob *= labels[:, None, None]
     image = image + depth * uniform(0.5, 0.9) * blob
 
@@ -124,8 +131,12 @@ def make_phantoms(n: int, rng: np.random.Generator, size: int = 28,
     image = image + uniform(-0.06, 0.06) + uniform(0.015, 0.035) * rng.standard_normal((n, size, size))
 
     masks = blob > 0.5
-    return Phantoms(images=np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8),
-                    labels=labels.astype(np.uint8)[:, None], masks=masks, boxes=_boxes(masks))
+    return Phantoms(
+        images=np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8),
+        labels=labels.astype(np.uint8)[:, None],
+        masks=masks,
+        boxes=_boxes(masks),
+    )
 
 
 def load_phantoms(split: str, seed: int = 0, n: int | None = None) -> Phantoms:

@@ -14,6 +14,7 @@ no horizontal flip: a flipped chest X-ray puts the heart on the wrong side (dext
 a rare anomaly), so flips teach the model anatomy that does not occur; on PneumoniaMNIST
 they lowered validation AUC. :class:`RandomHorizontalFlip` exists for other images.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -36,8 +37,10 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 def _check_batch(name: str, x: np.ndarray) -> None:
     if not isinstance(x, np.ndarray) or x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{name}: expects a float NumPy batch (N, C, H, W), got "
-                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
+        raise ValueError(
+            f"{name}: expects a float NumPy batch (N, C, H, W), got "
+            f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}"
+        )
 
 
 def _resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float) -> np.ndarray:
@@ -64,8 +67,12 @@ def _resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float) ->
         values = np.take_along_axis(flat, index, axis=2).reshape(n, c, h, w)
         return np.where(inside, values, fill)
 
-    out = ((1 - a) * (1 - b) * neighbour(0, 0) + (1 - a) * b * neighbour(0, 1)
-           + a * (1 - b) * neighbour(1, 0) + a * b * neighbour(1, 1))
+    out = (
+        (1 - a) * (1 - b) * neighbour(0, 0)
+        + (1 - a) * b * neighbour(0, 1)
+        + a * (1 - b) * neighbour(1, 0)
+        + a * b * neighbour(1, 1)
+    )
     return out.astype(x.dtype)
 
 
@@ -124,8 +131,7 @@ class RandomRotation:
     def __init__(self, degrees: float | tuple[float, float] = 10.0, fill: float = 0.0):
         low, high = (-abs(degrees), abs(degrees)) if np.isscalar(degrees) else degrees
         if low > high:
-            raise ValueError(f"RandomRotation: degrees must be d or (min, max) with min <= max, "
-                             f"got {degrees}")
+            raise ValueError(f"RandomRotation: degrees must be d or (min, max) with min <= max, got {degrees}")
         self.degrees, self.fill = (float(low), float(high)), fill
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -177,8 +183,9 @@ class RandomBrightnessContrast:
 
     def __init__(self, brightness: float = 0.1, contrast: float = 0.1):
         if not (0.0 <= brightness < 1.0 and 0.0 <= contrast < 1.0):
-            raise ValueError(f"RandomBrightnessContrast: brightness and contrast must be in [0, 1), "
-                             f"got {brightness} and {contrast}")
+            raise ValueError(
+                f"RandomBrightnessContrast: brightness and contrast must be in [0, 1), got {brightness} and {contrast}"
+            )
         self.brightness, self.contrast = brightness, contrast
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -239,8 +246,7 @@ def chest_xray_augmentation(flip: bool = False) -> Compose:
     has (patient rotated by a few degrees, off-centre, exposure and contrast), no flip
     unless asked for (see the module docstring). Apply :class:`Normalize` after it.
     """
-    transforms: list[Transform] = [RandomRotation(10.0), RandomShift(2),
-                                   RandomBrightnessContrast(0.1, 0.1)]
+    transforms: list[Transform] = [RandomRotation(10.0), RandomShift(2), RandomBrightnessContrast(0.1, 0.1)]
     if flip:
         transforms.append(RandomHorizontalFlip())
     return Compose(transforms)

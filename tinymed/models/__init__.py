@@ -4,9 +4,11 @@ A checkpoint stores ``{"name": "medcnn", "config": {...}}``; :func:`build_model`
 back into the network (``MODELS[name](**config)``). Each model keeps the keyword arguments
 it was built with in ``model.config``, and :func:`model_spec` reads them back out.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tinymed import nn
 from tinymed.models.dcgan import DCGAN

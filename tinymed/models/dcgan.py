@@ -31,6 +31,7 @@ With ``num_classes > 0`` the pair is conditional (Mirza and Osindero, 2014): the
 reads the one-hot label next to z, and the discriminator reads it as ``num_classes`` extra
 constant image planes, so it judges "a real X-ray of this class", not just "a real X-ray".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -100,8 +101,10 @@ class Generator(nn.Module):
         if z.ndim == 4 and tuple(z.shape[2:]) == (1, 1):
             z = z.flatten(1)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"Generator: z must have shape (N, {self.latent_dim}) or (N, {self.latent_dim}, 1, 1), "
-                             f"got {tuple(z.shape)}")
+            raise ValueError(
+                f"Generator: z must have shape (N, {self.latent_dim}) or (N, {self.latent_dim}, 1, 1), "
+                f"got {tuple(z.shape)}"
+            )
         one_hot = _one_hot("Generator", labels, self.num_classes, z.shape[0], z)
         if one_hot is not None:
             z = tinymed.cat([z, one_hot], dim=1)
@@ -128,7 +131,9 @@ class Discriminator(nn.Module):
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         if images.ndim != 4 or tuple(images.shape[1:]) != (self.channels, 28, 28):
-            raise ValueError(f"Discriminator: images must have shape (N, {self.channels}, 28, 28), got {tuple(images.shape)}")
+            raise ValueError(
+                f"Discriminator: images must have shape (N, {self.channels}, 28, 28), got {tuple(images.shape)}"
+            )
         n = images.shape[0]
         one_hot = _one_hot("Discriminator", labels, self.num_classes, n, images)
         if one_hot is not None:
@@ -141,11 +146,17 @@ class DCGAN(nn.Module):
     """A generator and its discriminator, built and saved together; calling the pair
     generates (``gan(z, labels)`` is ``gan.generator(z, labels)``)."""
 
-    def __init__(self, latent_dim: int = 100, ngf: int = 64, ndf: int = 64, channels: int = 1,
-                 num_classes: int = 0) -> None:
+    def __init__(
+        self, latent_dim: int = 100, ngf: int = 64, ndf: int = 64, channels: int = 1, num_classes: int = 0
+    ) -> None:
         super().__init__()
-        self.config: dict[str, Any] = {"latent_dim": latent_dim, "ngf": ngf, "ndf": ndf, "channels": channels,
-                                       "num_classes": num_classes}
+        self.config: dict[str, Any] = {
+            "latent_dim": latent_dim,
+            "ngf": ngf,
+            "ndf": ndf,
+            "channels": channels,
+            "num_classes": num_classes,
+        }
         self.generator = Generator(latent_dim, ngf, channels, num_classes)
         self.discriminator = Discriminator(ndf, channels, num_classes)
 

@@ -16,6 +16,7 @@ fix, used for MNIST as well)::
 As in today's textbook listing (and PyTorch's tutorial), ReLU and max pooling stand in for the
 original's scaled tanh and trainable average-pooling "subsampling" layers.
 """
+
 from __future__ import annotations
 
 from typing import Any

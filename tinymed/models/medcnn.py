@@ -17,9 +17,11 @@ Generative Adversarial Networks", 2019): the network starts as a plain CNN and t
 attention as the loss asks for. The convolutions have no bias because BatchNorm's shift
 replaces it.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tinymed
 from tinymed import nn
@@ -27,8 +29,11 @@ from tinymed.tensor import Tensor
 
 
 def _conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
-    layers = [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-              nn.BatchNorm2d(out_channels), nn.ReLU()]
+    layers = [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]
     return nn.Sequential(*layers, nn.MaxPool2d(2)) if pool else nn.Sequential(*layers)
 
 
@@ -71,16 +76,27 @@ class MedCNN(nn.Module):
     # Grad-CAM's default target: the last convolution block, before attention mixes positions.
     gradcam_layer = "block3"
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, channels: Sequence[int] = (32, 64, 128),
-                 num_heads: int = 4, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        channels: Sequence[int] = (32, 64, 128),
+        num_heads: int = 4,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
         if len(channels) != 3:
             raise ValueError(f"MedCNN: channels must list the widths of the 3 blocks, got {channels}")
         if channels[-1] % num_heads:
             raise ValueError(f"MedCNN: the last block's {channels[-1]} channels must divide into num_heads={num_heads}")
-        self.config: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes, "channels": channels,
-                                       "num_heads": num_heads, "dropout": dropout}
+        self.config: dict[str, Any] = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "channels": channels,
+            "num_heads": num_heads,
+            "dropout": dropout,
+        }
         self.block1 = _conv_block(in_channels, channels[0], pool=True)
         self.block2 = _conv_block(channels[0], channels[1], pool=True)
         self.block3 = _conv_block(channels[1], channels[2], pool=False)

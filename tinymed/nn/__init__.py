@@ -8,7 +8,7 @@ import sys
 from tinymed import functional
 from tinymed.nn import init
 from tinymed.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from tinymed.nn.attention import MultiheadAttention, MultiHeadAttention
+from tinymed.nn.attention import MultiHeadAttention, MultiheadAttention
 from tinymed.nn.container import ModuleDict, ModuleList, Sequential
 from tinymed.nn.conv import Conv2d, ConvTranspose2d
 from tinymed.nn.dropout import Dropout

@@ -33,10 +33,21 @@ class MultiheadAttention(Module):
     (the query, key and value projections stacked; Xavier-uniform), ``in_proj_bias``
     ``(3E,)`` (zeros), and ``out_proj`` a Linear(E, E) whose bias starts at zero."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, *, batch_first: bool = True, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        *,
+        batch_first: bool = True,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads != 0:
-            raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be a positive multiple of num_heads ({num_heads})")
+            raise ValueError(
+                f"MultiheadAttention: embed_dim ({embed_dim}) must be a positive multiple of num_heads ({num_heads})"
+            )
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -75,7 +86,9 @@ class MultiheadAttention(Module):
         dropout in training, the weights returned are those before dropout."""
         batched = query.ndim == 3
         if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
-            raise ValueError(f"MultiheadAttention: query, key and value must all be 3-D (batched) or 2-D, got {query.shape}, {key.shape}, {value.shape}")
+            raise ValueError(
+                f"MultiheadAttention: query, key and value must all be 3-D (batched) or 2-D, got {query.shape}, {key.shape}, {value.shape}"
+            )
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             key_padding_mask = key_padding_mask.unsqueeze(0) if key_padding_mask is not None else None
@@ -114,7 +127,9 @@ class MultiheadAttention(Module):
         projected = F.linear(x, self.in_proj_weight[rows], bias)
         return projected.reshape(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def _additive_mask(self, attn_mask: Tensor | None, key_padding_mask: Tensor | None, like: Tensor, n: int, l: int, s: int) -> Tensor | None:
+    def _additive_mask(
+        self, attn_mask: Tensor | None, key_padding_mask: Tensor | None, like: Tensor, n: int, l: int, s: int
+    ) -> Tensor | None:
         """Both masks as one float mask broadcastable to ``(N, num_heads, L, S)``, to be
         added to the scores (bool masks become ``-inf`` where True)."""
         mask = None
@@ -124,11 +139,15 @@ class MultiheadAttention(Module):
             elif attn_mask.shape == (n * self.num_heads, l, s):
                 shaped = attn_mask.reshape(n, self.num_heads, l, s)
             else:
-                raise ValueError(f"MultiheadAttention: attn_mask must be ({l}, {s}) or ({n * self.num_heads}, {l}, {s}), got {attn_mask.shape}")
+                raise ValueError(
+                    f"MultiheadAttention: attn_mask must be ({l}, {s}) or ({n * self.num_heads}, {l}, {s}), got {attn_mask.shape}"
+                )
             mask = _as_additive(shaped, like)
         if key_padding_mask is not None:
             if key_padding_mask.shape != (n, s):
-                raise ValueError(f"MultiheadAttention: key_padding_mask must be ({n}, {s}), got {key_padding_mask.shape}")
+                raise ValueError(
+                    f"MultiheadAttention: key_padding_mask must be ({n}, {s}), got {key_padding_mask.shape}"
+                )
             padding = _as_additive(key_padding_mask.reshape(n, 1, 1, s), like)
             mask = padding if mask is None else mask + padding
         return mask

@@ -7,7 +7,8 @@ its key, which is where state-dict keys such as ``"features.0.weight"`` come fro
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from tinymed.nn.module import Module
 

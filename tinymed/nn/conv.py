@@ -49,7 +49,9 @@ class _ConvNd(Module):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}: {what} must be a positive int, got {value!r}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         if isinstance(padding, str) and padding not in ("same", "valid"):
@@ -116,7 +118,20 @@ class Conv2d(_ConvNd):
         padding_mode: str = "zeros",
         dtype: Any = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias, padding_mode, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            False,
+            0,
+            groups,
+            bias,
+            padding_mode,
+            dtype,
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         if self.padding_mode == "zeros":
@@ -159,7 +174,22 @@ class ConvTranspose2d(_ConvNd):
             raise ValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be an int or a pair of ints, got {padding!r}")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True, output_padding, groups, bias, padding_mode, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            True,
+            output_padding,
+            groups,
+            bias,
+            padding_mode,
+            dtype,
+        )
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(
+            input, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        )

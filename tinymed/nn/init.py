@@ -48,7 +48,16 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The factor by which a non-linearity's output standard deviation should be scaled
     back up: 1 for linear layers and sigmoid, 5/3 for tanh, sqrt(2) for ReLU,
     sqrt(2 / (1 + slope^2)) for leaky ReLU (slope ``param``, default 0.01), 3/4 for SELU."""
-    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid"):
+    if nonlinearity in (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    ):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
@@ -73,7 +82,9 @@ def _calculate_fan_in_and_fan_out(tensor: Any) -> tuple[int, int]:
     convolution's weight is ``(in, out, *kernel)``; PyTorch reads it the same way.)"""
     shape = _shape(tensor)
     if len(shape) < 2:
-        raise ValueError(f"nn.init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions, got shape {shape}")
+        raise ValueError(
+            f"nn.init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions, got shape {shape}"
+        )
     receptive_field = math.prod(shape[2:])
     return shape[1] * receptive_field, shape[0] * receptive_field
 
@@ -126,7 +137,11 @@ def xavier_normal_(tensor: Any, gain: float = 1.0, generator: np.random.Generato
 
 
 def kaiming_uniform_(
-    tensor: Any, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: np.random.Generator | None = None
+    tensor: Any,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
 ) -> Any:
     """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``, ``gain = calculate_gain(nonlinearity, a)``."""
     fan = _calculate_correct_fan(tensor, mode)
@@ -136,7 +151,11 @@ def kaiming_uniform_(
 
 
 def kaiming_normal_(
-    tensor: Any, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: np.random.Generator | None = None
+    tensor: Any,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
 ) -> Any:
     """He normal: N(0, std^2) with ``std = gain / sqrt(fan)``."""
     fan = _calculate_correct_fan(tensor, mode)

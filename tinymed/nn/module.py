@@ -19,7 +19,8 @@ state dict converted with ``.numpy()`` loads unchanged.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -114,7 +115,11 @@ class Module:
         # A Parameter or Module value is registered (a plain Tensor becomes a buffer only
         # through register_buffer); assigning to a name already registered as a parameter,
         # child or buffer must keep its kind, or be None ("this layer has no bias").
-        for kind, store_name, what in ((Parameter, "_parameters", "parameter"), (Module, "_modules", "child module"), (Tensor, "_buffers", "buffer")):
+        for kind, store_name, what in (
+            (Parameter, "_parameters", "parameter"),
+            (Module, "_modules", "child module"),
+            (Tensor, "_buffers", "buffer"),
+        ):
             store = self.__dict__.get(store_name)
             if isinstance(value, kind) and kind is not Tensor:
                 if store is None:
@@ -124,7 +129,9 @@ class Module:
                 return
             if store is not None and name in store:
                 if value is not None and not isinstance(value, kind):
-                    raise TypeError(f"cannot assign {type(value).__name__} as {what} {name!r} ({kind.__module__}.{kind.__name__} or None expected)")
+                    raise TypeError(
+                        f"cannot assign {type(value).__name__} as {what} {name!r} ({kind.__module__}.{kind.__name__} or None expected)"
+                    )
                 store[name] = value
                 return
         object.__setattr__(self, name, value)
@@ -171,7 +178,9 @@ class Module:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_new_name("parameter", name)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign {type(param).__name__} object to parameter {name!r} (tinymed.nn.Parameter or None required)")
+            raise TypeError(
+                f"cannot assign {type(param).__name__} object to parameter {name!r} (tinymed.nn.Parameter or None required)"
+            )
         self._forget(name, self._parameters)
         self._parameters[name] = param
 
@@ -182,7 +191,9 @@ class Module:
             raise AttributeError("cannot assign buffer before Module.__init__() call")
         self._check_new_name("buffer", name)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign {type(tensor).__name__} object to buffer {name!r} (tinymed.Tensor or None required)")
+            raise TypeError(
+                f"cannot assign {type(tensor).__name__} object to buffer {name!r} (tinymed.Tensor or None required)"
+            )
         self._forget(name, self._buffers)
         self._buffers[name] = tensor
         if not persistent:
@@ -209,7 +220,9 @@ class Module:
         return module
 
     # ------------------------------------------------------------------ walking the tree
-    def named_modules(self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         """Every module in the tree, self first, as ``(dotted name, module)``; a module
         reached twice is yielded once unless ``remove_duplicate`` is False."""
         if memo is None:
@@ -238,7 +251,9 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def _named_members(self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def _named_members(
+        self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         # A tensor shared by two modules (tied weights) is yielded once, so an optimiser
         # does not step it twice. Sets compare tensors by identity.
         seen: set[int] = set()
@@ -251,7 +266,9 @@ class Module:
                     seen.add(id(tensor))
                 yield owner_prefix + ("." if owner_prefix else "") + name, tensor
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """``(dotted name, parameter)`` for every parameter, in registration order."""
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
@@ -260,7 +277,9 @@ class Module:
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
@@ -312,7 +331,9 @@ class Module:
         try:
             dtype = np.dtype(target)
         except TypeError:
-            raise TypeError(f"Module.to: expected a backend ({', '.join(backends.NAMES)}) or a floating-point dtype, got {target!r}") from None
+            raise TypeError(
+                f"Module.to: expected a backend ({', '.join(backends.NAMES)}) or a floating-point dtype, got {target!r}"
+            ) from None
         if dtype.kind != "f":
             raise TypeError(f"Module.to: only floating-point dtypes are allowed, got {dtype}")
         return self._apply(lambda t: t.to(dtype) if t.dtype.kind == "f" else t)
@@ -338,7 +359,9 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ saving and loading
-    def state_dict(self, *, destination: dict | None = None, prefix: str = "", keep_vars: bool = False) -> dict[str, Any]:
+    def state_dict(
+        self, *, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
         """Every parameter and persistent buffer by dotted name, as NumPy arrays (copies);
         ``keep_vars=True`` gives the tensors themselves."""
         if destination is None:

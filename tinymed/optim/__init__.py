@@ -9,4 +9,15 @@ from tinymed.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStep
 from tinymed.optim.optimizer import Optimizer
 from tinymed.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "OneCycleLR", "lr_scheduler"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "LRScheduler",
+    "StepLR",
+    "MultiStepLR",
+    "CosineAnnealingLR",
+    "OneCycleLR",
+    "lr_scheduler",
+]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tinymed.optim.optimizer import Optimizer
 
@@ -31,7 +32,9 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming a scheduler with last_epoch >= 0")
+                    raise KeyError(
+                        f"param 'initial_lr' is not specified in param_groups[{i}] when resuming a scheduler with last_epoch >= 0"
+                    )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
@@ -83,7 +86,9 @@ class StepLR(LRScheduler):
 class MultiStepLR(LRScheduler):
     """Multiply the rate by ``gamma`` at each epoch listed in ``milestones``."""
 
-    def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1
+    ) -> None:
         self.milestones = Counter(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -112,9 +117,13 @@ class CosineAnnealingLR(LRScheduler):
         if self._step_count == 1 and t > 0:
             return [eta_min + (base_lr - eta_min) * (1 + math.cos(t * math.pi / T)) / 2 for base_lr in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:
-            return [lr + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2 for base_lr, lr in zip(self.base_lrs, self._current_lrs())]
+            return [
+                lr + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+                for base_lr, lr in zip(self.base_lrs, self._current_lrs())
+            ]
         return [
-            (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - eta_min) + eta_min for lr in self._current_lrs()
+            (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - eta_min) + eta_min
+            for lr in self._current_lrs()
         ]
 
 
@@ -164,15 +173,22 @@ class OneCycleLR(LRScheduler):
 
         # Each phase runs from the previous phase's end step to its own, moving lr (and
         # momentum) between the named group entries.
-        warm_up = _phase(float(pct_start * self.total_steps) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
+        warm_up = _phase(
+            float(pct_start * self.total_steps) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"
+        )
         if three_phase:
             self._schedule_phases = [
                 warm_up,
-                _phase(float(2 * pct_start * self.total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                _phase(
+                    float(2 * pct_start * self.total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"
+                ),
                 _phase(self.total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
             ]
         else:
-            self._schedule_phases = [warm_up, _phase(self.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+            self._schedule_phases = [
+                warm_up,
+                _phase(self.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
+            ]
 
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:
@@ -184,7 +200,9 @@ class OneCycleLR(LRScheduler):
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("OneCycleLR: optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+                raise ValueError(
+                    "OneCycleLR: optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+                )
             self.use_beta1 = "betas" in optimizer.defaults
             max_momentums = _per_group("max_momentum", optimizer, max_momentum)
             base_momentums = _per_group("base_momentum", optimizer, base_momentum)
@@ -210,7 +228,9 @@ class OneCycleLR(LRScheduler):
     def get_lr(self) -> list[float]:
         step = self.last_epoch
         if step > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {step} times; the specified number of total steps is {self.total_steps}")
+            raise ValueError(
+                f"OneCycleLR: tried to step {step} times; the specified number of total steps is {self.total_steps}"
+            )
         lrs = []
         for group in self.optimizer.param_groups:
             start_step = 0.0
@@ -220,7 +240,9 @@ class OneCycleLR(LRScheduler):
                     pct = (step - start_step) / (end_step - start_step)
                     lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
                     if self.cycle_momentum:
-                        self._set_momentum(group, self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct))
+                        self._set_momentum(
+                            group, self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct)
+                        )
                     break
                 start_step = phase["end_step"]
         return lrs
@@ -230,11 +252,19 @@ def _per_group(name: str, optimizer: Optimizer, value: float | list[float] | tup
     """One value per param group: a list is checked against their number, a number repeated."""
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
-            raise ValueError(f"OneCycleLR: {name} has {len(value)} values but the optimizer has {len(optimizer.param_groups)} param groups")
+            raise ValueError(
+                f"OneCycleLR: {name} has {len(value)} values but the optimizer has {len(optimizer.param_groups)} param groups"
+            )
         return list(value)
     return [value] * len(optimizer.param_groups)
 
 
 def _phase(end_step: float, start_lr: str, end_lr: str, start_momentum: str, end_momentum: str) -> dict[str, Any]:
     """One phase of OneCycleLR: where it ends, and which group entries it moves between."""
-    return {"end_step": end_step, "start_lr": start_lr, "end_lr": end_lr, "start_momentum": start_momentum, "end_momentum": end_momentum}
+    return {
+        "end_step": end_step,
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "start_momentum": start_momentum,
+        "end_momentum": end_momentum,
+    }

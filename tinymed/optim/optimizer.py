@@ -16,7 +16,8 @@ order across groups and arrays copied to NumPy, so a checkpoint resumes bit-iden
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -123,13 +124,17 @@ class Optimizer:
                     f"in the state dict but {len(group['params'])} in this optimizer"
                 )
         by_index = {
-            int(saved_index): p for saved, group in zip(saved_groups, self.param_groups) for saved_index, p in zip(saved["params"], group["params"])
+            int(saved_index): p
+            for saved, group in zip(saved_groups, self.param_groups)
+            for saved_index, p in zip(saved["params"], group["params"])
         }
         self.state = {
             by_index[int(i)]: {name: _to_param(by_index[int(i)], value) for name, value in values.items()}
             for i, values in state_dict["state"].items()
         }
-        self.param_groups = [{**saved, "params": group["params"]} for saved, group in zip(saved_groups, self.param_groups)]
+        self.param_groups = [
+            {**saved, "params": group["params"]} for saved, group in zip(saved_groups, self.param_groups)
+        ]
 
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tinymed.optim.optimizer import Optimizer
 from tinymed.tensor import Tensor
@@ -36,8 +37,17 @@ class SGD(Optimizer):
             if value < 0.0:
                 raise ValueError(f"SGD: invalid {name}: {value}")
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"SGD: nesterov momentum requires a momentum and zero dampening, got momentum={momentum}, dampening={dampening}")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+            raise ValueError(
+                f"SGD: nesterov momentum requires a momentum and zero dampening, got momentum={momentum}, dampening={dampening}"
+            )
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
     def _update(self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any], xp: Any) -> None:

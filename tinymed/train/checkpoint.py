@@ -27,6 +27,7 @@ Nothing is pickled, so loading a checkpoint can never run code. Writing goes to 
 file in the same directory that is renamed over the target only once complete: ``os.replace``
 is atomic on one file system, so a run killed mid-write leaves the previous checkpoint whole.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,10 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +47,15 @@ from tinymed import nn
 from tinymed.models import build_model
 from tinymed.tensor import Tensor
 
-__all__ = ["CheckpointError", "Checkpoint", "FORMAT", "FORMAT_VERSION", "save_checkpoint",
-           "load_checkpoint", "load_model"]
+__all__ = [
+    "CheckpointError",
+    "Checkpoint",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+]
 
 FORMAT = "tinymed-checkpoint"
 FORMAT_VERSION = 1
@@ -91,7 +100,9 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
             return {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}
         for k in value:
             if not isinstance(k, (str, int, float, bool)) and k is not None:
-                raise TypeError(f"save_checkpoint: {key} has a key of type {type(k).__name__}; keys must be str, int, float or bool")
+                raise TypeError(
+                    f"save_checkpoint: {key} has a key of type {type(k).__name__}; keys must be str, int, float or bool"
+                )
         return {_ITEMS: [[k, _encode(v, f"{key}/{k}", arrays)] for k, v in value.items()]}
     if isinstance(value, tuple):
         return {_TUPLE: [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
@@ -99,8 +110,10 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
         return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"save_checkpoint: {key} is a {type(value).__name__}; a checkpoint stores dicts, "
-                    f"lists, tuples, numbers, strings, arrays and tensors")
+    raise TypeError(
+        f"save_checkpoint: {key} is a {type(value).__name__}; a checkpoint stores dicts, "
+        f"lists, tuples, numbers, strings, arrays and tensors"
+    )
 
 
 def _decode(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
@@ -131,7 +144,9 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], metadata:
     """
     path = Path(path)
     if metadata.get("kind") not in KINDS:
-        raise ValueError(f"save_checkpoint: metadata['kind'] must be one of {', '.join(KINDS)}, got {metadata.get('kind')!r}")
+        raise ValueError(
+            f"save_checkpoint: metadata['kind'] must be one of {', '.join(KINDS)}, got {metadata.get('kind')!r}"
+        )
     arrays: dict[str, np.ndarray] = {}
     layout = {name: _encode(value, name, arrays) for name, value in state.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "tinymed_version": tinymed.__version__, **metadata}
@@ -159,16 +174,18 @@ def _read_entries(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint, it may be truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint, it may be truncated or corrupted ({type(e).__name__}: {e})"
+        ) from e
 
 
 def _names(expected: str | Iterable[str]) -> tuple[str, ...]:
     return (expected,) if isinstance(expected, str) else tuple(expected)
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
-                    model: str | Iterable[str] | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike, kind: str | None = None, model: str | Iterable[str] | None = None
+) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (with ``allow_pickle=False``).
 
     ``kind`` and ``model`` (one registry name or several), when given, are checked against
@@ -185,8 +202,10 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tinymed checkpoint (its metadata has no format {FORMAT!r})")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {metadata.get('format_version')}; this tinymed "
-                              f"{tinymed.__version__} reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format version {metadata.get('format_version')}; this tinymed "
+            f"{tinymed.__version__} reads version {FORMAT_VERSION}"
+        )
     if kind is not None and metadata.get("kind") != kind:
         raise CheckpointError(f"{path} is a {metadata.get('kind')} checkpoint, not a {kind} checkpoint")
     model_name = metadata.get("model", {}).get("name")
@@ -199,8 +218,13 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     return Checkpoint(path=path, metadata=metadata, state=state)
 
 
-def load_model(path: str | os.PathLike, kind: str, model: str | Iterable[str] | None = None,
-               weights: Mapping[str, str] | None = None, backend: str = "numpy") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike,
+    kind: str,
+    model: str | Iterable[str] | None = None,
+    weights: Mapping[str, str] | None = None,
+    backend: str = "numpy",
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint holds from its metadata alone (``metadata["model"]``'s
     registry name and config), load its weights, and return ``(model, metadata)`` in eval
     mode on ``backend``.
@@ -217,6 +241,7 @@ def load_model(path: str | os.PathLike, kind: str, model: str | Iterable[str] | 
         for piece, submodule in (weights or {"model": ""}).items():
             built.get_submodule(submodule).load_state_dict(checkpoint.state[piece])
     except (KeyError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: its weights do not fit a {spec.get('name')} model with config "
-                              f"{spec.get('config')} ({e})") from e
+        raise CheckpointError(
+            f"{path}: its weights do not fit a {spec.get('name')} model with config {spec.get('config')} ({e})"
+        ) from e
     return built.to(backend).eval(), checkpoint.metadata

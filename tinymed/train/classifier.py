@@ -24,6 +24,7 @@ and the DataLoader derives each epoch's order and augmentation from ``(seed, epo
 ``resume`` (model, optimizer, schedule and generator restored from ``last.npz``, the loader
 set to the next epoch) ends with exactly the weights of an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,9 +32,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -45,8 +47,17 @@ from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xra
 from tinymed.models import build_model, model_spec
 from tinymed.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainingError", "DEFAULT_EPOCHS", "train_classifier", "predict",
-           "classification_metrics", "load_classifier", "input_normalization", "evaluation_loader"]
+__all__ = [
+    "TrainConfig",
+    "TrainingError",
+    "DEFAULT_EPOCHS",
+    "train_classifier",
+    "predict",
+    "classification_metrics",
+    "load_classifier",
+    "input_normalization",
+    "evaluation_loader",
+]
 
 # Epochs by data set, where the default differs. PneumoniaMNIST (4708 training images)
 # reaches its best validation AUC within 15 epochs. The phantoms' faint opacities take the
@@ -152,8 +163,11 @@ def predict(model: nn.Module, loader: DataLoader, backend: str = "numpy", multil
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, multilabel: bool = False) -> dict[str, Any]:
     """MedMNIST's ACC and AUC, plus for a binary task sensitivity, specificity and the
     confusion matrix ``[[TN, FP], [FN, TP]]`` (for multi-class, the K x K matrix)."""
-    result: dict[str, Any] = {"acc": metrics.accuracy(labels, scores), "auc": metrics.roc_auc_score(labels, scores),
-                              "n": int(len(labels))}
+    result: dict[str, Any] = {
+        "acc": metrics.accuracy(labels, scores),
+        "auc": metrics.roc_auc_score(labels, scores),
+        "n": int(len(labels)),
+    }
     if multilabel:
         return result
     predicted = metrics.predictions(scores)
@@ -185,36 +199,62 @@ class _Run:
         self.normalization = _normalization(self.train_set)
         normalize = input_normalization(self.normalization)
         augment = Compose([chest_xray_augmentation(), normalize]) if config.augment else normalize
-        self.train_loader = DataLoader(self.train_set, config.batch_size, shuffle=True, seed=config.seed,
-                                       drop_last=len(self.train_set) > config.batch_size, transform=augment)
+        self.train_loader = DataLoader(
+            self.train_set,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            drop_last=len(self.train_set) > config.batch_size,
+            transform=augment,
+        )
         self.val_loader = evaluation_loader(self.val_set, self.normalization)
 
         tinymed.manual_seed(config.seed)
         model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
         self.model = build_model(config.model, model_config).to(config.backend)
         self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = optim.OneCycleLR(self.optimizer, max_lr=config.lr,
-                                          total_steps=config.epochs * len(self.train_loader))
+        self.scheduler = optim.OneCycleLR(
+            self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_loader)
+        )
         # Absolute paths, so `tinymed evaluate` finds the data from any directory.
-        self.dataset_meta = {"name": info.name, "task": info.task, "labels": list(info.labels),
-                             **{key: os.path.abspath(value) if value else None for key, value in source.items()}}
+        self.dataset_meta = {
+            "name": info.name,
+            "task": info.task,
+            "labels": list(info.labels),
+            **{key: os.path.abspath(value) if value else None for key, value in source.items()},
+        }
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
         self.epoch = 0
 
     # ---------------------------------------------------------------- checkpoints
     def _metadata(self, val_metrics: dict[str, Any]) -> dict[str, Any]:
-        return {"kind": "classifier", "model": model_spec(self.model), "dataset": self.dataset_meta,
-                "normalization": self.normalization, "epoch": self.epoch, "metrics": val_metrics,
-                "best": self.best, "history": self.history, "train_config": asdict(self.config)}
+        return {
+            "kind": "classifier",
+            "model": model_spec(self.model),
+            "dataset": self.dataset_meta,
+            "normalization": self.normalization,
+            "epoch": self.epoch,
+            "metrics": val_metrics,
+            "best": self.best,
+            "history": self.history,
+            "train_config": asdict(self.config),
+        }
 
     def save(self, val_metrics: dict[str, Any], improved: bool) -> None:
         metadata = self._metadata(val_metrics)
         if improved:
             save_checkpoint(self.out / "best.npz", {"model": self.model.state_dict()}, metadata)
-        save_checkpoint(self.out / "last.npz", {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": tinymed.get_rng_state()}, metadata)
+        save_checkpoint(
+            self.out / "last.npz",
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": tinymed.get_rng_state(),
+            },
+            metadata,
+        )
 
     def resume(self) -> None:
         """Continue from ``out/last.npz``: every piece of state as it was after its epoch."""
@@ -222,11 +262,15 @@ class _Run:
         checkpoint = load_checkpoint(path, kind="classifier", model=self.config.model)
         saved = checkpoint.metadata["train_config"]
         current = asdict(self.config)
-        changed = [f"{name} {saved.get(name)!r} -> {current[name]!r}" for name in current
-                   if name not in _RESUMABLE_CHANGES and saved.get(name) != current[name]]
+        changed = [
+            f"{name} {saved.get(name)!r} -> {current[name]!r}"
+            for name in current
+            if name not in _RESUMABLE_CHANGES and saved.get(name) != current[name]
+        ]
         if changed:
-            raise TrainingError(f"--resume continues {path} with the options it was started with; these differ: "
-                                f"{'; '.join(changed)}")
+            raise TrainingError(
+                f"--resume continues {path} with the options it was started with; these differ: {'; '.join(changed)}"
+            )
         self.model.load_state_dict(checkpoint.state["model"])
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         self.scheduler.load_state_dict(checkpoint.state["scheduler"])
@@ -241,8 +285,14 @@ class _Run:
         """One pass over the training set; returns the mean training loss."""
         self.model.train()
         total, seen = 0.0, 0
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch}/{self.config.epochs}", leave=False,
-                   disable=not progress, unit="batch", dynamic_ncols=True)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch}/{self.config.epochs}",
+            leave=False,
+            disable=not progress,
+            unit="batch",
+            dynamic_ncols=True,
+        )
         for step, (x, y) in enumerate(bar, start=1):
             logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
             loss = _loss(logits, y, self.multilabel)
@@ -251,8 +301,10 @@ class _Run:
                 bar.close()
                 kept = self.out / "last.npz"
                 keep = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-                raise TrainingError(f"the loss became {value} at epoch {self.epoch}, step {step}; training stopped "
-                                    f"({keep}); try a smaller --lr")
+                raise TrainingError(
+                    f"the loss became {value} at epoch {self.epoch}, step {step}; training stopped "
+                    f"({keep}); try a smaller --lr"
+                )
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -263,8 +315,10 @@ class _Run:
 
     def run(self, progress: bool) -> dict[str, Any]:
         config = self.config
-        self.log(f"training {config.model} on {config.dataset}: {len(self.train_set)} train / {len(self.val_set)} val "
-                 f"images, {config.epochs} epochs, batch {config.batch_size}, backend {config.backend}, out {self.out}")
+        self.log(
+            f"training {config.model} on {config.dataset}: {len(self.train_set)} train / {len(self.val_set)} val "
+            f"images, {config.epochs} epochs, batch {config.batch_size}, backend {config.backend}, out {self.out}"
+        )
         elapsed = self.history[-1]["seconds"] if self.history else 0.0
         while self.epoch < config.epochs:
             self.epoch += 1
@@ -276,13 +330,23 @@ class _Run:
             improved = val_metrics["auc"] > self.best["val_auc"]
             if improved:
                 self.best = {"epoch": self.epoch, "val_auc": val_metrics["auc"]}
-            self.history.append({"epoch": self.epoch, "train_loss": train_loss, "val_loss": val.loss,
-                                 "val_acc": val_metrics["acc"], "val_auc": val_metrics["auc"],
-                                 "lr": self.scheduler.get_last_lr()[0], "seconds": elapsed})
+            self.history.append(
+                {
+                    "epoch": self.epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val.loss,
+                    "val_acc": val_metrics["acc"],
+                    "val_auc": val_metrics["auc"],
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "seconds": elapsed,
+                }
+            )
             self.save(val_metrics, improved)
-            self.log(f"epoch {self.epoch:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val.loss:.4f}  "
-                     f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
-                     f"[{elapsed:.0f} s]{'  *best' if improved else ''}")
+            self.log(
+                f"epoch {self.epoch:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val.loss:.4f}  "
+                f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
+                f"[{elapsed:.0f} s]{'  *best' if improved else ''}"
+            )
         return self.report()
 
     # ---------------------------------------------------------------- results
@@ -295,27 +359,44 @@ class _Run:
         best_model, _ = load_classifier(self.out / "best.npz", self.config.backend)
         val = predict(best_model, self.val_loader, self.config.backend, self.multilabel)
         best_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
-        summary = {"dataset": self.config.dataset, "model": model_spec(self.model), "best_epoch": self.best["epoch"],
-                   "val": best_metrics, "epochs": self.epoch, "seconds": self.history[-1]["seconds"],
-                   "tinymed_version": tinymed.__version__, "train_config": asdict(self.config)}
+        summary = {
+            "dataset": self.config.dataset,
+            "model": model_spec(self.model),
+            "best_epoch": self.best["epoch"],
+            "val": best_metrics,
+            "epochs": self.epoch,
+            "seconds": self.history[-1]["seconds"],
+            "tinymed_version": tinymed.__version__,
+            "train_config": asdict(self.config),
+        }
         (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         title = f"{self.config.model} on {self.config.dataset}"
         plots.plot_history(self.history, self.out / "curves.png", best_epoch=self.best["epoch"], title=title)
         if not self.multilabel:
             names = self.dataset_meta["labels"]
-            plots.plot_confusion_matrix(np.array(best_metrics["confusion_matrix"]), names,
-                                        self.out / "confusion_matrix.png",
-                                        title=f"{title}, val, epoch {self.best['epoch']}")
+            plots.plot_confusion_matrix(
+                np.array(best_metrics["confusion_matrix"]),
+                names,
+                self.out / "confusion_matrix.png",
+                title=f"{title}, val, epoch {self.best['epoch']}",
+            )
             if len(names) == 2:
-                plots.plot_roc(val.labels, val.scores[:, 1], self.out / "roc.png",
-                               title=f"ROC, {title}, val, epoch {self.best['epoch']}")
-        self.log(f"best epoch {self.best['epoch']}: val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
-                 f"wrote {self.out}/best.npz, last.npz, history.csv, metrics.json and plots")
+                plots.plot_roc(
+                    val.labels,
+                    val.scores[:, 1],
+                    self.out / "roc.png",
+                    title=f"ROC, {title}, val, epoch {self.best['epoch']}",
+                )
+        self.log(
+            f"best epoch {self.best['epoch']}: val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
+            f"wrote {self.out}/best.npz, last.npz, history.csv, metrics.json and plots"
+        )
         return summary
 
 
-def train_classifier(config: TrainConfig, resume: bool = False, progress: bool = True,
-                     log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
+def train_classifier(
+    config: TrainConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = tqdm.write
+) -> dict[str, Any]:
     """Train (or with ``resume``, continue) the run ``config`` describes; returns the
     summary written to ``metrics.json``. Raises TrainingError if the loss stops being
     finite (``last.npz`` is then the last epoch that finished well)."""

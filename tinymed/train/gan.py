@@ -31,6 +31,7 @@ penultimate layer of a trained tinymed classifier (``forward_features``) rather 
 Inception's, plus k-nearest-neighbour precision and recall on the same features
 (:func:`tinymed.metrics.knn_precision_recall`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -57,10 +59,26 @@ from tinymed.tensor import Tensor
 from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from tinymed.train.classifier import TrainingError, evaluation_loader, load_classifier
 
-__all__ = ["GANConfig", "GANTrainer", "DEFAULT_EPOCHS", "train_gan", "load_gan", "select_label", "generate",
-           "to_uint8", "classifier_features", "evaluate_gan",
-           "add_train_arguments", "run_train", "add_sample_arguments", "run_sample",
-           "add_evaluate_arguments", "run_evaluate", "add_repair_arguments", "run_repair"]
+__all__ = [
+    "GANConfig",
+    "GANTrainer",
+    "DEFAULT_EPOCHS",
+    "train_gan",
+    "load_gan",
+    "select_label",
+    "generate",
+    "to_uint8",
+    "classifier_features",
+    "evaluate_gan",
+    "add_train_arguments",
+    "run_train",
+    "add_sample_arguments",
+    "run_sample",
+    "add_evaluate_arguments",
+    "run_evaluate",
+    "add_repair_arguments",
+    "run_repair",
+]
 
 # Epochs by data set where the default differs. PneumoniaMNIST's 4708 training images take
 # 20 epochs (1460 steps) in about 9 minutes of one CPU core's time (measured: 515 s), inside
@@ -117,23 +135,28 @@ class GANConfig:
 class GANTrainer:
     """The two networks of ``gan``, their Adam optimisers, and one step of the game."""
 
-    def __init__(self, gan: DCGAN, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, gan: DCGAN, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), label_smoothing: float = 0.0
+    ) -> None:
         self.gan = gan
         self.label_smoothing = label_smoothing
         self.optimizer_g = optim.Adam(gan.generator.parameters(), lr=lr, betas=tuple(betas))
         self.optimizer_d = optim.Adam(gan.discriminator.parameters(), lr=lr, betas=tuple(betas))
 
-    def discriminator_loss(self, real: Tensor, fake: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def discriminator_loss(
+        self, real: Tensor, fake: Tensor, labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``BCE(D(x), 1 - smoothing) + BCE(D(fake), 0)``; returns the loss and both logit
         vectors ``(N,)``."""
         discriminator = self.gan.discriminator
         real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
-        real_target = tinymed.full(real_logits.shape, 1.0 - self.label_smoothing, dtype=real_logits.dtype,
-                                   backend=real_logits.backend)
+        real_target = tinymed.full(
+            real_logits.shape, 1.0 - self.label_smoothing, dtype=real_logits.dtype, backend=real_logits.backend
+        )
         fake_target = tinymed.zeros(*fake_logits.shape, dtype=fake_logits.dtype, backend=fake_logits.backend)
-        loss = (F.binary_cross_entropy_with_logits(real_logits, real_target)
-                + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
+        loss = F.binary_cross_entropy_with_logits(real_logits, real_target) + F.binary_cross_entropy_with_logits(
+            fake_logits, fake_target
+        )
         return loss, real_logits, fake_logits
 
     def generator_loss(self, fake: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -163,14 +186,21 @@ class GANTrainer:
             self.optimizer_g.step()
         finally:
             discriminator.requires_grad_(True)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "d_real": F.sigmoid(real_logits.detach()).mean().item(),
-                "d_fake": F.sigmoid(fake_logits.detach()).mean().item()}
+        return {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "d_real": F.sigmoid(real_logits.detach()).mean().item(),
+            "d_fake": F.sigmoid(fake_logits.detach()).mean().item(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Both networks and both optimisers, under the names a GAN checkpoint uses."""
-        return {"generator": self.gan.generator.state_dict(), "discriminator": self.gan.discriminator.state_dict(),
-                "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict()}
+        return {
+            "generator": self.gan.generator.state_dict(),
+            "discriminator": self.gan.discriminator.state_dict(),
+            "optimizer_g": self.optimizer_g.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gan.generator.load_state_dict(state["generator"])
@@ -198,8 +228,9 @@ def select_label(dataset: ImageDataset, label: str | int) -> ImageDataset:
         raise DatasetError(f"--label {label!r} is not a class of {dataset.info.name}; choose all or one of: {choices}")
     keep = dataset.labels == index
     if not keep.any():
-        raise DatasetError(f"{dataset.info.name} has no images of class {index} ({names[index]}) in this split; "
-                           f"nothing to train on")
+        raise DatasetError(
+            f"{dataset.info.name} has no images of class {index} ({names[index]}) in this split; nothing to train on"
+        )
     images = dataset.images[keep].transpose(0, 2, 3, 1)  # back to MedMNIST's (N, H, W, C)
     return ImageDataset(images, dataset.labels[keep], dataset.info)
 
@@ -209,16 +240,17 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
-def generate(generator: nn.Module, z: np.ndarray, labels: np.ndarray | None = None, backend: str = "numpy",
-             batch_size: int = 512) -> np.ndarray:
+def generate(
+    generator: nn.Module, z: np.ndarray, labels: np.ndarray | None = None, backend: str = "numpy", batch_size: int = 512
+) -> np.ndarray:
     """``G(z, labels)`` in eval mode (BatchNorm's running statistics, so an image does not
     depend on the rest of its batch), as float32 ``(N, C, 28, 28)`` in [-1, 1]."""
     generator.eval()
     out = []
     with tinymed.no_grad():
         for start in range(0, len(z), batch_size):
-            zb = tinymed.from_numpy(np.ascontiguousarray(z[start:start + batch_size], np.float32)).to(backend)
-            lb = None if labels is None else tinymed.from_numpy(labels[start:start + batch_size]).to(backend)
+            zb = tinymed.from_numpy(np.ascontiguousarray(z[start : start + batch_size], np.float32)).to(backend)
+            lb = None if labels is None else tinymed.from_numpy(labels[start : start + batch_size]).to(backend)
             out.append(generator(zb, lb).numpy())
     return np.concatenate(out)
 
@@ -233,7 +265,9 @@ def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, di
     """Rebuild the DCGAN a checkpoint holds from its metadata, with both networks' weights,
     in eval mode on ``backend``. Returns ``(gan, metadata)``; a classifier checkpoint is
     refused with a :class:`CheckpointError`."""
-    return load_model(path, "gan", "dcgan", weights={"generator": "generator", "discriminator": "discriminator"}, backend=backend)
+    return load_model(
+        path, "gan", "dcgan", weights={"generator": "generator", "discriminator": "discriminator"}, backend=backend
+    )
 
 
 # ---------------------------------------------------------------------- a training run
@@ -250,24 +284,46 @@ class _GANRun:
         self.train_set = select_label(full, config.label)
         info = self.train_set.info
         if len(self.train_set) < 2:
-            raise DatasetError(f"{info.name} --label {config.label}: {len(self.train_set)} training image(s); "
-                               f"a GAN needs at least 2 (BatchNorm normalises over the batch)")
-        self.loader = DataLoader(self.train_set, batch_size=min(config.batch_size, len(self.train_set)), shuffle=True,
-                                 seed=config.seed, drop_last=True, transform=Normalize(**NORMALIZATION))
+            raise DatasetError(
+                f"{info.name} --label {config.label}: {len(self.train_set)} training image(s); "
+                f"a GAN needs at least 2 (BatchNorm normalises over the batch)"
+            )
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=min(config.batch_size, len(self.train_set)),
+            shuffle=True,
+            seed=config.seed,
+            drop_last=True,
+            transform=Normalize(**NORMALIZATION),
+        )
 
         tinymed.manual_seed(config.seed)
         num_classes = len(info.labels) if config.conditional else 0
-        self.gan = build_model("dcgan", {"latent_dim": config.latent_dim, "ngf": config.ngf, "ndf": config.ndf,
-                                         "channels": info.n_channels, "num_classes": num_classes}).to(config.backend)
+        self.gan = build_model(
+            "dcgan",
+            {
+                "latent_dim": config.latent_dim,
+                "ngf": config.ngf,
+                "ndf": config.ndf,
+                "channels": info.n_channels,
+                "num_classes": num_classes,
+            },
+        ).to(config.backend)
         self.trainer = GANTrainer(self.gan, config.lr, config.betas, config.label_smoothing)
         # One latent batch for every epoch's picture, so the pictures show the same samples improving.
         grid = 64
         self.fixed_z = tinymed.randn(grid, config.latent_dim).numpy()
         self.fixed_labels = np.arange(grid) % num_classes if num_classes else None
         counts = np.bincount(self.train_set.labels, minlength=len(info.labels)) if not info.multilabel else None
-        self.dataset_meta = {"name": info.name, "task": info.task, "labels": list(info.labels), "label": config.label,
-                             "class_counts": None if counts is None else counts.tolist(),
-                             "data_file": config.data_file, "data_dir": config.data_dir}
+        self.dataset_meta = {
+            "name": info.name,
+            "task": info.task,
+            "labels": list(info.labels),
+            "label": config.label,
+            "class_counts": None if counts is None else counts.tolist(),
+            "data_file": config.data_file,
+            "data_dir": config.data_dir,
+        }
         self.history: list[dict[str, float]] = []
         self.epoch = 0
 
@@ -277,10 +333,16 @@ class _GANRun:
         return json.loads(json.dumps(asdict(self.config)))
 
     def save(self) -> None:
-        metadata = {"kind": "gan", "model": model_spec(self.gan), "dataset": self.dataset_meta,
-                    "normalization": NORMALIZATION, "epoch": self.epoch,
-                    "metrics": self.history[-1] if self.history else {}, "history": self.history,
-                    "train_config": self._train_config()}
+        metadata = {
+            "kind": "gan",
+            "model": model_spec(self.gan),
+            "dataset": self.dataset_meta,
+            "normalization": NORMALIZATION,
+            "epoch": self.epoch,
+            "metrics": self.history[-1] if self.history else {},
+            "history": self.history,
+            "train_config": self._train_config(),
+        }
         state = {**self.trainer.state_dict(), "rng": tinymed.get_rng_state(), "fixed_z": self.fixed_z}
         if self.fixed_labels is not None:
             state["fixed_labels"] = self.fixed_labels
@@ -292,11 +354,15 @@ class _GANRun:
         path = self.out / "last.npz"
         checkpoint = load_checkpoint(path, kind="gan", model="dcgan")
         saved, current = checkpoint.metadata["train_config"], self._train_config()
-        changed = [f"{name} {saved.get(name)!r} -> {current[name]!r}" for name in current
-                   if name not in ("backend", "out", "epochs") and saved.get(name) != current[name]]
+        changed = [
+            f"{name} {saved.get(name)!r} -> {current[name]!r}"
+            for name in current
+            if name not in ("backend", "out", "epochs") and saved.get(name) != current[name]
+        ]
         if changed:
-            raise TrainingError(f"--resume continues {path} with the options it was started with; these differ: "
-                                f"{'; '.join(changed)}")
+            raise TrainingError(
+                f"--resume continues {path} with the options it was started with; these differ: {'; '.join(changed)}"
+            )
         self.trainer.load_state_dict(checkpoint.state)
         tinymed.set_rng_state(checkpoint.state["rng"])
         self.fixed_z = checkpoint.state["fixed_z"]
@@ -311,8 +377,14 @@ class _GANRun:
         config, gan = self.config, self.gan
         gan.train()
         totals = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch}/{config.epochs}", leave=False, disable=not progress,
-                   unit="batch", dynamic_ncols=True)
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {self.epoch}/{config.epochs}",
+            leave=False,
+            disable=not progress,
+            unit="batch",
+            dynamic_ncols=True,
+        )
         for step, (x, y) in enumerate(bar, start=1):
             real = tinymed.from_numpy(x).to(config.backend)
             labels = tinymed.from_numpy(y).to(config.backend) if gan.num_classes else None
@@ -322,19 +394,29 @@ class _GANRun:
                 bar.close()
                 kept = self.out / "last.npz"
                 keep = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-                raise TrainingError(f"the GAN losses became D {result['loss_d']}, G {result['loss_g']} at epoch "
-                                    f"{self.epoch}, step {step}; training stopped ({keep}); try a smaller --lr")
+                raise TrainingError(
+                    f"the GAN losses became D {result['loss_d']}, G {result['loss_g']} at epoch "
+                    f"{self.epoch}, step {step}; training stopped ({keep}); try a smaller --lr"
+                )
             for key in totals:
                 totals[key] += result[key]
-            bar.set_postfix({"loss_D": f"{totals['loss_d'] / step:.3f}", "loss_G": f"{totals['loss_g'] / step:.3f}",
-                             "D(x)": f"{totals['d_real'] / step:.2f}", "D(G(z))": f"{totals['d_fake'] / step:.2f}"})
+            bar.set_postfix(
+                {
+                    "loss_D": f"{totals['loss_d'] / step:.3f}",
+                    "loss_G": f"{totals['loss_g'] / step:.3f}",
+                    "D(x)": f"{totals['d_real'] / step:.2f}",
+                    "D(G(z))": f"{totals['d_fake'] / step:.2f}",
+                }
+            )
         return {key: total / len(self.loader) for key, total in totals.items()}
 
     def run(self, progress: bool) -> dict[str, Any]:
         config = self.config
         what = "conditional DCGAN" if self.gan.num_classes else "DCGAN"
-        self.log(f"training a {what} on {config.dataset} (label {config.label}): {len(self.train_set)} images, "
-                 f"{config.epochs} epochs, batch {self.loader.batch_size}, backend {config.backend}, out {self.out}")
+        self.log(
+            f"training a {what} on {config.dataset} (label {config.label}): {len(self.train_set)} images, "
+            f"{config.epochs} epochs, batch {self.loader.batch_size}, backend {config.backend}, out {self.out}"
+        )
         self.out.mkdir(parents=True, exist_ok=True)
         elapsed = self.history[-1]["seconds"] if self.history else 0.0
         while self.epoch < config.epochs:
@@ -344,27 +426,39 @@ class _GANRun:
             elapsed += time.perf_counter() - start
             self.history.append({"epoch": self.epoch, **row, "seconds": elapsed})
             images = generate(self.gan.generator, self.fixed_z, self.fixed_labels, config.backend)
-            _grid(images, self.out / f"samples_epoch_{self.epoch:03d}.png",
-                  title=f"{config.dataset}, epoch {self.epoch}")
+            _grid(
+                images, self.out / f"samples_epoch_{self.epoch:03d}.png", title=f"{config.dataset}, epoch {self.epoch}"
+            )
             self.save()
-            self.log(f"epoch {self.epoch:>3}/{config.epochs}  loss D {row['loss_d']:.4f}  loss G {row['loss_g']:.4f}  "
-                     f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  [{elapsed:.0f} s]")
+            self.log(
+                f"epoch {self.epoch:>3}/{config.epochs}  loss D {row['loss_d']:.4f}  loss G {row['loss_g']:.4f}  "
+                f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  [{elapsed:.0f} s]"
+            )
         return self.report()
 
     def report(self) -> dict[str, Any]:
         """Write metrics.json and losses.png."""
-        summary = {"dataset": self.dataset_meta, "model": model_spec(self.gan), "epochs": self.epoch,
-                   "seconds": self.history[-1]["seconds"], "final": self.history[-1], "history": self.history,
-                   "tinymed_version": tinymed.__version__, "train_config": self._train_config()}
+        summary = {
+            "dataset": self.dataset_meta,
+            "model": model_spec(self.gan),
+            "epochs": self.epoch,
+            "seconds": self.history[-1]["seconds"],
+            "final": self.history[-1],
+            "history": self.history,
+            "tinymed_version": tinymed.__version__,
+            "train_config": self._train_config(),
+        }
         (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        plots.plot_gan_history(self.history, self.out / "losses.png",
-                               title=f"DCGAN on {self.config.dataset} (label {self.config.label})")
+        plots.plot_gan_history(
+            self.history, self.out / "losses.png", title=f"DCGAN on {self.config.dataset} (label {self.config.label})"
+        )
         self.log(f"wrote {self.out}/last.npz, metrics.json, losses.png and samples_epoch_*.png")
         return summary
 
 
-def train_gan(config: GANConfig, resume: bool = False, progress: bool = True,
-              log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
+def train_gan(
+    config: GANConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = tqdm.write
+) -> dict[str, Any]:
     """Train (or with ``resume``, continue) the GAN run ``config`` describes; returns the
     summary written to ``metrics.json``."""
     run = _GANRun(config, log)
@@ -378,8 +472,9 @@ def train_gan(config: GANConfig, resume: bool = False, progress: bool = True,
 # ---------------------------------------------------------------------- evaluation
 
 
-def classifier_features(model: nn.Module, dataset: ImageDataset, normalization: dict[str, list[float]],
-                        backend: str = "numpy") -> np.ndarray:
+def classifier_features(
+    model: nn.Module, dataset: ImageDataset, normalization: dict[str, list[float]], backend: str = "numpy"
+) -> np.ndarray:
     """The classifier's penultimate features ``(N, D)`` (``model.forward_features``) of every
     image of ``dataset``, normalised as the classifier was trained."""
     model.eval()
@@ -398,9 +493,17 @@ def _generated_set(gan: DCGAN, n: int, labels: np.ndarray | None, info: Any, bac
     return ImageDataset(images.transpose(0, 2, 3, 1), np.zeros(n, np.int64) if labels is None else labels, info)
 
 
-def evaluate_gan(gan: DCGAN, gan_metadata: dict[str, Any], classifier: nn.Module,
-                 classifier_metadata: dict[str, Any], train_set: ImageDataset, val_set: ImageDataset,
-                 backend: str = "numpy", seed: int = 0, k: int = 3) -> dict[str, Any]:
+def evaluate_gan(
+    gan: DCGAN,
+    gan_metadata: dict[str, Any],
+    classifier: nn.Module,
+    classifier_metadata: dict[str, Any],
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    backend: str = "numpy",
+    seed: int = 0,
+    k: int = 3,
+) -> dict[str, Any]:
     """The GAN's Frechet distance to the real validation images on the classifier's features,
     with its two reference points and k-NN precision/recall.
 
@@ -414,8 +517,9 @@ def evaluate_gan(gan: DCGAN, gan_metadata: dict[str, Any], classifier: nn.Module
     train_set, val_set = select_label(train_set, label), select_label(val_set, label)
     channels = classifier_metadata["model"]["config"].get("in_channels")
     if channels != gan.config["channels"]:
-        raise CheckpointError(f"the classifier reads {channels}-channel images, the GAN makes "
-                              f"{gan.config['channels']}-channel ones")
+        raise CheckpointError(
+            f"the classifier reads {channels}-channel images, the GAN makes {gan.config['channels']}-channel ones"
+        )
     normalization = classifier_metadata["normalization"]
     # Conditional: the same number of each class as the training images.
     labels = train_set.labels if gan.num_classes else None
@@ -423,14 +527,22 @@ def evaluate_gan(gan: DCGAN, gan_metadata: dict[str, Any], classifier: nn.Module
     untrained = DCGAN(**gan.config).to(backend)
     fake = _generated_set(gan, len(train_set), labels, train_set.info, backend)
     fake_untrained = _generated_set(untrained, len(train_set), labels, train_set.info, backend)
-    f_train, f_val, f_fake, f_untrained = (classifier_features(classifier, s, normalization, backend)
-                                           for s in (train_set, val_set, fake, fake_untrained))
-    precision, recall = knn_precision_recall(f_val, f_fake[:len(f_val)], k=k)
-    return {"fd": frechet_distance_from_features(f_val, f_fake),
-            "fd_floor": frechet_distance_from_features(f_val, f_train),
-            "fd_untrained": frechet_distance_from_features(f_val, f_untrained),
-            "precision": precision, "recall": recall, "k": k,
-            "n_generated": len(f_fake), "n_train": len(f_train), "n_val": len(f_val), "feature_dim": f_val.shape[1]}
+    f_train, f_val, f_fake, f_untrained = (
+        classifier_features(classifier, s, normalization, backend) for s in (train_set, val_set, fake, fake_untrained)
+    )
+    precision, recall = knn_precision_recall(f_val, f_fake[: len(f_val)], k=k)
+    return {
+        "fd": frechet_distance_from_features(f_val, f_fake),
+        "fd_floor": frechet_distance_from_features(f_val, f_train),
+        "fd_untrained": frechet_distance_from_features(f_val, f_untrained),
+        "precision": precision,
+        "recall": recall,
+        "k": k,
+        "n_generated": len(f_fake),
+        "n_train": len(f_train),
+        "n_val": len(f_val),
+        "feature_dim": f_val.shape[1],
+    }
 
 
 # ---------------------------------------------------------------------- the commands
@@ -455,36 +567,87 @@ def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """``tinymed train gan``'s own options (the data set and backend options come from the CLI)."""
     defaults = GANConfig()
-    parser.add_argument("--label", default="all", metavar="all|K",
-                        help="train on one class only (its index, e.g. 0 for normal) or on all (default: all)")
-    parser.add_argument("--conditional", action="store_true",
-                        help="train a class-conditional GAN (with --label all) that generates a chosen class")
+    parser.add_argument(
+        "--label",
+        default="all",
+        metavar="all|K",
+        help="train on one class only (its index, e.g. 0 for normal) or on all (default: all)",
+    )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train a class-conditional GAN (with --label all) that generates a chosen class",
+    )
     epochs = ", ".join(f"{n} for {name}" for name, n in DEFAULT_EPOCHS.items())
-    parser.add_argument("--epochs", type=int, metavar="N",
-                        help=f"passes over the training images (default: {epochs}, {FALLBACK_EPOCHS} otherwise)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
-                        help=f"images per step (default: {defaults.batch_size})")
-    parser.add_argument("--lr", type=float, default=defaults.lr, metavar="X",
-                        help=f"Adam's learning rate for both networks (default: {defaults.lr})")
-    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing, metavar="X",
-                        help="one-sided label smoothing: real images' target is 1 - X (default: 0, try 0.1)")
-    parser.add_argument("--ngf", type=int, default=defaults.ngf, metavar="N",
-                        help=f"generator width (default: {defaults.ngf})")
-    parser.add_argument("--ndf", type=int, default=defaults.ndf, metavar="N",
-                        help=f"discriminator width (default: {defaults.ndf})")
-    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, metavar="N",
-                        help=f"length of the latent vector z (default: {defaults.latent_dim})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
-                        help=f"makes the run reproducible (default: {defaults.seed})")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"passes over the training images (default: {epochs}, {FALLBACK_EPOCHS} otherwise)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        metavar="N",
+        help=f"images per step (default: {defaults.batch_size})",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.lr,
+        metavar="X",
+        help=f"Adam's learning rate for both networks (default: {defaults.lr})",
+    )
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=defaults.label_smoothing,
+        metavar="X",
+        help="one-sided label smoothing: real images' target is 1 - X (default: 0, try 0.1)",
+    )
+    parser.add_argument(
+        "--ngf", type=int, default=defaults.ngf, metavar="N", help=f"generator width (default: {defaults.ngf})"
+    )
+    parser.add_argument(
+        "--ndf", type=int, default=defaults.ndf, metavar="N", help=f"discriminator width (default: {defaults.ndf})"
+    )
+    parser.add_argument(
+        "--latent-dim",
+        type=int,
+        default=defaults.latent_dim,
+        metavar="N",
+        help=f"length of the latent vector z (default: {defaults.latent_dim})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        metavar="N",
+        help=f"makes the run reproducible (default: {defaults.seed})",
+    )
     parser.add_argument("--out", metavar="DIR", help="output directory (default: runs/gan-DATASET)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
 
 
 def run_train(args: argparse.Namespace) -> None:
-    config = GANConfig(dataset=args.dataset, data_dir=args.data_dir, data_file=args.data, label=args.label,
-                       conditional=args.conditional, backend=args.backend, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
-                       latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf, seed=args.seed, out=args.out)
+    config = GANConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_file=args.data,
+        label=args.label,
+        conditional=args.conditional,
+        backend=args.backend,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        label_smoothing=args.label_smoothing,
+        latent_dim=args.latent_dim,
+        ngf=args.ngf,
+        ndf=args.ndf,
+        seed=args.seed,
+        out=args.out,
+    )
     train_gan(config, resume=args.resume)
 
 
@@ -492,10 +655,18 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     _add_checkpoint_argument(parser)
     parser.add_argument("--n", type=int, required=True, metavar="N", help="how many images to generate")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the latent vectors (default: 0)")
-    parser.add_argument("--label", type=int, metavar="K",
-                        help="for a conditional GAN, generate only class K (default: the training set's class mix)")
-    parser.add_argument("--out", required=True, metavar="FILE.npz",
-                        help="images uint8 (N, 28, 28) under 'images' (and 'labels' (N, 1) when conditional)")
+    parser.add_argument(
+        "--label",
+        type=int,
+        metavar="K",
+        help="for a conditional GAN, generate only class K (default: the training set's class mix)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.npz",
+        help="images uint8 (N, 28, 28) under 'images' (and 'labels' (N, 1) when conditional)",
+    )
 
 
 def run_sample(args: argparse.Namespace) -> None:
@@ -504,8 +675,11 @@ def run_sample(args: argparse.Namespace) -> None:
     gan, metadata = load_gan(args.checkpoint, args.backend)
     classes = metadata["dataset"]["labels"]
     if args.label is not None and not (gan.num_classes and 0 <= args.label < gan.num_classes):
-        raise CheckpointError(f"--label {args.label}: {args.checkpoint} is an unconditional GAN" if not gan.num_classes
-                              else f"--label {args.label} is not one of the GAN's classes 0..{gan.num_classes - 1}")
+        raise CheckpointError(
+            f"--label {args.label}: {args.checkpoint} is an unconditional GAN"
+            if not gan.num_classes
+            else f"--label {args.label} is not one of the GAN's classes 0..{gan.num_classes - 1}"
+        )
     tinymed.manual_seed(args.seed)
     labels = None
     if gan.num_classes:
@@ -527,8 +701,12 @@ def run_sample(args: argparse.Namespace) -> None:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_checkpoint_argument(parser)
-    parser.add_argument("--classifier", required=True, metavar="CNN_CHECKPOINT",
-                        help="a trained tinymed classifier (best.npz of tinymed train cnn) whose features are compared")
+    parser.add_argument(
+        "--classifier",
+        required=True,
+        metavar="CNN_CHECKPOINT",
+        help="a trained tinymed classifier (best.npz of tinymed train cnn) whose features are compared",
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the latent vectors (default: 0)")
     parser.add_argument("--json", metavar="PATH", help="also write fd, fd_floor, fd_untrained, precision, recall here")
 
@@ -538,13 +716,21 @@ def run_evaluate(args: argparse.Namespace) -> None:
     classifier, classifier_metadata = load_classifier(args.classifier, args.backend)
     train_set, val_set = (_checkpoint_dataset(args, metadata, split) for split in ("train", "val"))
     report = evaluate_gan(gan, metadata, classifier, classifier_metadata, train_set, val_set, args.backend, args.seed)
-    print(f"{args.checkpoint}: DCGAN trained on {metadata['dataset']['name']} (label {metadata['dataset']['label']}, "
-          f"epoch {metadata['epoch']})")
-    print(f"features: {report['feature_dim']} from {classifier_metadata['model']['name']} ({args.classifier}); "
-          f"{report['n_generated']} generated, {report['n_train']} train, {report['n_val']} val images")
-    for key, label in (("fd", "Frechet distance to val, generated"), ("fd_floor", "Frechet distance to val, train (floor)"),
-                       ("fd_untrained", "Frechet distance to val, untrained G"),
-                       ("precision", f"precision (k={report['k']})"), ("recall", f"recall (k={report['k']})")):
+    print(
+        f"{args.checkpoint}: DCGAN trained on {metadata['dataset']['name']} (label {metadata['dataset']['label']}, "
+        f"epoch {metadata['epoch']})"
+    )
+    print(
+        f"features: {report['feature_dim']} from {classifier_metadata['model']['name']} ({args.classifier}); "
+        f"{report['n_generated']} generated, {report['n_train']} train, {report['n_val']} val images"
+    )
+    for key, label in (
+        ("fd", "Frechet distance to val, generated"),
+        ("fd_floor", "Frechet distance to val, train (floor)"),
+        ("fd_untrained", "Frechet distance to val, untrained G"),
+        ("precision", f"precision (k={report['k']})"),
+        ("recall", f"recall (k={report['k']})"),
+    ):
         print(f"  {label:<40} {report[key]:.4f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -556,13 +742,24 @@ def add_repair_arguments(parser: argparse.ArgumentParser) -> None:
     _add_checkpoint_argument(parser)
     parser.add_argument("--image", type=int, required=True, metavar="N", help="index of the image in the split")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="(default: val)")
-    parser.add_argument("--mask", default="box", choices=MASKS,
-                        help="box: a square hole; random: scattered missing pixels (default: box)")
+    parser.add_argument(
+        "--mask",
+        default="box",
+        choices=MASKS,
+        help="box: a square hole; random: scattered missing pixels (default: box)",
+    )
     parser.add_argument("--box-size", type=int, default=10, metavar="PX", help="side of the box hole (default: 10)")
-    parser.add_argument("--missing", type=float, default=0.6, metavar="P",
-                        help="fraction of pixels missing for --mask random (default: 0.6)")
+    parser.add_argument(
+        "--missing",
+        type=float,
+        default=0.6,
+        metavar="P",
+        help="fraction of pixels missing for --mask random (default: 0.6)",
+    )
     parser.add_argument("--steps", type=int, default=300, metavar="N", help="optimisation steps (default: 300)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="places the mask and the start latents (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="places the mask and the start latents (default: 0)"
+    )
     parser.add_argument("--out", metavar="PNG", help="the figure (default: CHECKPOINT_DIR/repair-SPLIT-N-MASK.png)")
 
 
@@ -570,13 +767,16 @@ def run_repair(args: argparse.Namespace) -> None:
     gan, metadata = load_gan(args.checkpoint, args.backend)
     dataset = _checkpoint_dataset(args, metadata, args.split)
     if not 0 <= args.image < len(dataset):
-        raise DatasetError(f"--image {args.image} is out of range: the {args.split} split of {dataset.info.name} "
-                           f"has {len(dataset)} images, 0 to {len(dataset) - 1}")
+        raise DatasetError(
+            f"--image {args.image} is out of range: the {args.split} split of {dataset.info.name} "
+            f"has {len(dataset)} images, 0 to {len(dataset) - 1}"
+        )
     images, labels = dataset.batch(np.array([args.image]))
     image = images[0]
     tinymed.manual_seed(args.seed)
-    known = make_mask(args.mask, image.shape[1:], tinymed.random.generator(), box_size=args.box_size,
-                      missing=args.missing)
+    known = make_mask(
+        args.mask, image.shape[1:], tinymed.random.generator(), box_size=args.box_size, missing=args.missing
+    )
     label = int(labels[0]) if gan.num_classes else None
     result = inpaint(gan, image, known, label=label, steps=args.steps, backend=args.backend)
     hole = ~known
@@ -585,11 +785,22 @@ def run_repair(args: argparse.Namespace) -> None:
     masked = np.where(known, image, 0.5)
     panels = [masked, result.generated, result.repaired, image]
     titles = ["masked input", "G(z*), generated", "repaired", "truth"]
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"repair-{args.split}-{args.image}-{args.mask}.png"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.checkpoint).parent / f"repair-{args.split}-{args.image}-{args.mask}.png"
+    )
     pictures = np.stack([p[0] if p.shape[0] == 1 else p.transpose(1, 2, 0) for p in panels])
-    plots.plot_image_grid(pictures, out, nrow=len(panels), titles=titles,
-                          title=f"{dataset.info.name} {args.split} image {args.image}, {args.mask} mask "
-                                f"({hole.sum()} of {hole.size} pixels missing)")
-    print(f"repaired {hole.sum()} missing pixels of {dataset.info.name} {args.split} image {args.image}: mean absolute "
-          f"error in the hole {error:.4f} (filling with the mean known pixel: {baseline:.4f})")
+    plots.plot_image_grid(
+        pictures,
+        out,
+        nrow=len(panels),
+        titles=titles,
+        title=f"{dataset.info.name} {args.split} image {args.image}, {args.mask} mask "
+        f"({hole.sum()} of {hole.size} pixels missing)",
+    )
+    print(
+        f"repaired {hole.sum()} missing pixels of {dataset.info.name} {args.split} image {args.image}: mean absolute "
+        f"error in the hole {error:.4f} (filling with the mean known pixel: {baseline:.4f})"
+    )
     print(f"wrote {out}")

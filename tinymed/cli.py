@@ -43,7 +43,6 @@ from tinymed.train.classifier import (
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,
     TrainConfig,
-    TrainingError,
     classification_metrics,
     evaluation_loader,
     input_normalization,
@@ -51,6 +50,7 @@ from tinymed.train.classifier import (
     predict,
     train_classifier,
 )
+from tinymed.train.run import TrainingError
 
 __all__ = ["Command", "COMMANDS", "USER_ERRORS", "build_parser", "main"]
 

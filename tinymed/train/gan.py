@@ -57,7 +57,8 @@ from tinymed.models.dcgan import DCGAN
 from tinymed.repair import MASKS, inpaint, make_mask
 from tinymed.tensor import Tensor
 from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from tinymed.train.classifier import TrainingError, evaluation_loader, load_classifier
+from tinymed.train.classifier import evaluation_loader, load_classifier
+from tinymed.train.run import TrainingError
 
 __all__ = [
     "GANConfig",

@@ -1,5 +1,6 @@
-"""What every training run shares, whatever it trains: its directory and the checkpoints in
-it, the check that ``--resume`` continues the same run, the progress bar, and ``metrics.json``.
+"""What every training run shares, whatever it trains: the checks made before it starts (the
+backend, the options' ranges), its directory and the checkpoints in it, the check that
+``--resume`` continues the same run, the progress bar, and ``metrics.json``.
 
 A run is a function of its options (a config dataclass) and its seed. Every checkpoint a
 :class:`RunDirectory` writes carries both: the options under ``metadata["train_config"]``

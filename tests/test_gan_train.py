@@ -17,6 +17,7 @@ from tinymed.models.lenet import LeNet
 from tinymed.repair import RepairError, inpaint, make_mask
 from tinymed.train.checkpoint import load_checkpoint, save_checkpoint
 from tinymed.train.gan import GANConfig, GANTrainer, train_gan
+from tinymed.train.run import TrainingError
 
 TINY = dict(batch_size=16, latent_dim=8, ngf=4, ndf=4)
 
@@ -115,6 +116,25 @@ def test_resume_equals_uninterrupted(tmp_path, data_file):
     for name in ("samples_epoch_001.png", "samples_epoch_002.png", "losses.png", "metrics.json"):
         assert (tmp_path / "split" / name).is_file()
     assert json.loads((tmp_path / "split" / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_nan_loss_stops_the_gan_with_epoch_and_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_file, monkeypatch
+):
+    # 48 training images in batches of 16: the 4th step is epoch 2, step 1.
+    calls = []
+    original = GANTrainer.step
+
+    def step(self, *args):
+        calls.append(1)
+        result = original(self, *args)
+        return {**result, "loss_g": float("nan")} if len(calls) == 4 else result
+
+    monkeypatch.setattr(GANTrainer, "step", step)
+    config = GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=2, out=str(tmp_path / "run"), **TINY)
+    with pytest.raises(TrainingError, match=r"GAN losses became D \S+, G nan at epoch 2, step 1.*good checkpoint is"):
+        train_gan(config, progress=False, log=lambda _: None)
+    assert load_checkpoint(tmp_path / "run" / "last.npz", kind="gan").metadata["epoch"] == 1
 
 
 # ---------------------------------------------------------------------- evaluation

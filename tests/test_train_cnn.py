@@ -10,7 +10,8 @@ from test_checkpoint import assert_same
 from tinymed.data import make_phantoms
 from tinymed.train import classifier
 from tinymed.train.checkpoint import load_checkpoint
-from tinymed.train.classifier import TrainConfig, TrainingError, load_classifier, train_classifier
+from tinymed.train.classifier import TrainConfig, load_classifier, train_classifier
+from tinymed.train.run import TrainingError
 
 TINY = dict(
     dataset="phantoms", model="medcnn", model_config={"channels": [4, 8, 8], "num_heads": 2}, epochs=2, batch_size=16

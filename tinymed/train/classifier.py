@@ -28,13 +28,11 @@ set to the next epoch) ends with exactly the weights of an uninterrupted run.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,14 +40,15 @@ from tqdm import tqdm
 
 import tinymed
 import tinymed.functional as F
-from tinymed import backends, metrics, nn, optim, plots
+from tinymed import metrics, nn, optim, plots
 from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xray_augmentation, load_dataset
 from tinymed.models import build_model, model_spec
-from tinymed.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from tinymed.train.checkpoint import Checkpoint, load_model
+from tinymed.train.divergence import DivergenceGuard
+from tinymed.train.run import RunDirectory, check_positive, progress_bar, require_backend
 
 __all__ = [
     "TrainConfig",
-    "TrainingError",
     "DEFAULT_EPOCHS",
     "train_classifier",
     "predict",
@@ -65,10 +64,6 @@ __all__ = [
 # get 10 passes: with 8, some seeds had not found them yet.
 DEFAULT_EPOCHS = {"phantoms": 10}
 FALLBACK_EPOCHS = 15
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (the loss diverged, or a resume does not match its run)."""
 
 
 @dataclass
@@ -99,15 +94,12 @@ class TrainConfig:
             self.epochs = DEFAULT_EPOCHS.get(self.dataset, FALLBACK_EPOCHS)
         if self.out is None:
             self.out = os.path.join("runs", f"cnn-{self.dataset}")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"train: {name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"train: lr must be positive, got {self.lr}")
+        check_positive("train cnn", {"epochs": self.epochs, "batch_size": self.batch_size}, self.lr)
 
 
-# Options a resumed run may change without changing its result (where it runs and writes).
-_RESUMABLE_CHANGES = ("backend", "out")
+# Options a resumed run may change without changing its result (where it runs and writes);
+# not the epochs, which set the length of the one-cycle schedule.
+RESUMABLE = ("backend", "out")
 
 
 def input_normalization(normalization: dict[str, list[float]]) -> Normalize:
@@ -189,8 +181,7 @@ class _Run:
 
     def __init__(self, config: TrainConfig, log: Callable[[str], None]) -> None:
         self.config, self.log = config, log
-        self.out = Path(config.out)
-        backends.get(config.backend)  # a backend that cannot run here fails now, not mid-epoch
+        require_backend(config.backend)
         source = dict(data_dir=config.data_dir, data_file=config.data_file)
         self.train_set = load_dataset(config.dataset, "train", **source)
         self.val_set = load_dataset(config.dataset, "val", **source)
@@ -226,11 +217,14 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
         self.epoch = 0
+        self.directory = RunDirectory(config, "classifier", config.model, RESUMABLE, keeps_best=True, log=log)
+        self.out = self.directory.path
+        self.guard = DivergenceGuard(self.directory, "loss")
 
     # ---------------------------------------------------------------- checkpoints
-    def _metadata(self, val_metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "kind": "classifier",
+    def save(self, val_metrics: dict[str, Any], improved: bool) -> None:
+        """``last.npz`` after every epoch, ``best.npz`` when the epoch improved val AUC."""
+        metadata = {
             "model": model_spec(self.model),
             "dataset": self.dataset_meta,
             "normalization": self.normalization,
@@ -238,43 +232,20 @@ class _Run:
             "metrics": val_metrics,
             "best": self.best,
             "history": self.history,
-            "train_config": asdict(self.config),
         }
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        self.directory.save(state, metadata, best={"model": state["model"]} if improved else None)
 
-    def save(self, val_metrics: dict[str, Any], improved: bool) -> None:
-        metadata = self._metadata(val_metrics)
-        if improved:
-            save_checkpoint(self.out / "best.npz", {"model": self.model.state_dict()}, metadata)
-        save_checkpoint(
-            self.out / "last.npz",
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": tinymed.get_rng_state(),
-            },
-            metadata,
-        )
-
-    def resume(self) -> None:
-        """Continue from ``out/last.npz``: every piece of state as it was after its epoch."""
-        path = self.out / "last.npz"
-        checkpoint = load_checkpoint(path, kind="classifier", model=self.config.model)
-        saved = checkpoint.metadata["train_config"]
-        current = asdict(self.config)
-        changed = [
-            f"{name} {saved.get(name)!r} -> {current[name]!r}"
-            for name in current
-            if name not in _RESUMABLE_CHANGES and saved.get(name) != current[name]
-        ]
-        if changed:
-            raise TrainingError(
-                f"--resume continues {path} with the options it was started with; these differ: {'; '.join(changed)}"
-            )
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.start`): every piece of
+        state as it was after its epoch."""
         self.model.load_state_dict(checkpoint.state["model"])
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         self.scheduler.load_state_dict(checkpoint.state["scheduler"])
-        tinymed.set_rng_state(checkpoint.state["rng"])
         self.history, self.best = checkpoint.metadata["history"], checkpoint.metadata["best"]
         self.epoch = checkpoint.metadata["epoch"]
         # The loader numbers epochs from 0: the next one to run is epoch `self.epoch + 1`.
@@ -285,32 +256,19 @@ class _Run:
         """One pass over the training set; returns the mean training loss."""
         self.model.train()
         total, seen = 0.0, 0
-        bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {self.epoch}/{self.config.epochs}",
-            leave=False,
-            disable=not progress,
-            unit="batch",
-            dynamic_ncols=True,
-        )
-        for step, (x, y) in enumerate(bar, start=1):
-            logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
-            loss = _loss(logits, y, self.multilabel)
-            value = loss.item()
-            if not math.isfinite(value):
-                bar.close()
-                kept = self.out / "last.npz"
-                keep = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-                raise TrainingError(
-                    f"the loss became {value} at epoch {self.epoch}, step {step}; training stopped "
-                    f"({keep}); try a smaller --lr"
-                )
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            total, seen = total + value * len(y), seen + len(y)
-            bar.set_postfix(loss=f"{total / seen:.4f}")
+        with progress_bar(self.train_loader, self.epoch, self.config.epochs, progress) as bar:
+            for step, (x, y) in enumerate(bar, start=1):
+                logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
+                loss = _loss(logits, y, self.multilabel)
+                value = loss.item()
+                # Before the update, so the weights stay those of the last good step.
+                self.guard.check({"loss": value}, self.epoch, step)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                total, seen = total + value * len(y), seen + len(y)
+                bar.set_postfix(loss=f"{total / seen:.4f}")
         return total / seen
 
     def run(self, progress: bool) -> dict[str, Any]:
@@ -367,9 +325,9 @@ class _Run:
             "epochs": self.epoch,
             "seconds": self.history[-1]["seconds"],
             "tinymed_version": tinymed.__version__,
-            "train_config": asdict(self.config),
+            "train_config": self.directory.options,
         }
-        (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.directory.write_metrics(summary)
         title = f"{self.config.model} on {self.config.dataset}"
         plots.plot_history(self.history, self.out / "curves.png", best_epoch=self.best["epoch"], title=title)
         if not self.multilabel:
@@ -401,9 +359,7 @@ def train_classifier(
     summary written to ``metrics.json``. Raises TrainingError if the loss stops being
     finite (``last.npz`` is then the last epoch that finished well)."""
     run = _Run(config, log)
-    if resume:
-        run.resume()
-    elif (run.out / "last.npz").exists():
-        log(f"note: starting over in {run.out}, replacing its checkpoints (--resume continues them)")
-    run.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = run.directory.start(resume)
+    if checkpoint is not None:
+        run.restore(checkpoint)
     return run.run(progress)

@@ -1,4 +1,4 @@
-"""Training, sampling and evaluating a DCGAN (``tinymed train gan``, ``sample``, ``evaluate-gan``).
+"""Training a DCGAN (``tinymed train gan``), and generating images with it.
 
 The game (Goodfellow et al., 2014): the discriminator D learns to tell real images x from
 generated ones G(z); the generator G learns to make D say "real". Each step, on a batch of
@@ -25,22 +25,16 @@ the fixed batch, every z) and its state is saved in each checkpoint; the DataLoa
 each epoch's order from ``(seed, epoch)``; so ``--resume`` ends with the weights of an
 uninterrupted run.
 
-Evaluation: the Frechet distance (the FID formula, :func:`tinymed.metrics.frechet_distance`)
-between Gaussians fitted to features of real and generated images, where the features are the
-penultimate layer of a trained tinymed classifier (``forward_features``) rather than
-Inception's, plus k-nearest-neighbour precision and recall on the same features
-(:func:`tinymed.metrics.knn_precision_recall`).
+Scoring a trained GAN: :mod:`tinymed.train.gan_evaluation`; the commands: :mod:`tinymed.cli.gan`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,35 +43,26 @@ from tqdm import tqdm
 
 import tinymed
 import tinymed.functional as F
-from tinymed import backends, nn, optim, plots
+from tinymed import nn, optim, plots
 from tinymed.data import DataLoader, DatasetError, ImageDataset, Normalize, load_dataset
-from tinymed.metrics import frechet_distance_from_features, knn_precision_recall
 from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
-from tinymed.repair import MASKS, inpaint, make_mask
 from tinymed.tensor import Tensor
-from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from tinymed.train.classifier import TrainingError, evaluation_loader, load_classifier
+from tinymed.train.checkpoint import Checkpoint, load_model
+from tinymed.train.divergence import DivergenceGuard
+from tinymed.train.run import RunDirectory, TrainingError, check_positive, progress_bar, require_backend
 
 __all__ = [
     "GANConfig",
     "GANTrainer",
     "DEFAULT_EPOCHS",
+    "FALLBACK_EPOCHS",
+    "RESUMABLE",
     "train_gan",
     "load_gan",
     "select_label",
     "generate",
     "to_uint8",
-    "classifier_features",
-    "evaluate_gan",
-    "add_train_arguments",
-    "run_train",
-    "add_sample_arguments",
-    "run_sample",
-    "add_evaluate_arguments",
-    "run_evaluate",
-    "add_repair_arguments",
-    "run_repair",
 ]
 
 # Epochs by data set where the default differs. PneumoniaMNIST's 4708 training images take
@@ -118,15 +103,17 @@ class GANConfig:
         if self.out is None:
             suffix = "" if self.label == "all" else f"-label{self.label}"
             self.out = os.path.join("runs", f"gan-{self.dataset}{suffix}")
-        for name in ("epochs", "batch_size", "latent_dim", "ngf", "ndf"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise TrainingError(f"train gan: {name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise TrainingError(f"train gan: lr must be positive, got {self.lr}")
+        counts = ("epochs", "batch_size", "latent_dim", "ngf", "ndf")
+        check_positive("train gan", {name: getattr(self, name) for name in counts}, self.lr)
         if not 0.0 <= self.label_smoothing < 0.5:
             raise TrainingError(f"train gan: label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.conditional and self.label != "all":
             raise TrainingError(f"train gan: a conditional GAN learns every class; use --label all, not {self.label}")
+
+
+# Options a resumed run may change: where it runs and writes, and how many epochs in all
+# (Adam has no schedule that depends on them).
+RESUMABLE = ("backend", "out", "epochs")
 
 
 # ---------------------------------------------------------------------- the training step
@@ -278,8 +265,7 @@ class _GANRun:
 
     def __init__(self, config: GANConfig, log: Callable[[str], None]) -> None:
         self.config, self.log = config, log
-        self.out = Path(config.out)
-        backends.get(config.backend)  # a backend that cannot run here fails now, not mid-epoch
+        require_backend(config.backend)
         full = load_dataset(config.dataset, "train", data_dir=config.data_dir, data_file=config.data_file)
         self.train_set = select_label(full, config.label)
         info = self.train_set.info
@@ -326,45 +312,29 @@ class _GANRun:
         }
         self.history: list[dict[str, float]] = []
         self.epoch = 0
+        self.directory = RunDirectory(config, "gan", "dcgan", RESUMABLE, keeps_best=False, log=log)
+        self.out = self.directory.path
+        self.guard = DivergenceGuard(self.directory, "GAN losses")
 
     # ---------------------------------------------------------------- checkpoints
-    def _train_config(self) -> dict[str, Any]:
-        """The config as JSON gives it back (tuples become lists), so saved and current compare."""
-        return json.loads(json.dumps(asdict(self.config)))
-
     def save(self) -> None:
+        """``last.npz``: both networks, both optimisers and the fixed latent batch."""
         metadata = {
-            "kind": "gan",
             "model": model_spec(self.gan),
             "dataset": self.dataset_meta,
             "normalization": NORMALIZATION,
             "epoch": self.epoch,
             "metrics": self.history[-1] if self.history else {},
             "history": self.history,
-            "train_config": self._train_config(),
         }
-        state = {**self.trainer.state_dict(), "rng": tinymed.get_rng_state(), "fixed_z": self.fixed_z}
+        state = {**self.trainer.state_dict(), "fixed_z": self.fixed_z}
         if self.fixed_labels is not None:
             state["fixed_labels"] = self.fixed_labels
-        save_checkpoint(self.out / "last.npz", state, metadata)
+        self.directory.save(state, metadata)
 
-    def resume(self) -> None:
-        """Continue from ``out/last.npz`` with the options it was started with (only where it
-        runs, where it writes, and how many epochs in all may change)."""
-        path = self.out / "last.npz"
-        checkpoint = load_checkpoint(path, kind="gan", model="dcgan")
-        saved, current = checkpoint.metadata["train_config"], self._train_config()
-        changed = [
-            f"{name} {saved.get(name)!r} -> {current[name]!r}"
-            for name in current
-            if name not in ("backend", "out", "epochs") and saved.get(name) != current[name]
-        ]
-        if changed:
-            raise TrainingError(
-                f"--resume continues {path} with the options it was started with; these differ: {'; '.join(changed)}"
-            )
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.start`)."""
         self.trainer.load_state_dict(checkpoint.state)
-        tinymed.set_rng_state(checkpoint.state["rng"])
         self.fixed_z = checkpoint.state["fixed_z"]
         self.fixed_labels = checkpoint.state.get("fixed_labels")
         self.history, self.epoch = checkpoint.metadata["history"], checkpoint.metadata["epoch"]
@@ -377,37 +347,23 @@ class _GANRun:
         config, gan = self.config, self.gan
         gan.train()
         totals = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
-        bar = tqdm(
-            self.loader,
-            desc=f"epoch {self.epoch}/{config.epochs}",
-            leave=False,
-            disable=not progress,
-            unit="batch",
-            dynamic_ncols=True,
-        )
-        for step, (x, y) in enumerate(bar, start=1):
-            real = tinymed.from_numpy(x).to(config.backend)
-            labels = tinymed.from_numpy(y).to(config.backend) if gan.num_classes else None
-            z = tinymed.randn(len(x), config.latent_dim).to(config.backend)
-            result = self.trainer.step(real, z, labels)
-            if not (math.isfinite(result["loss_d"]) and math.isfinite(result["loss_g"])):
-                bar.close()
-                kept = self.out / "last.npz"
-                keep = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-                raise TrainingError(
-                    f"the GAN losses became D {result['loss_d']}, G {result['loss_g']} at epoch "
-                    f"{self.epoch}, step {step}; training stopped ({keep}); try a smaller --lr"
+        with progress_bar(self.loader, self.epoch, config.epochs, progress) as bar:
+            for step, (x, y) in enumerate(bar, start=1):
+                real = tinymed.from_numpy(x).to(config.backend)
+                labels = tinymed.from_numpy(y).to(config.backend) if gan.num_classes else None
+                z = tinymed.randn(len(x), config.latent_dim).to(config.backend)
+                result = self.trainer.step(real, z, labels)
+                self.guard.check({"D": result["loss_d"], "G": result["loss_g"]}, self.epoch, step)
+                for key in totals:
+                    totals[key] += result[key]
+                bar.set_postfix(
+                    {
+                        "loss_D": f"{totals['loss_d'] / step:.3f}",
+                        "loss_G": f"{totals['loss_g'] / step:.3f}",
+                        "D(x)": f"{totals['d_real'] / step:.2f}",
+                        "D(G(z))": f"{totals['d_fake'] / step:.2f}",
+                    }
                 )
-            for key in totals:
-                totals[key] += result[key]
-            bar.set_postfix(
-                {
-                    "loss_D": f"{totals['loss_d'] / step:.3f}",
-                    "loss_G": f"{totals['loss_g'] / step:.3f}",
-                    "D(x)": f"{totals['d_real'] / step:.2f}",
-                    "D(G(z))": f"{totals['d_fake'] / step:.2f}",
-                }
-            )
         return {key: total / len(self.loader) for key, total in totals.items()}
 
     def run(self, progress: bool) -> dict[str, Any]:
@@ -417,7 +373,6 @@ class _GANRun:
             f"training a {what} on {config.dataset} (label {config.label}): {len(self.train_set)} images, "
             f"{config.epochs} epochs, batch {self.loader.batch_size}, backend {config.backend}, out {self.out}"
         )
-        self.out.mkdir(parents=True, exist_ok=True)
         elapsed = self.history[-1]["seconds"] if self.history else 0.0
         while self.epoch < config.epochs:
             self.epoch += 1
@@ -446,9 +401,9 @@ class _GANRun:
             "final": self.history[-1],
             "history": self.history,
             "tinymed_version": tinymed.__version__,
-            "train_config": self._train_config(),
+            "train_config": self.directory.options,
         }
-        (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.directory.write_metrics(summary)
         plots.plot_gan_history(
             self.history, self.out / "losses.png", title=f"DCGAN on {self.config.dataset} (label {self.config.label})"
         )
@@ -462,345 +417,7 @@ def train_gan(
     """Train (or with ``resume``, continue) the GAN run ``config`` describes; returns the
     summary written to ``metrics.json``."""
     run = _GANRun(config, log)
-    if resume:
-        run.resume()
-    elif (run.out / "last.npz").exists():
-        log(f"note: starting over in {run.out}, replacing its checkpoint (--resume continues it)")
+    checkpoint = run.directory.start(resume)
+    if checkpoint is not None:
+        run.restore(checkpoint)
     return run.run(progress)
-
-
-# ---------------------------------------------------------------------- evaluation
-
-
-def classifier_features(
-    model: nn.Module, dataset: ImageDataset, normalization: dict[str, list[float]], backend: str = "numpy"
-) -> np.ndarray:
-    """The classifier's penultimate features ``(N, D)`` (``model.forward_features``) of every
-    image of ``dataset``, normalised as the classifier was trained."""
-    model.eval()
-    features = []
-    with tinymed.no_grad():
-        for x, _ in evaluation_loader(dataset, normalization):
-            features.append(model.forward_features(tinymed.from_numpy(x).to(backend)).numpy())
-    return np.concatenate(features).astype(np.float64)
-
-
-def _generated_set(gan: DCGAN, n: int, labels: np.ndarray | None, info: Any, backend: str) -> ImageDataset:
-    """n generated images (latents drawn with tinymed's random generator) as a uint8 data set,
-    labelled with the conditioning labels (zeros for an unconditional GAN)."""
-    z = tinymed.randn(n, gan.latent_dim).numpy()
-    images = to_uint8(generate(gan.generator, z, labels, backend))
-    return ImageDataset(images.transpose(0, 2, 3, 1), np.zeros(n, np.int64) if labels is None else labels, info)
-
-
-def evaluate_gan(
-    gan: DCGAN,
-    gan_metadata: dict[str, Any],
-    classifier: nn.Module,
-    classifier_metadata: dict[str, Any],
-    train_set: ImageDataset,
-    val_set: ImageDataset,
-    backend: str = "numpy",
-    seed: int = 0,
-    k: int = 3,
-) -> dict[str, Any]:
-    """The GAN's Frechet distance to the real validation images on the classifier's features,
-    with its two reference points and k-NN precision/recall.
-
-    ``fd``: generated vs val; ``fd_floor``: the real training images vs val (what a perfect
-    generator would score with as many samples); ``fd_untrained``: a freshly initialised
-    generator of the same config vs val. As many images are generated as the training set
-    (restricted to the GAN's class) holds, since the distance's estimate depends on the sample
-    sizes; precision and recall compare val with as many generated images as val holds.
-    """
-    label = gan_metadata["dataset"]["label"]
-    train_set, val_set = select_label(train_set, label), select_label(val_set, label)
-    channels = classifier_metadata["model"]["config"].get("in_channels")
-    if channels != gan.config["channels"]:
-        raise CheckpointError(
-            f"the classifier reads {channels}-channel images, the GAN makes {gan.config['channels']}-channel ones"
-        )
-    normalization = classifier_metadata["normalization"]
-    # Conditional: the same number of each class as the training images.
-    labels = train_set.labels if gan.num_classes else None
-    tinymed.manual_seed(seed)
-    untrained = DCGAN(**gan.config).to(backend)
-    fake = _generated_set(gan, len(train_set), labels, train_set.info, backend)
-    fake_untrained = _generated_set(untrained, len(train_set), labels, train_set.info, backend)
-    f_train, f_val, f_fake, f_untrained = (
-        classifier_features(classifier, s, normalization, backend) for s in (train_set, val_set, fake, fake_untrained)
-    )
-    precision, recall = knn_precision_recall(f_val, f_fake[: len(f_val)], k=k)
-    return {
-        "fd": frechet_distance_from_features(f_val, f_fake),
-        "fd_floor": frechet_distance_from_features(f_val, f_train),
-        "fd_untrained": frechet_distance_from_features(f_val, f_untrained),
-        "precision": precision,
-        "recall": recall,
-        "k": k,
-        "n_generated": len(f_fake),
-        "n_train": len(f_train),
-        "n_val": len(f_val),
-        "feature_dim": f_val.shape[1],
-    }
-
-
-# ---------------------------------------------------------------------- the commands
-# Each command is add_*_arguments(parser) and run_*(args); the command line (tinymed.cli)
-# registers them with its shared --dataset/--data-dir/--data and --backend options.
-
-
-def _checkpoint_dataset(args: argparse.Namespace, metadata: dict[str, Any], split: str) -> ImageDataset:
-    """The split of the data set the checkpoint was trained on (and its file), unless args name another."""
-    trained_on = metadata["dataset"]
-    name = args.dataset or trained_on["name"]
-    data_dir, data_file = args.data_dir, args.data
-    if name == trained_on["name"] and data_dir is None and data_file is None:
-        data_dir, data_file = trained_on.get("data_dir"), trained_on.get("data_file")
-    return load_dataset(name, split, data_dir=data_dir, data_file=data_file)
-
-
-def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="GAN_CHECKPOINT", help="a GAN checkpoint (last.npz of tinymed train gan)")
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """``tinymed train gan``'s own options (the data set and backend options come from the CLI)."""
-    defaults = GANConfig()
-    parser.add_argument(
-        "--label",
-        default="all",
-        metavar="all|K",
-        help="train on one class only (its index, e.g. 0 for normal) or on all (default: all)",
-    )
-    parser.add_argument(
-        "--conditional",
-        action="store_true",
-        help="train a class-conditional GAN (with --label all) that generates a chosen class",
-    )
-    epochs = ", ".join(f"{n} for {name}" for name, n in DEFAULT_EPOCHS.items())
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        metavar="N",
-        help=f"passes over the training images (default: {epochs}, {FALLBACK_EPOCHS} otherwise)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        metavar="N",
-        help=f"images per step (default: {defaults.batch_size})",
-    )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=defaults.lr,
-        metavar="X",
-        help=f"Adam's learning rate for both networks (default: {defaults.lr})",
-    )
-    parser.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=defaults.label_smoothing,
-        metavar="X",
-        help="one-sided label smoothing: real images' target is 1 - X (default: 0, try 0.1)",
-    )
-    parser.add_argument(
-        "--ngf", type=int, default=defaults.ngf, metavar="N", help=f"generator width (default: {defaults.ngf})"
-    )
-    parser.add_argument(
-        "--ndf", type=int, default=defaults.ndf, metavar="N", help=f"discriminator width (default: {defaults.ndf})"
-    )
-    parser.add_argument(
-        "--latent-dim",
-        type=int,
-        default=defaults.latent_dim,
-        metavar="N",
-        help=f"length of the latent vector z (default: {defaults.latent_dim})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        metavar="N",
-        help=f"makes the run reproducible (default: {defaults.seed})",
-    )
-    parser.add_argument("--out", metavar="DIR", help="output directory (default: runs/gan-DATASET)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
-
-
-def run_train(args: argparse.Namespace) -> None:
-    config = GANConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        data_file=args.data,
-        label=args.label,
-        conditional=args.conditional,
-        backend=args.backend,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        label_smoothing=args.label_smoothing,
-        latent_dim=args.latent_dim,
-        ngf=args.ngf,
-        ndf=args.ndf,
-        seed=args.seed,
-        out=args.out,
-    )
-    train_gan(config, resume=args.resume)
-
-
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_checkpoint_argument(parser)
-    parser.add_argument("--n", type=int, required=True, metavar="N", help="how many images to generate")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the latent vectors (default: 0)")
-    parser.add_argument(
-        "--label",
-        type=int,
-        metavar="K",
-        help="for a conditional GAN, generate only class K (default: the training set's class mix)",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="FILE.npz",
-        help="images uint8 (N, 28, 28) under 'images' (and 'labels' (N, 1) when conditional)",
-    )
-
-
-def run_sample(args: argparse.Namespace) -> None:
-    if args.n < 1:
-        raise DatasetError(f"--n must be at least 1, got {args.n}")
-    gan, metadata = load_gan(args.checkpoint, args.backend)
-    classes = metadata["dataset"]["labels"]
-    if args.label is not None and not (gan.num_classes and 0 <= args.label < gan.num_classes):
-        raise CheckpointError(
-            f"--label {args.label}: {args.checkpoint} is an unconditional GAN"
-            if not gan.num_classes
-            else f"--label {args.label} is not one of the GAN's classes 0..{gan.num_classes - 1}"
-        )
-    tinymed.manual_seed(args.seed)
-    labels = None
-    if gan.num_classes:
-        if args.label is not None:
-            labels = np.full(args.n, args.label, np.int64)
-        else:
-            counts = np.asarray(metadata["dataset"]["class_counts"], np.float64)
-            labels = tinymed.random.generator().choice(gan.num_classes, size=args.n, p=counts / counts.sum())
-    z = tinymed.randn(args.n, gan.latent_dim).numpy()
-    images = to_uint8(generate(gan.generator, z, labels, args.backend))
-    images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
-    arrays = {"images": images} if labels is None else {"images": images, "labels": labels.astype(np.uint8)[:, None]}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
-    mix = "" if labels is None else ", " + ", ".join(f"{np.sum(labels == i)} {c}" for i, c in enumerate(classes))
-    print(f"wrote {args.n} generated images{mix} to {out}")
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_checkpoint_argument(parser)
-    parser.add_argument(
-        "--classifier",
-        required=True,
-        metavar="CNN_CHECKPOINT",
-        help="a trained tinymed classifier (best.npz of tinymed train cnn) whose features are compared",
-    )
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the latent vectors (default: 0)")
-    parser.add_argument("--json", metavar="PATH", help="also write fd, fd_floor, fd_untrained, precision, recall here")
-
-
-def run_evaluate(args: argparse.Namespace) -> None:
-    gan, metadata = load_gan(args.checkpoint, args.backend)
-    classifier, classifier_metadata = load_classifier(args.classifier, args.backend)
-    train_set, val_set = (_checkpoint_dataset(args, metadata, split) for split in ("train", "val"))
-    report = evaluate_gan(gan, metadata, classifier, classifier_metadata, train_set, val_set, args.backend, args.seed)
-    print(
-        f"{args.checkpoint}: DCGAN trained on {metadata['dataset']['name']} (label {metadata['dataset']['label']}, "
-        f"epoch {metadata['epoch']})"
-    )
-    print(
-        f"features: {report['feature_dim']} from {classifier_metadata['model']['name']} ({args.classifier}); "
-        f"{report['n_generated']} generated, {report['n_train']} train, {report['n_val']} val images"
-    )
-    for key, label in (
-        ("fd", "Frechet distance to val, generated"),
-        ("fd_floor", "Frechet distance to val, train (floor)"),
-        ("fd_untrained", "Frechet distance to val, untrained G"),
-        ("precision", f"precision (k={report['k']})"),
-        ("recall", f"recall (k={report['k']})"),
-    ):
-        print(f"  {label:<40} {report[key]:.4f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-
-
-def add_repair_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_checkpoint_argument(parser)
-    parser.add_argument("--image", type=int, required=True, metavar="N", help="index of the image in the split")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="(default: val)")
-    parser.add_argument(
-        "--mask",
-        default="box",
-        choices=MASKS,
-        help="box: a square hole; random: scattered missing pixels (default: box)",
-    )
-    parser.add_argument("--box-size", type=int, default=10, metavar="PX", help="side of the box hole (default: 10)")
-    parser.add_argument(
-        "--missing",
-        type=float,
-        default=0.6,
-        metavar="P",
-        help="fraction of pixels missing for --mask random (default: 0.6)",
-    )
-    parser.add_argument("--steps", type=int, default=300, metavar="N", help="optimisation steps (default: 300)")
-    parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="places the mask and the start latents (default: 0)"
-    )
-    parser.add_argument("--out", metavar="PNG", help="the figure (default: CHECKPOINT_DIR/repair-SPLIT-N-MASK.png)")
-
-
-def run_repair(args: argparse.Namespace) -> None:
-    gan, metadata = load_gan(args.checkpoint, args.backend)
-    dataset = _checkpoint_dataset(args, metadata, args.split)
-    if not 0 <= args.image < len(dataset):
-        raise DatasetError(
-            f"--image {args.image} is out of range: the {args.split} split of {dataset.info.name} "
-            f"has {len(dataset)} images, 0 to {len(dataset) - 1}"
-        )
-    images, labels = dataset.batch(np.array([args.image]))
-    image = images[0]
-    tinymed.manual_seed(args.seed)
-    known = make_mask(
-        args.mask, image.shape[1:], tinymed.random.generator(), box_size=args.box_size, missing=args.missing
-    )
-    label = int(labels[0]) if gan.num_classes else None
-    result = inpaint(gan, image, known, label=label, steps=args.steps, backend=args.backend)
-    hole = ~known
-    error = np.abs(result.repaired - image)[:, hole].mean()
-    baseline = np.abs(image[:, known].mean() - image)[:, hole].mean()
-    masked = np.where(known, image, 0.5)
-    panels = [masked, result.generated, result.repaired, image]
-    titles = ["masked input", "G(z*), generated", "repaired", "truth"]
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.checkpoint).parent / f"repair-{args.split}-{args.image}-{args.mask}.png"
-    )
-    pictures = np.stack([p[0] if p.shape[0] == 1 else p.transpose(1, 2, 0) for p in panels])
-    plots.plot_image_grid(
-        pictures,
-        out,
-        nrow=len(panels),
-        titles=titles,
-        title=f"{dataset.info.name} {args.split} image {args.image}, {args.mask} mask "
-        f"({hole.sum()} of {hole.size} pixels missing)",
-    )
-    print(
-        f"repaired {hole.sum()} missing pixels of {dataset.info.name} {args.split} image {args.image}: mean absolute "
-        f"error in the hole {error:.4f} (filling with the mean known pixel: {baseline:.4f})"
-    )
-    print(f"wrote {out}")

@@ -38,7 +38,18 @@ import numpy as np
 
 import tinymed
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "encode", "decode", "write_npz", "read_npz"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "save",
+    "load",
+    "encode",
+    "decode",
+    "write_file",
+    "read_layout",
+    "write_npz",
+    "read_npz",
+]
 
 FORMAT = "tinymed.save"
 FORMAT_VERSION = 1
@@ -137,7 +148,7 @@ def read_npz(f: File, op: str = "load") -> dict[str, np.ndarray]:
     later with wrong weights. A missing path raises FileNotFoundError."""
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", type(f).__name__)
     if isinstance(f, (str, os.PathLike)) and not os.path.isfile(f):
-        raise FileNotFoundError(f"{op}: no such file: {name}")
+        raise FileNotFoundError(f"{op}: file not found: {name}")
     try:
         with np.load(f, allow_pickle=False) as npz:
             return {entry: npz[entry] for entry in npz.files}
@@ -148,13 +159,43 @@ def read_npz(f: File, op: str = "load") -> dict[str, np.ndarray]:
         ) from e
 
 
+def write_file(f: File, metadata: Mapping[str, Any], layout: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a file of the module docstring's layout: the ``metadata`` and ``layout`` JSON
+    entries beside ``arrays`` (see :func:`write_npz`)."""
+    write_npz(f, {"metadata": np.array(json.dumps(metadata)), "layout": np.array(json.dumps(layout)), **arrays})
+
+
+def read_layout(
+    entries: dict[str, np.ndarray], name: str, format: str, format_version: int, what: str, op: str
+) -> tuple[dict[str, Any], Any]:
+    """Take the ``metadata`` and ``layout`` entries out of ``entries`` (read by :func:`read_npz`
+    from the file ``name``) and return them parsed, after checking that the metadata names
+    ``format`` at ``format_version``. ``what`` says in errors what the file should have been
+    (``"file written by tinymed.save"``); every refusal is a ValueError."""
+    try:
+        metadata = json.loads(str(entries.pop("metadata")))
+        layout = json.loads(str(entries.pop("layout")))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"{op}: {name} is not a {what} (no valid metadata and layout entries)") from e
+    found = metadata.get("format") if isinstance(metadata, dict) else None
+    if found != format:
+        raise ValueError(f"{op}: {name} is not a {what} (its metadata has format {found!r}, not {format!r})")
+    if metadata.get("format_version") != format_version:
+        raise ValueError(
+            f"{op}: {name} has format version {metadata.get('format_version')!r}; "
+            f"this tinymed {tinymed.__version__} reads version {format_version}"
+        )
+    return metadata, layout
+
+
 def save(obj: Any, f: File) -> None:
     """Save ``obj`` (dicts, lists, tuples, Tensors, arrays, numbers, strings, None, nested) to
     ``f``, a path or a binary file object, in the format of the module docstring."""
     arrays: dict[str, np.ndarray] = {}
     layout = encode(obj, "obj", arrays)
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "tinymed_version": tinymed.__version__}
-    write_npz(f, {"metadata": np.array(json.dumps(header)), "layout": np.array(json.dumps(layout)), **arrays})
+    write_file(
+        f, {"format": FORMAT, "format_version": FORMAT_VERSION, "tinymed_version": tinymed.__version__}, layout, arrays
+    )
 
 
 def load(f: File, map_location: Any = None, weights_only: bool | None = None) -> Any:
@@ -164,23 +205,11 @@ def load(f: File, map_location: Any = None, weights_only: bool | None = None) ->
     ``weights_only`` is accepted for PyTorch code: tinymed never unpickles, so every load is
     weights-only whatever its value. A file that is not a tinymed save file, or whose layout
     names an entry it does not hold, raises ValueError."""
-    entries = read_npz(f)
+    arrays = read_npz(f, "load")
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else "the file"
+    _, layout = read_layout(arrays, name, FORMAT, FORMAT_VERSION, "file written by tinymed.save", "load")
     try:
-        header = json.loads(str(entries.pop("metadata")))
-        layout = json.loads(str(entries.pop("layout")))
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ValueError(f"load: {name} is not a file written by tinymed.save (no valid metadata and layout)") from e
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        found = header.get("format") if isinstance(header, dict) else None
-        raise ValueError(f"load: {name} has format {found!r}, not {FORMAT!r}; it was not written by tinymed.save")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"load: {name} has format version {header.get('format_version')!r}; "
-            f"tinymed {tinymed.__version__} reads version {FORMAT_VERSION}"
-        )
-    try:
-        return decode(layout, entries, map_location)
+        return decode(layout, arrays, map_location)
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(
             f"load: {name} is damaged: its layout does not match its arrays ({type(e).__name__}: {e})"

@@ -63,6 +63,10 @@ CONFIGS = [
     ("adamw", "AdamW", dict()),
     ("adamw-options", "AdamW", dict(lr=0.05, weight_decay=0.1, betas=(0.7, 0.95))),
     ("adamw-amsgrad", "AdamW", dict(lr=0.05, amsgrad=True)),
+    ("rmsprop", "RMSprop", dict()),
+    ("rmsprop-momentum-decay", "RMSprop", dict(lr=0.01, alpha=0.9, momentum=0.8, weight_decay=0.1, eps=1e-6)),
+    ("rmsprop-centered", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, maximize=True)),
+    ("rmsprop-groups", "RMSprop", dict(lr=0.01, groups=[dict(alpha=0.5), dict(centered=True, lr=0.001)])),
 ]
 
 
@@ -92,7 +96,8 @@ def test_optimizer_matches_torch(name, options):
 
 
 @pytest.mark.parametrize(
-    "name, options", [c[1:] for c in CONFIGS if c[0] in ("sgd-nesterov", "adam-amsgrad", "adamw", "sgd-groups")]
+    "name, options",
+    [c[1:] for c in CONFIGS if c[0] in ("sgd-nesterov", "adam-amsgrad", "adamw", "sgd-groups", "rmsprop-centered")],
 )
 def test_state_dict_round_trip_resumes_bit_identically(name, options):
     params = make_params(tm)

@@ -11,8 +11,12 @@
         ...
 """
 
+from tinymed.data import medmnist_api
 from tinymed.data.loader import DATASETS, DataLoader, DatasetInfo, ImageDataset, load_dataset
 from tinymed.data.medmnist import FLAGS, DatasetError, download_medmnist, load_medmnist, read_npz_split
+
+# The medmnist package's names (INFO, Evaluator, PneumoniaMNIST, ...), listed once, in medmnist_api.__all__.
+from tinymed.data.medmnist_api import *  # noqa: F403
 from tinymed.data.phantoms import Phantoms, load_phantoms, make_phantoms
 from tinymed.data.transforms import (
     Compose,
@@ -47,4 +51,5 @@ __all__ = [
     "RandomRotation",
     "RandomShift",
     "chest_xray_augmentation",
+    *medmnist_api.__all__,
 ]

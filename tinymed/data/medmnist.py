@@ -37,6 +37,7 @@ __all__ = [
     "URL_ENV_VAR",
     "medmnist_url",
     "download_medmnist",
+    "verified_medmnist",
     "read_npz_split",
     "load_medmnist",
 ]
@@ -62,6 +63,10 @@ class MedMNISTFlag:
     n_channels: int  # 1 grayscale, 3 RGB
     labels: tuple[str, ...]  # the name of each class (or of each label, for multi-label)
     md5: str  # MD5 of the 28x28 file in Zenodo record 10519652
+    python_class: str  # the medmnist package's class name for the flag
+    n_samples: dict[str, int]  # samples per split in the official file
+    license: str
+    description: str  # the medmnist package's description, word for word
 
 
 _ORGANS = (
@@ -83,9 +88,9 @@ _ORGANS = (
 # Every flag has its MD5 here, so every download is verified; none is used unchecked.
 FLAGS: dict[str, MedMNISTFlag] = {
     "pathmnist": MedMNISTFlag(
-        "multi-class",
-        3,
-        (
+        task="multi-class",
+        n_channels=3,
+        labels=(
             "adipose",
             "background",
             "debris",
@@ -96,12 +101,24 @@ FLAGS: dict[str, MedMNISTFlag] = {
             "cancer-associated stroma",
             "colorectal adenocarcinoma epithelium",
         ),
-        "a8b06965200029087d5bd730944a56c1",
+        md5="a8b06965200029087d5bd730944a56c1",
+        python_class="PathMNIST",
+        n_samples={"train": 89996, "val": 10004, "test": 7180},
+        license="CC BY 4.0",
+        description=(
+            "The PathMNIST is based on a prior study for predicting survival from colorectal cancer histology "
+            "slides, providing a dataset (NCT-CRC-HE-100K) of 100,000 non-overlapping image patches from "
+            "hematoxylin & eosin stained histological images, and a test dataset (CRC-VAL-HE-7K) of 7,180 image "
+            "patches from a different clinical center. The dataset is comprised of 9 types of tissues, resulting "
+            "in a multi-class classification task. We resize the source images of 3×224×224 into 3×28×28, and "
+            "split NCT-CRC-HE-100K into training and validation set with a ratio of 9:1. The CRC-VAL-HE-7K is "
+            "treated as the test set."
+        ),
     ),
     "chestmnist": MedMNISTFlag(
-        "multi-label, binary-class",
-        1,
-        (
+        task="multi-label, binary-class",
+        n_channels=1,
+        labels=(
             "atelectasis",
             "cardiomegaly",
             "effusion",
@@ -117,12 +134,21 @@ FLAGS: dict[str, MedMNISTFlag] = {
             "pleural",
             "hernia",
         ),
-        "02c8a6516a18b556561a56cbdd36c4a8",
+        md5="02c8a6516a18b556561a56cbdd36c4a8",
+        python_class="ChestMNIST",
+        n_samples={"train": 78468, "val": 11219, "test": 22433},
+        license="CC BY 4.0",
+        description=(
+            "The ChestMNIST is based on the NIH-ChestXray14 dataset, a dataset comprising 112,120 frontal-view "
+            "X-Ray images of 30,805 unique patients with the text-mined 14 disease labels, which could be "
+            "formulized as a multi-label binary-class classification task. We use the official data split, and "
+            "resize the source images of 1×1024×1024 into 1×28×28."
+        ),
     ),
     "dermamnist": MedMNISTFlag(
-        "multi-class",
-        3,
-        (
+        task="multi-class",
+        n_channels=3,
+        labels=(
             "actinic keratoses and intraepithelial carcinoma",
             "basal cell carcinoma",
             "benign keratosis-like lesions",
@@ -131,21 +157,86 @@ FLAGS: dict[str, MedMNISTFlag] = {
             "melanocytic nevi",
             "vascular lesions",
         ),
-        "0744692d530f8e62ec473284d019b0c7",
+        md5="0744692d530f8e62ec473284d019b0c7",
+        python_class="DermaMNIST",
+        n_samples={"train": 7007, "val": 1003, "test": 2005},
+        license="CC BY-NC 4.0",
+        description=(
+            "The DermaMNIST is based on the HAM10000, a large collection of multi-source dermatoscopic images of "
+            "common pigmented skin lesions. The dataset consists of 10,015 dermatoscopic images categorized as 7 "
+            "different diseases, formulized as a multi-class classification task. We split the images into "
+            "training, validation and test set with a ratio of 7:1:2. The source images of 3×600×450 are resized "
+            "into 3×28×28."
+        ),
     ),
     "octmnist": MedMNISTFlag(
-        "multi-class",
-        1,
-        ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
-        "c68d92d5b585d8d81f7112f81e2d0842",
+        task="multi-class",
+        n_channels=1,
+        labels=("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+        md5="c68d92d5b585d8d81f7112f81e2d0842",
+        python_class="OCTMNIST",
+        n_samples={"train": 97477, "val": 10832, "test": 1000},
+        license="CC BY 4.0",
+        description=(
+            "The OCTMNIST is based on a prior dataset of 109,309 valid optical coherence tomography (OCT) images "
+            "for retinal diseases. The dataset is comprised of 4 diagnosis categories, leading to a multi-class "
+            "classification task. We split the source training set with a ratio of 9:1 into training and "
+            "validation set, and use its source validation set as the test set. The source images are gray-scale,"
+            " and their sizes are (384−1,536)×(277−512). We center-crop the images and resize them into 1×28×28."
+        ),
     ),
-    "pneumoniamnist": MedMNISTFlag("binary-class", 1, ("normal", "pneumonia"), "28209eda62fecd6e6a2d98b1501bb15f"),
-    "retinamnist": MedMNISTFlag("ordinal-regression", 3, ("0", "1", "2", "3", "4"), "bd4c0672f1bba3e3a89f0e4e876791e4"),
-    "breastmnist": MedMNISTFlag("binary-class", 1, ("malignant", "normal, benign"), "750601b1f35ba3300ea97c75c52ff8f6"),
+    "pneumoniamnist": MedMNISTFlag(
+        task="binary-class",
+        n_channels=1,
+        labels=("normal", "pneumonia"),
+        md5="28209eda62fecd6e6a2d98b1501bb15f",
+        python_class="PneumoniaMNIST",
+        n_samples={"train": 4708, "val": 524, "test": 624},
+        license="CC BY 4.0",
+        description=(
+            "The PneumoniaMNIST is based on a prior dataset of 5,856 pediatric chest X-Ray images. The task is "
+            "binary-class classification of pneumonia against normal. We split the source training set with a "
+            "ratio of 9:1 into training and validation set and use its source validation set as the test set. The"
+            " source images are gray-scale, and their sizes are (384−2,916)×(127−2,713). We center-crop the "
+            "images and resize them into 1×28×28."
+        ),
+    ),
+    "retinamnist": MedMNISTFlag(
+        task="ordinal-regression",
+        n_channels=3,
+        labels=("0", "1", "2", "3", "4"),
+        md5="bd4c0672f1bba3e3a89f0e4e876791e4",
+        python_class="RetinaMNIST",
+        n_samples={"train": 1080, "val": 120, "test": 400},
+        license="CC BY 4.0",
+        description=(
+            "The RetinaMNIST is based on the DeepDRiD challenge, which provides a dataset of 1,600 retina fundus "
+            "images. The task is ordinal regression for 5-level grading of diabetic retinopathy severity. We "
+            "split the source training set with a ratio of 9:1 into training and validation set, and use the "
+            "source validation set as the test set. The source images of 3×1,736×1,824 are center-cropped and "
+            "resized into 3×28×28."
+        ),
+    ),
+    "breastmnist": MedMNISTFlag(
+        task="binary-class",
+        n_channels=1,
+        labels=("malignant", "normal, benign"),
+        md5="750601b1f35ba3300ea97c75c52ff8f6",
+        python_class="BreastMNIST",
+        n_samples={"train": 546, "val": 78, "test": 156},
+        license="CC BY 4.0",
+        description=(
+            "The BreastMNIST is based on a dataset of 780 breast ultrasound images. It is categorized into 3 "
+            "classes: normal, benign, and malignant. As we use low-resolution images, we simplify the task into "
+            "binary classification by combining normal and benign as positive and classifying them against "
+            "malignant as negative. We split the source dataset with a ratio of 7:1:2 into training, validation "
+            "and test set. The source images of 1×500×500 are resized into 1×28×28."
+        ),
+    ),
     "bloodmnist": MedMNISTFlag(
-        "multi-class",
-        3,
-        (
+        task="multi-class",
+        n_channels=3,
+        labels=(
             "basophil",
             "eosinophil",
             "erythroblast",
@@ -155,12 +246,22 @@ FLAGS: dict[str, MedMNISTFlag] = {
             "neutrophil",
             "platelet",
         ),
-        "7053d0359d879ad8a5505303e11de1dc",
+        md5="7053d0359d879ad8a5505303e11de1dc",
+        python_class="BloodMNIST",
+        n_samples={"train": 11959, "val": 1712, "test": 3421},
+        license="CC BY 4.0",
+        description=(
+            "The BloodMNIST is based on a dataset of individual normal cells, captured from individuals without "
+            "infection, hematologic or oncologic disease and free of any pharmacologic treatment at the moment of"
+            " blood collection. It contains a total of 17,092 images and is organized into 8 classes. We split "
+            "the source dataset with a ratio of 7:1:2 into training, validation and test set. The source images "
+            "with resolution 3×360×363 pixels are center-cropped into 3×200×200, and then resized into 3×28×28."
+        ),
     ),
     "tissuemnist": MedMNISTFlag(
-        "multi-class",
-        1,
-        (
+        task="multi-class",
+        n_channels=1,
+        labels=(
             "Collecting Duct, Connecting Tubule",
             "Distal Convoluted Tubule",
             "Glomerular endothelial cells",
@@ -170,11 +271,75 @@ FLAGS: dict[str, MedMNISTFlag] = {
             "Proximal Tubule Segments",
             "Thick Ascending Limb",
         ),
-        "ebe78ee8b05294063de985d821c1c34b",
+        md5="ebe78ee8b05294063de985d821c1c34b",
+        python_class="TissueMNIST",
+        n_samples={"train": 165466, "val": 23640, "test": 47280},
+        license="CC BY 4.0",
+        description=(
+            "We use the BBBC051, available from the Broad Bioimage Benchmark Collection. The dataset contains "
+            "236,386 human kidney cortex cells, segmented from 3 reference tissue specimens and organized into 8 "
+            "categories. We split the source dataset with a ratio of 7:1:2 into training, validation and test "
+            "set. Each gray-scale image is 32×32×7 pixels, where 7 denotes 7 slices. We take maximum values "
+            "across the slices and resize them into 28×28 gray-scale images."
+        ),
     ),
-    "organamnist": MedMNISTFlag("multi-class", 1, _ORGANS, "68e3f8846a6bd62f0c9bf841c0d9eacc"),
-    "organcmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "b9ceb9546e10131b32923c5bbeaea2b1"),
-    "organsmnist": MedMNISTFlag("multi-class", 1, _ORGANS, "9ab87b696fb54e2a387ebe992d6ed5f1"),
+    "organamnist": MedMNISTFlag(
+        task="multi-class",
+        n_channels=1,
+        labels=_ORGANS,
+        md5="68e3f8846a6bd62f0c9bf841c0d9eacc",
+        python_class="OrganAMNIST",
+        n_samples={"train": 34561, "val": 6491, "test": 17778},
+        license="CC BY 4.0",
+        description=(
+            "The OrganAMNIST is based on 3D computed tomography (CT) images from Liver Tumor Segmentation "
+            "Benchmark (LiTS). It is renamed from OrganMNIST_Axial (in MedMNIST v1) for simplicity. We use "
+            "bounding-box annotations of 11 body organs from another study to obtain the organ labels. "
+            "Hounsfield-Unit (HU) of the 3D images are transformed into gray-scale with an abdominal window. We "
+            "crop 2D images from the center slices of the 3D bounding boxes in axial views (planes). The images "
+            "are resized into 1×28×28 to perform multi-class classification of 11 body organs. 115 and 16 CT "
+            "scans from the source training set are used as training and validation set, respectively. The 70 CT "
+            "scans from the source test set are treated as the test set."
+        ),
+    ),
+    "organcmnist": MedMNISTFlag(
+        task="multi-class",
+        n_channels=1,
+        labels=_ORGANS,
+        md5="b9ceb9546e10131b32923c5bbeaea2b1",
+        python_class="OrganCMNIST",
+        n_samples={"train": 12975, "val": 2392, "test": 8216},
+        license="CC BY 4.0",
+        description=(
+            "The OrganCMNIST is based on 3D computed tomography (CT) images from Liver Tumor Segmentation "
+            "Benchmark (LiTS). It is renamed from OrganMNIST_Coronal (in MedMNIST v1) for simplicity. We use "
+            "bounding-box annotations of 11 body organs from another study to obtain the organ labels. "
+            "Hounsfield-Unit (HU) of the 3D images are transformed into gray-scale with an abdominal window. We "
+            "crop 2D images from the center slices of the 3D bounding boxes in coronal views (planes). The images"
+            " are resized into 1×28×28 to perform multi-class classification of 11 body organs. 115 and 16 CT "
+            "scans from the source training set are used as training and validation set, respectively. The 70 CT "
+            "scans from the source test set are treated as the test set."
+        ),
+    ),
+    "organsmnist": MedMNISTFlag(
+        task="multi-class",
+        n_channels=1,
+        labels=_ORGANS,
+        md5="9ab87b696fb54e2a387ebe992d6ed5f1",
+        python_class="OrganSMNIST",
+        n_samples={"train": 13932, "val": 2452, "test": 8827},
+        license="CC BY 4.0",
+        description=(
+            "The OrganSMNIST is based on 3D computed tomography (CT) images from Liver Tumor Segmentation "
+            "Benchmark (LiTS). It is renamed from OrganMNIST_Sagittal (in MedMNIST v1) for simplicity. We use "
+            "bounding-box annotations of 11 body organs from another study to obtain the organ labels. "
+            "Hounsfield-Unit (HU) of the 3D images are transformed into gray-scale with an abdominal window. We "
+            "crop 2D images from the center slices of the 3D bounding boxes in sagittal views (planes). The "
+            "images are resized into 1×28×28 to perform multi-class classification of 11 body organs. 115 and 16 "
+            "CT scans from the source training set are used as training and validation set, respectively. The 70 "
+            "CT scans from the source test set are treated as the test set."
+        ),
+    ),
 }
 
 
@@ -249,6 +414,16 @@ def download_medmnist(
         if os.path.exists(partial):
             os.remove(partial)
     return target
+
+
+def verified_medmnist(flag: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> Path:
+    """``{root}/{flag}.npz``, downloaded first when it is missing or when its MD5 is not the
+    published one (torchvision's ``download_url`` rule, which the medmnist package's
+    ``download=True`` follows). Returns its path."""
+    path = Path(root or DEFAULT_ROOT).expanduser() / f"{flag}.npz"
+    if not path.is_file() or _file_md5(path) != _flag_info(flag).md5:
+        download_medmnist(flag, path.parent, base_url)
+    return path
 
 
 def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:

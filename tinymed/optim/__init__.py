@@ -5,19 +5,29 @@ importable from here."""
 
 from tinymed.optim import lr_scheduler
 from tinymed.optim.adam import Adam, AdamW
-from tinymed.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, OneCycleLR, StepLR
+from tinymed.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
 from tinymed.optim.optimizer import Optimizer
+from tinymed.optim.rmsprop import RMSprop
 from tinymed.optim.sgd import SGD
 
 __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "RMSprop",
     "Optimizer",
     "LRScheduler",
     "StepLR",
     "MultiStepLR",
     "CosineAnnealingLR",
     "OneCycleLR",
+    "ReduceLROnPlateau",
     "lr_scheduler",
 ]

@@ -268,3 +268,93 @@ def _phase(end_step: float, start_lr: str, end_lr: str, start_momentum: str, end
         "start_momentum": start_momentum,
         "end_momentum": end_momentum,
     }
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Cut the rate when a metric stops improving: call ``step(metric)`` after each
+    validation (it needs the metric, unlike the other schedulers).
+
+    The metric improves on ``best`` when, for ``mode="min"``, it is below
+    ``best * (1 - threshold)`` (``threshold_mode="rel"``) or ``best - threshold`` (``"abs"``);
+    ``"max"`` mirrors that. After more than ``patience`` steps in a row without improvement
+    every group's rate becomes ``max(lr * factor, min_lr)`` (a change smaller than ``eps``
+    is skipped), then ``cooldown`` steps pass in which bad steps are not counted. Creating it
+    does not step and does not touch the rates."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | list[float] = 0,
+        eps: float = 1e-8,
+    ) -> None:
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor should be < 1.0, got {factor}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        n_groups = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != n_groups:
+                raise ValueError(f"ReduceLROnPlateau: expected {n_groups} min_lrs, got {len(min_lr)}")
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
+        else:
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * n_groups
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, factor, patience
+        self.threshold, self.threshold_mode = threshold, threshold_mode
+        self.cooldown, self.eps = cooldown, eps
+        self.last_epoch = 0
+        self._last_lr = self._current_lrs()
+        self.best = math.inf if mode == "min" else -math.inf
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _is_better(self, current: float) -> bool:
+        # PyTorch's bounds to the letter, so a plateau is seen at the same step (for a negative
+        # best, "rel" moves the bound towards zero, as it does there).
+        direction = 1 if self.mode == "min" else -1
+        if self.threshold_mode == "rel":
+            bound = self.best * (1 - direction * self.threshold)
+        else:
+            bound = self.best - direction * self.threshold
+        return current < bound if self.mode == "min" else current > bound
+
+    def step(self, metrics: float) -> None:  # type: ignore[override]
+        """Record this step's metric (a number or a one-element tensor) and cut the rates if
+        it has not improved for more than ``patience`` steps."""
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._is_better(current):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = self._current_lrs()
+
+    def _reduce_lr(self) -> None:
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(
+                    f"ReduceLROnPlateau: the optimizer has {len(groups)} param groups but min_lr gave "
+                    f"{len(self.min_lrs)}; set `min_lrs` to one value per group"
+                )
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, min_lr in zip(groups, self.min_lrs):
+            new_lr = max(group["lr"] * self.factor, min_lr)
+            if group["lr"] - new_lr > self.eps:
+                group["lr"] = new_lr

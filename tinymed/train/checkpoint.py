@@ -19,7 +19,8 @@ The file layout, readable with plain ``np.load(path, allow_pickle=False)``:
 ``layout``
     a 0-d string array holding the JSON skeleton of ``state``: dicts, lists and numbers as
     they are, each array replaced by a reference ``{"__array__": key}`` (``__tensor__`` for a
-    tinymed Tensor, ``__scalar__`` for a NumPy scalar) to the entry where it is stored;
+    tinymed Tensor, ``__scalar__`` for a NumPy scalar) to the entry where it is stored (the
+    layout of :mod:`tinymed.serialization`, whose code writes and reads it);
 ``model/block1.0.weight``, ``optimizer/state/3/exp_avg``, ...
     the arrays, each under the path that leads to it in ``state``.
 
@@ -30,11 +31,7 @@ is atomic on one file system, so a run killed mid-write leaves the previous chec
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +42,7 @@ import numpy as np
 import tinymed
 from tinymed import nn
 from tinymed.models import build_model
-from tinymed.tensor import Tensor
+from tinymed.serialization import decode, encode, read_layout, read_npz, write_file
 
 __all__ = [
     "CheckpointError",
@@ -60,11 +57,6 @@ __all__ = [
 FORMAT = "tinymed-checkpoint"
 FORMAT_VERSION = 1
 KINDS = ("classifier", "gan")
-
-# Markers in the layout JSON. Dict keys starting with "__" are reserved for them, which is
-# why a dict holding such a key (or a non-string key, as optimizer states do) is written as
-# a list of [key, value] pairs instead.
-_TENSOR, _ARRAY, _SCALAR, _TUPLE, _ITEMS = "__tensor__", "__array__", "__scalar__", "__tuple__", "__items__"
 
 
 class CheckpointError(ValueError):
@@ -83,58 +75,6 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
-    """The JSON skeleton of ``value``; its arrays go to ``arrays`` under paths from ``key``."""
-    if isinstance(value, (Tensor, np.ndarray, np.generic)):
-        array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
-        if array.dtype.hasobject:
-            raise TypeError(f"save_checkpoint: {key} is an object array, which cannot be stored without pickling")
-        if key in arrays:
-            raise ValueError(f"save_checkpoint: two arrays would be stored under {key!r}; rename a key")
-        arrays[key] = array
-        marker = _TENSOR if isinstance(value, Tensor) else _ARRAY if isinstance(value, np.ndarray) else _SCALAR
-        return {marker: key}
-    if isinstance(value, Mapping):
-        plain = all(isinstance(k, str) and not k.startswith("__") for k in value)
-        if plain:
-            return {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}
-        for k in value:
-            if not isinstance(k, (str, int, float, bool)) and k is not None:
-                raise TypeError(
-                    f"save_checkpoint: {key} has a key of type {type(k).__name__}; keys must be str, int, float or bool"
-                )
-        return {_ITEMS: [[k, _encode(v, f"{key}/{k}", arrays)] for k, v in value.items()]}
-    if isinstance(value, tuple):
-        return {_TUPLE: [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(
-        f"save_checkpoint: {key} is a {type(value).__name__}; a checkpoint stores dicts, "
-        f"lists, tuples, numbers, strings, arrays and tensors"
-    )
-
-
-def _decode(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
-    """Rebuild the structure :func:`_encode` flattened."""
-    if isinstance(skeleton, list):
-        return [_decode(v, arrays) for v in skeleton]
-    if not isinstance(skeleton, dict):
-        return skeleton
-    if _TENSOR in skeleton:
-        return tinymed.from_numpy(arrays[skeleton[_TENSOR]])
-    if _ARRAY in skeleton:
-        return arrays[skeleton[_ARRAY]]
-    if _SCALAR in skeleton:
-        return arrays[skeleton[_SCALAR]][()]
-    if _TUPLE in skeleton:
-        return tuple(_decode(v, arrays) for v in skeleton[_TUPLE])
-    if _ITEMS in skeleton:
-        return {k: _decode(v, arrays) for k, v in skeleton[_ITEMS]}
-    return {k: _decode(v, arrays) for k, v in skeleton.items()}
-
-
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], metadata: Mapping[str, Any]) -> Path:
     """Write ``state`` (named pieces, see the module docstring) and ``metadata`` to ``path``.
 
@@ -148,35 +88,10 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], metadata:
             f"save_checkpoint: metadata['kind'] must be one of {', '.join(KINDS)}, got {metadata.get('kind')!r}"
         )
     arrays: dict[str, np.ndarray] = {}
-    layout = {name: _encode(value, name, arrays) for name, value in state.items()}
+    layout = {name: encode(value, name, arrays, "save_checkpoint") for name, value in state.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "tinymed_version": tinymed.__version__, **metadata}
-    entries = {"metadata": np.array(json.dumps(header)), "layout": np.array(json.dumps(layout)), **arrays}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    write_file(path, header, layout, arrays)
     return path
-
-
-def _read_entries(path: Path) -> dict[str, np.ndarray]:
-    """Every entry of the file, read now: a zip entry's CRC is checked as it is read, so a
-    damaged file fails here with a clear message instead of later with wrong weights."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint, it may be truncated or corrupted ({type(e).__name__}: {e})"
-        ) from e
 
 
 def _names(expected: str | Iterable[str]) -> tuple[str, ...]:
@@ -193,26 +108,27 @@ def load_checkpoint(
     a clear message. Raises :class:`CheckpointError` for a missing, corrupted or mismatched file.
     """
     path = Path(path)
-    entries = _read_entries(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        metadata = json.loads(str(entries.pop("metadata")))
-        layout = json.loads(str(entries.pop("layout")))
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not a tinymed checkpoint (no valid metadata entry)") from e
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a tinymed checkpoint (its metadata has no format {FORMAT!r})")
-    if metadata.get("format_version") != FORMAT_VERSION:
+        entries = read_npz(path, "load_checkpoint")
+    except ValueError as e:
         raise CheckpointError(
-            f"{path} has checkpoint format version {metadata.get('format_version')}; this tinymed "
-            f"{tinymed.__version__} reads version {FORMAT_VERSION}"
+            f"{path} is not a readable checkpoint, it may be truncated or corrupted ({e.__cause__})"
+        ) from e
+    try:
+        metadata, layout = read_layout(
+            entries, str(path), FORMAT, FORMAT_VERSION, "tinymed checkpoint", "load_checkpoint"
         )
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
     if kind is not None and metadata.get("kind") != kind:
         raise CheckpointError(f"{path} is a {metadata.get('kind')} checkpoint, not a {kind} checkpoint")
     model_name = metadata.get("model", {}).get("name")
     if model is not None and model_name not in _names(model):
         raise CheckpointError(f"{path} holds a {model_name!r} model, expected {' or '.join(map(repr, _names(model)))}")
     try:
-        state = {name: _decode(skeleton, entries) for name, skeleton in layout.items()}
+        state = {name: decode(skeleton, entries) for name, skeleton in layout.items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is damaged: its layout names an entry it does not hold ({e})") from e
     return Checkpoint(path=path, metadata=metadata, state=state)

@@ -1,0 +1,3 @@
+"""tinymed.utils: mirrors ``torch.utils``; :mod:`tinymed.utils.data` holds the data-loading API."""
+
+from tinymed.utils import data

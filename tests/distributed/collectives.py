@@ -74,6 +74,8 @@ def check_mismatches(rank):
     expect_error(lambda: dist.broadcast(tinymed.zeros(2, dtype=dtype), 0), "of float32 (2,)", "of float64 (2,)")
     mismatched = [lambda: dist.all_reduce(tinymed.zeros(2)), lambda: dist.broadcast(tinymed.zeros(2), 0)][rank]
     expect_error(mismatched, "rank 0: all_reduce(op=SUM)", "rank 1: broadcast(src=0)")
+    many_dims = tinymed.zeros(*[1] * 8, 1 + rank)  # beyond 8 dims, the element count tells them apart
+    expect_error(lambda: dist.all_reduce(many_dims), "(9 dims, 1 elements)", "(9 dims, 2 elements)")
     expect_error(lambda: dist.broadcast(tinymed.zeros(2), 2), "src=2 is not a rank")
     expect_error(lambda: dist.all_reduce(tinymed.zeros(2, dtype=np.int64), ReduceOp.AVG), "AVG needs a floating-point")
     expect_error(lambda: dist.all_gather([tinymed.zeros(2)], tinymed.zeros(2)), "world_size=2 tensors, got 1")

@@ -70,7 +70,9 @@ def _describe(signature: np.ndarray) -> str:
     if name == "barrier":
         return "barrier()"
     shape = tuple(int(d) for d in signature[5 : 5 + min(ndim, _SIGNATURE_DIMS)])
-    shape_text = str(shape) if ndim <= _SIGNATURE_DIMS else f"{shape[:-1]}... ({ndim} dims, {size} elements)"
+    shape_text = (
+        str(shape) if ndim <= _SIGNATURE_DIMS else f"({', '.join(map(str, shape))}, ...) ({ndim} dims, {size} elements)"
+    )
     argument_text = {"all_reduce": f"op={_OPS[argument].name}", "broadcast": f"src={argument}"}.get(name, "")
     return f"{name}({argument_text}) of {DTYPES[dtype]} {shape_text}"
 

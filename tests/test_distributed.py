@@ -110,6 +110,7 @@ def test_a_rank_that_quits_makes_the_other_time_out():
     assert status != 0, output
     assert "rank 0 caught: all_reduce: rank 0 of 2 waited 2 s for the other ranks" in output, output
     assert "all_reduce(op=SUM) of float32 (3,)" in output, output
+    assert "rank 0 then: barrier: an earlier collective failed on rank 0" in output, output
     assert seconds < HANG_S / 2, f"the job took {seconds:.0f} s to end"
 
 

@@ -3,8 +3,8 @@
 
 no-launcher   init_process_group(world_size=2) in a process mpiexec did not start;
 rank-exits    (mpiexec -n 2) rank 1 quits after the first all-reduce; rank 0's next
-              all-reduce times out after 2 s, it reports the error and exits, and the job
-              is aborted rather than left waiting in MPI_Finalize;
+              all-reduce times out after 2 s, later collectives refuse at once, and when
+              rank 0 exits the job is aborted rather than left waiting in MPI_Finalize;
 rank-raises   (mpiexec -n 2) rank 1 raises; the job is aborted at once, long before the
               60 s timeout;
 rank-killed   (mpiexec -n 2) rank 1 is killed by SIGKILL; mpiexec ends the job.
@@ -38,6 +38,10 @@ def main(mode):
         dist.all_reduce(t)
     except dist.DistBackendError as e:
         print(f"rank {rank} caught: {e}", flush=True)
+    try:
+        dist.barrier()
+    except dist.DistBackendError as e:
+        print(f"rank {rank} then: {e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import atexit
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from types import ModuleType, TracebackType
 from typing import Any
@@ -50,7 +50,7 @@ class ProcessGroup:
     rank: int
     size: int
     timeout: timedelta
-    failed: bool = field(default=False)
+    failed: bool = False
 
     def run(self, start: Callable[[], Any], op: str, what: str) -> None:
         """Start a nonblocking MPI operation (``start()`` returns its request) and wait for it."""

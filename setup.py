@@ -23,8 +23,19 @@ setup(
     package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"]},
     install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.6", "numba>=0.59", "cuda-bindings>=12", "nvidia-cuda-nvrtc"],
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6.80",
+            "ruff>=0.6",
+            "numba>=0.59",
+            "cuda-bindings>=12",
+            "nvidia-cuda-nvrtc",
+            "tinymed[distributed]",  # the tests run mpiexec -n 2
+        ],
         "cuda": ["cupy-cuda13x", "numba-cuda"],
+        # MPI for tinymed.distributed: the bindings, and MPICH with its mpiexec (on a cluster,
+        # install mpi4py alone, built against the site's MPI).
+        "distributed": ["mpi4py>=4", "mpich"],
     },
     entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},
     classifiers=[

@@ -1,0 +1,175 @@
+"""The default process group: this process's rank among the world's processes, and the
+timeout and failure handling every collective shares.
+
+``mpiexec -n 2 python train.py`` starts two copies; each calls
+``init_process_group("mpi")`` and learns its rank (0 or 1) and the world size (2) from MPI.
+
+MPI has no timeouts of its own: a blocking collective waits for ever for a rank that died
+or never calls it. So every collective here starts MPI's nonblocking form and polls it
+(:meth:`ProcessGroup.wait`) until it finishes or the timeout passes. When it does not
+finish, the job cannot go on (MPI cannot cancel a collective that is under way), so the
+waiting rank raises :class:`DistBackendError` and, when the process exits, aborts the whole
+job with ``MPI_Abort`` rather than hang in ``MPI_Finalize`` waiting for the missing rank.
+An uncaught exception on any rank aborts the job at once, for the same reason: its peers
+would otherwise wait for it until their timeout (mpi4py's ``python -m mpi4py`` does the
+same).
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import ModuleType, TracebackType
+from typing import Any
+
+from tinymed.distributed.errors import DistBackendError, DistError
+from tinymed.distributed.mpi import LAUNCHER_VARIABLES, is_mpi4py_installed, is_mpi_launched, load_mpi
+
+# PyTorch's default for its CPU backends.
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+# Polling starts fast (a collective between two processes on one machine takes
+# microseconds) and backs off, so a rank that waits long leaves the cores to the others.
+_FIRST_PAUSE_S = 1e-5
+_LONGEST_PAUSE_S = 1e-3
+
+
+@dataclass
+class ProcessGroup:
+    """The processes of one MPI job, as this process sees them.
+
+    ``comm`` is a duplicate of ``MPI.COMM_WORLD``, so tinymed's messages never mix with the
+    program's own MPI calls."""
+
+    mpi: ModuleType
+    comm: Any
+    rank: int
+    size: int
+    timeout: timedelta
+    failed: bool = False
+
+    def run(self, start: Callable[[], Any], op: str, what: str) -> None:
+        """Start a nonblocking MPI operation (``start()`` returns its request) and wait for it."""
+        if self.failed:
+            raise DistBackendError(f"{op}: an earlier collective failed on rank {self.rank}; this job cannot go on")
+        self.wait(start(), op, what)
+
+    def wait(self, request: Any, op: str, what: str) -> None:
+        """Poll a nonblocking MPI ``request`` until it completes; after ``timeout``, give up
+        and raise :class:`DistBackendError` naming ``op``, this rank and ``what`` was sent."""
+        deadline = time.monotonic() + self.timeout.total_seconds()
+        pause = _FIRST_PAUSE_S
+        while not request.Test():
+            if time.monotonic() > deadline:
+                raise self.fail(
+                    f"{op}: rank {self.rank} of {self.size} waited {self.timeout.total_seconds():g} s for the other "
+                    f"ranks ({what}) and gave up: a rank has died, is stuck, or did not call {op}; "
+                    "the job is aborted when this process exits"
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, _LONGEST_PAUSE_S)
+
+    def fail(self, message: str) -> DistBackendError:
+        """Mark the group unusable and arrange for the job to be aborted at exit; returns the
+        error to raise."""
+        if not self.failed:
+            self.failed = True
+            atexit.register(self.mpi.COMM_WORLD.Abort, 1)
+        return DistBackendError(message)
+
+
+_group: ProcessGroup | None = None
+_previous_excepthook: Any = None
+
+
+def _abort_on_uncaught_exception(
+    exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    """Print the traceback as usual, then end every rank of the job."""
+    _previous_excepthook(exc_type, exc, traceback)
+    if _group is not None:
+        _group.mpi.COMM_WORLD.Abort(1)
+
+
+def init_process_group(
+    backend: str | None = "mpi", timeout: timedelta | None = None, world_size: int = -1, rank: int = -1
+) -> None:
+    """Join the job's other processes (``torch.distributed.init_process_group``).
+
+    The rank and world size come from MPI, i.e. from the launcher (``mpiexec -n N``,
+    ``srun``); ``world_size`` and ``rank``, when given, are checked against them, which
+    catches copies started without a launcher (each is then a world of one). ``timeout``
+    (default 30 minutes, as PyTorch) bounds every collective, this one included."""
+    global _group, _previous_excepthook
+    op = "init_process_group"
+    if backend not in (None, "mpi"):
+        raise DistError(f"{op}: tinymed's only backend is 'mpi', got backend={backend!r}")
+    if _group is not None:
+        raise DistError(f"{op}: the default process group is already initialized (destroy_process_group() ends it)")
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    if not isinstance(timeout, timedelta) or timeout <= timedelta(0):
+        raise ValueError(f"{op}: timeout must be a positive datetime.timedelta, got {timeout!r}")
+    MPI = load_mpi(op)
+    world = MPI.COMM_WORLD
+    if world_size not in (-1, world.size):
+        alone = (
+            ""
+            if is_mpi_launched()
+            else (
+                f"; this process was started without an MPI launcher (none of {', '.join(LAUNCHER_VARIABLES)} "
+                "is set), so it is a world of 1 however many copies run: start them together with "
+                f"mpiexec -n {world_size} python ..."
+            )
+        )
+        raise DistError(f"{op}: world_size={world_size} was asked for, but MPI started {world.size} process(es){alone}")
+    if rank not in (-1, world.rank):
+        raise DistError(f"{op}: rank={rank} was asked for, but MPI made this process rank {world.rank}")
+    comm, request = world.Idup()
+    group = ProcessGroup(MPI, comm, world.rank, world.size, timeout)
+    group.wait(request, op, f"a world of {world.size}")
+    _group = group
+    if group.size > 1:
+        _previous_excepthook, sys.excepthook = sys.excepthook, _abort_on_uncaught_exception
+
+
+def destroy_process_group() -> None:
+    """Leave the process group (MPI itself stays initialised until the program ends, so
+    ``init_process_group`` may be called again)."""
+    global _group, _previous_excepthook
+    group = default_group("destroy_process_group")
+    if not group.failed:  # a failed group may still have a collective pending on its communicator
+        group.comm.Free()
+    if _previous_excepthook is not None:
+        sys.excepthook, _previous_excepthook = _previous_excepthook, None
+    _group = None
+
+
+def default_group(op: str) -> ProcessGroup:
+    """The initialized process group, or a :class:`DistError` naming ``op``."""
+    if _group is None:
+        raise DistError(f"{op}: the default process group has not been initialized; call init_process_group() first")
+    return _group
+
+
+def is_available() -> bool:
+    """Whether the MPI backend can be used: mpi4py is installed."""
+    return is_mpi4py_installed()
+
+
+def is_initialized() -> bool:
+    """Whether :func:`init_process_group` has been called (and not undone)."""
+    return _group is not None
+
+
+def get_rank() -> int:
+    """This process's rank, 0 to ``world_size - 1``."""
+    return default_group("get_rank").rank
+
+
+def get_world_size() -> int:
+    """The number of processes in the job."""
+    return default_group("get_world_size").size

@@ -292,9 +292,10 @@ def plot_graph(
     position = _graph_layout(parents)
     columns = 1 + max(x for x, _ in position.values())
     rows = max(sum(1 for x, _ in position.values() if x == c) for c in range(int(columns)))
-    fig = Figure(figsize=(1.9 * columns + 0.4, 1.1 * rows + 0.9), layout="constrained")
+    width, height = 1.0, 0.56  # of a box; columns are 1.5 apart, rows 1
+    span_x, span_y = (columns - 1) * 1.5 + width + 0.3, (rows - 1) + height + 0.3
+    fig = Figure(figsize=(1.25 * span_x, 1.25 * span_y + 0.4), layout="constrained")
     ax = fig.subplots()
-    width, height = 1.0, 0.56
     for node, (x, y) in position.items():
         is_input = not parents.get(node)
         box = FancyBboxPatch(

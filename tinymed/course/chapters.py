@@ -9,9 +9,8 @@ as the package data ``tinymed.tutorials`` (see setup.py), so ``tinymed course re
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import tinymed
@@ -244,12 +243,14 @@ def chapters_dir() -> Path:
     root = Path(tinymed.__file__).resolve().parent.parent
     if (root / "setup.py").is_file() and (root / "tutorials").is_dir():
         return root / "tutorials"
-    try:
-        return Path(os.fspath(resources.files("tinymed.tutorials")))
-    except ModuleNotFoundError:
+    # tutorials/ has no __init__.py, so tinymed.tutorials is a namespace package: its folder is
+    # its search location (importlib.resources would hand back a MultiplexedPath).
+    spec = importlib.util.find_spec("tinymed.tutorials")
+    if spec is None or not spec.submodule_search_locations:
         raise CourseError(
             "the course's chapters are not installed with this tinymed; reinstall it: pip install 'tinymed[course]'"
-        ) from None
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def find_chapter(key: str | int) -> Chapter:

@@ -22,10 +22,12 @@ from tinymed.course import CHAPTERS, CourseError, fast, find_chapter, pick, show
 from tinymed.course.check import grade_file, student_file
 from tinymed.course.command import main
 from tinymed.course.graders import exercises_of
+from tinymed.course.grading import Exercise
 from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, graded_cells, read_cells
 from tinymed.course.release import release, student_version
 
 jupytext = pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
+nbclient = pytest.importorskip("nbclient", reason="the course tests need the course extra (nbclient)")
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITTEN = [c for c in CHAPTERS if c.exists()]
@@ -77,10 +79,8 @@ def test_chapter_runs_as_a_script(chapter, chapter_env):
 
 @pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
 def test_chapter_runs_as_a_notebook(chapter, chapter_env):
-    from nbclient import NotebookClient
-
     notebook = jupytext.read(chapter.path())
-    NotebookClient(
+    nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(chapter_env)}}
     ).execute()
     inline = [
@@ -303,15 +303,11 @@ def test_list_markdown_is_the_guides_outline(capsys):
     ids=["unclosed", "unopened", "untagged-cell", "no-such-exercise"],
 )
 def test_student_version_refuses_a_malformed_chapter(text, message):
-    from tinymed.course.grading import Exercise
-
     with pytest.raises(CourseError, match=re.escape(message)):
         student_version(text, [Exercise("9.1", "f", "write f", lambda ns: None)], "x.py")
 
 
 def test_student_version_keeps_the_indentation():
-    from tinymed.course.grading import Exercise
-
     text = '# %% tags=["exercise"]\nclass F:\n    def f(self):\n        # BEGIN SOLUTION\n        return 1\n        # END SOLUTION\n'
     stub = student_version(text, [Exercise("9.1", "F", "write F", lambda ns: None)])
     assert stub.endswith('    def f(self):\n        raise NotImplementedError("Exercise 9.1: write F")\n')

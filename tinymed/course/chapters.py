@@ -45,6 +45,7 @@ class Chapter:
 
     @property
     def file_name(self) -> str:
+        """``NN_slug.py``, the chapter's file in the chapters folder and in a student's release."""
         return f"{self.slug}.py"
 
     def path(self) -> Path:
@@ -52,6 +53,7 @@ class Chapter:
         return chapters_dir() / self.file_name
 
     def exists(self) -> bool:
+        """Whether the chapter is written (its file is in the chapters folder)."""
         return self.path().is_file()
 
 

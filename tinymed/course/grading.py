@@ -44,6 +44,7 @@ class Exercise:
 
     @property
     def stub_message(self) -> str:
+        """What the released stub raises, and what ``tinymed course check`` recognises as unanswered."""
         return f"Exercise {self.id}: {self.task}"
 
 

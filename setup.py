@@ -1,5 +1,7 @@
 """Install tinymed. `kernels/` ships as the subpackage `tinymed.kernels` (CUDA C sources and
-Numba kernels), so the GPU backends find their kernels wherever the package is installed."""
+Numba kernels), so the GPU backends find their kernels wherever the package is installed, and
+`tutorials/` (the course's chapters and the instructor's guide) as `tinymed.tutorials`, so
+`tinymed course release` and `tinymed course check` work from a plain `pip install`."""
 
 import re
 from pathlib import Path
@@ -17,10 +19,16 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     # Every package under tinymed/ (found, so a new one cannot be left out of a
-    # non-editable install), plus kernels/ installed as tinymed.kernels.
-    packages=find_packages(include=["tinymed", "tinymed.*"]) + ["tinymed.kernels", "tinymed.kernels.numba"],
-    package_dir={"tinymed.kernels": "kernels", "tinymed.kernels.numba": "kernels/numba"},
-    package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"]},
+    # non-editable install), plus kernels/ installed as tinymed.kernels and the chapters as
+    # tinymed.tutorials (their figures stay behind: a chapter draws its own).
+    packages=find_packages(include=["tinymed", "tinymed.*"])
+    + ["tinymed.kernels", "tinymed.kernels.numba", "tinymed.tutorials"],
+    package_dir={
+        "tinymed.kernels": "kernels",
+        "tinymed.kernels.numba": "kernels/numba",
+        "tinymed.tutorials": "tutorials",
+    },
+    package_data={"tinymed.kernels": ["cuda/*.cu", "cuda/*.cuh"], "tinymed.tutorials": ["*.py", "README.md"]},
     install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
         "test": [
@@ -31,11 +39,14 @@ setup(
             "cuda-bindings>=12",
             "nvidia-cuda-nvrtc",
             "tinymed[distributed]",  # the tests run mpiexec -n 2
+            "tinymed[course]",  # and every chapter as a notebook
         ],
         "cuda": ["cupy-cuda13x", "numba-cuda"],
         # MPI for tinymed.distributed: the bindings, and MPICH with its mpiexec (on a cluster,
         # install mpi4py alone, built against the site's MPI).
         "distributed": ["mpi4py>=4", "mpich"],
+        # What the chapters need to open, run and grade as notebooks.
+        "course": ["jupytext>=1.16", "ipykernel>=6", "nbclient>=0.10", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},
     classifiers=[

@@ -70,13 +70,13 @@ def test_medcnn_maps_and_the_overlay_figure(tmp_path):
         assert heatmap.shape == (2, 28, 28)
         assert heatmap.min() >= 0 and heatmap.max() <= 1
     assert explain.attention_map(LeNet(), x) is None
-    path = plots.plot_explanation(
+    plots.plot_explanation(
         np.random.default_rng(0).random((28, 28)),
         {"Grad-CAM": cam[0], "attention": attention[0]},
         tmp_path / "e.png",
         title="t",
     )
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_or_unsuitable_layers_are_named():

@@ -1,20 +1,22 @@
-"""The figures a training run and its evaluation write, as PNG files.
+"""The figures of a training run, its evaluation and the course's chapters.
 
 Each function draws one figure with Matplotlib's object interface (a ``Figure`` of its own, no
 ``pyplot`` state), so it works on a machine with no display and never touches figures the
-caller has open. Each returns the path it wrote. Constrained layout fits the labels in one
-drawing pass (``bbox_inches="tight"`` would draw every figure twice).
+caller has open. Each returns the ``Figure``, and also writes it as a PNG file when given a
+``path`` (a chapter shows it with :func:`tinymed.course.show` instead). Constrained layout fits
+the labels in one drawing pass (``bbox_inches="tight"`` would draw every figure twice).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from tinymed.metrics import roc_curve
 
@@ -27,14 +29,17 @@ __all__ = [
     "plot_explanation",
     "plot_image_grid",
     "plot_gan_history",
+    "plot_graph",
 ]
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    """Write ``fig`` to ``path`` as a PNG when a path is given; return the figure."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,10 @@ class Panel:
 def plot_curves(
     history: Sequence[Mapping[str, float]],
     panels: Sequence[Panel],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     best_epoch: int | None = None,
     title: str = "",
-) -> Path:
+) -> Figure:
     """Per-epoch curves, one panel beside the other. history: one row per epoch, each with
     the key ``epoch`` and the keys the panels name; best_epoch gets a dotted marker line."""
     epochs = [row["epoch"] for row in history]
@@ -78,8 +83,11 @@ def plot_curves(
 
 
 def plot_history(
-    history: Sequence[Mapping[str, float]], path: str | os.PathLike, best_epoch: int | None = None, title: str = ""
-) -> Path:
+    history: Sequence[Mapping[str, float]],
+    path: str | os.PathLike | None = None,
+    best_epoch: int | None = None,
+    title: str = "",
+) -> Figure:
     """A classifier's loss curves (train and val) and its val AUC and ACC, per epoch.
 
     history: the rows of ``history.csv``, with the keys ``epoch``, ``train_loss``,
@@ -92,7 +100,9 @@ def plot_history(
     return plot_curves(history, panels, path, best_epoch=best_epoch, title=title)
 
 
-def plot_roc(y_true: np.ndarray, y_score: np.ndarray, path: str | os.PathLike, title: str = "ROC curve") -> Path:
+def plot_roc(
+    y_true: np.ndarray, y_score: np.ndarray, path: str | os.PathLike | None = None, title: str = "ROC curve"
+) -> Figure:
     """The ROC curve of a binary classifier (y_score the positive-class score), with its AUC."""
     fpr, tpr, _ = roc_curve(y_true, y_score)
     fig = Figure(figsize=(4.5, 4.5), layout="constrained")
@@ -112,8 +122,11 @@ def plot_roc(y_true: np.ndarray, y_score: np.ndarray, path: str | os.PathLike, t
 
 
 def plot_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike, title: str = "confusion matrix"
-) -> Path:
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike | None = None,
+    title: str = "confusion matrix",
+) -> Figure:
     """The counts ``matrix[true, predicted]``, each cell labelled with its count."""
     matrix = np.asarray(matrix)
     k = matrix.shape[0]
@@ -145,8 +158,8 @@ def plot_confusion_matrix(
 
 
 def plot_explanation(
-    image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path: str | os.PathLike, title: str = ""
-) -> Path:
+    image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path: str | os.PathLike | None = None, title: str = ""
+) -> Figure:
     """The image alone, then each heatmap (values in [0, 1], the image's size) overlaid on it.
 
     image ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, values in [0, 1]; heatmaps maps a panel
@@ -172,8 +185,12 @@ def plot_explanation(
 
 
 def plot_image_grid(
-    images: np.ndarray, path: str | os.PathLike, nrow: int = 8, titles: Sequence[str] | None = None, title: str = ""
-) -> Path:
+    images: np.ndarray,
+    path: str | os.PathLike | None = None,
+    nrow: int = 8,
+    titles: Sequence[str] | None = None,
+    title: str = "",
+) -> Figure:
     """Images side by side, ``nrow`` to a row (a GAN's samples, a repair's steps).
 
     images ``(N, H, W)`` grayscale or ``(N, H, W, 3)`` RGB with values in [0, 1]; titles, when
@@ -205,7 +222,9 @@ def plot_image_grid(
     return _save(fig, path)
 
 
-def plot_gan_history(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "") -> Path:
+def plot_gan_history(
+    history: Sequence[Mapping[str, float]], path: str | os.PathLike | None = None, title: str = ""
+) -> Figure:
     """A GAN's training per epoch: the two losses, and the discriminator's mean outputs.
 
     history: one row per epoch with the keys ``epoch``, ``loss_d``, ``loss_g``, ``d_real``
@@ -223,3 +242,89 @@ def plot_gan_history(history: Sequence[Mapping[str, float]], path: str | os.Path
         ),
     ]
     return plot_curves(history, panels, path, title=title)
+
+
+def _graph_layout(parents: Mapping[Hashable, Sequence[Hashable]]) -> dict[Hashable, tuple[float, float]]:
+    """(column, row) of every node: a computed node's column is the length of the longest
+    path to it from an input, an input's is one before its first use; within a column, nodes sit in the order of their parents' mean row (which keeps
+    edges from crossing in small graphs)."""
+    nodes = list(dict.fromkeys([*parents, *(p for ps in parents.values() for p in ps)]))
+    column: dict[Hashable, int] = {}
+    for node in nodes:
+        stack = [node]
+        while stack:  # a depth-first walk that places a node once all its inputs are placed
+            top = stack[-1]
+            waiting = [p for p in parents.get(top, ()) if p not in column]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            stack.pop()
+            column[top] = 1 + max((column[p] for p in parents.get(top, ())), default=-1)
+    for node in nodes:  # an input sits just before its first use, not at the far left
+        if not parents.get(node):
+            uses = [column[child] for child, inputs in parents.items() if node in inputs]
+            column[node] = min(uses, default=1) - 1
+    position: dict[Hashable, tuple[float, float]] = {}
+    for c in range(max(column.values()) + 1):
+        first_seen = [n for n in nodes if column[n] == c]
+        members = sorted(
+            first_seen,
+            key=lambda n: np.mean([position[p][1] for p in parents.get(n, ())] or [first_seen.index(n)]),
+        )
+        for row, node in enumerate(members):
+            position[node] = (float(c), row - (len(members) - 1) / 2)
+    return position
+
+
+def plot_graph(
+    parents: Mapping[Hashable, Sequence[Hashable]],
+    labels: Mapping[Hashable, str],
+    path: str | os.PathLike | None = None,
+    title: str = "",
+) -> Figure:
+    """A computational graph, drawn left to right: a box per node, an arrow from each input
+    to the node computed from it.
+
+    parents: each computed node's inputs (a node used twice is listed twice and gets two
+    arrows); nodes with no entry, or ``()``, are inputs and drawn in blue. labels: each
+    node's text, one to three short lines (e.g. ``"z = w*x\ndata 1.20\ngrad -0.31"``).
+    """
+    position = _graph_layout(parents)
+    columns = 1 + max(x for x, _ in position.values())
+    rows = max(sum(1 for x, _ in position.values() if x == c) for c in range(int(columns)))
+    width, height = 1.0, 0.56  # of a box; columns are 1.5 apart, rows 1
+    span_x, span_y = (columns - 1) * 1.5 + width + 0.3, (rows - 1) + height + 0.3
+    fig = Figure(figsize=(1.25 * span_x, 1.25 * span_y + 0.4), layout="constrained")
+    ax = fig.subplots()
+    for node, (x, y) in position.items():
+        is_input = not parents.get(node)
+        box = FancyBboxPatch(
+            (x * 1.5 - width / 2, -y - height / 2),
+            width,
+            height,
+            boxstyle="round,pad=0.03",
+            facecolor="#dbe9f6" if is_input else "#f3f3f3",
+            edgecolor="#4a78a8" if is_input else "#555555",
+        )
+        ax.add_patch(box)
+        ax.text(x * 1.5, -y, labels.get(node, str(node)), ha="center", va="center", fontsize=8.5, family="monospace")
+    for child, inputs in parents.items():
+        for k, parent in enumerate(inputs):
+            (xp, yp), (xc, yc) = position[parent], position[child]
+            bend = 0.25 * (k - (len(inputs) - 1) / 2) if inputs.count(parent) > 1 else 0.0
+            ax.add_patch(
+                FancyArrowPatch(
+                    (xp * 1.5 + width / 2 + 0.03, -yp),
+                    (xc * 1.5 - width / 2 - 0.03, -yc),
+                    arrowstyle="-|>",
+                    mutation_scale=10,
+                    connectionstyle=f"arc3,rad={bend}",
+                    color="#555555",
+                )
+            )
+    ax.set_xlim(-width / 2 - 0.15, (columns - 1) * 1.5 + width / 2 + 0.15)
+    ax.set_ylim(-(rows - 1) / 2 - height / 2 - 0.15, (rows - 1) / 2 + height / 2 + 0.15)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title or "computational graph (inputs in blue, arrows point from input to result)")
+    return _save(fig, path)

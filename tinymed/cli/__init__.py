@@ -29,6 +29,7 @@ from typing import Any
 import tinymed
 from tinymed.backends import BackendUnavailableError
 from tinymed.cli import classifier, gan
+from tinymed.course.command import add_course_parser
 from tinymed.data import DatasetError
 from tinymed.models import ModelError
 from tinymed.repair import RepairError
@@ -128,6 +129,7 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
         sub = where.add_parser(word, help=command.help, description=command.help)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
+    add_course_parser(top)
     return parser
 
 

@@ -242,10 +242,10 @@ def generate(
     return np.concatenate(out)
 
 
-def _grid(images: np.ndarray, path: Path, title: str) -> Path:
-    """A grid of generated images (N, C, H, W) in [-1, 1]."""
+def _grid(images: np.ndarray, path: Path, title: str) -> None:
+    """Save a grid of generated images (N, C, H, W) in [-1, 1] to ``path``."""
     pictures = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
-    return plots.plot_image_grid((pictures + 1.0) / 2.0, path, nrow=int(math.ceil(math.sqrt(len(images)))), title=title)
+    plots.plot_image_grid((pictures + 1.0) / 2.0, path, nrow=int(math.ceil(math.sqrt(len(images)))), title=title)
 
 
 def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Tutorial 3: scaled dot-product attention, and computing it without the L x L matrix.
 
-Run it:  python tutorials/03_attention.py
+Run it:  python tutorials/legacy_attention.py (chapter 5, tutorials/05_attention.py, replaces it)
 
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
 

@@ -1,6 +1,6 @@
 """Tutorial 2: the convolution formula, its flip, and how it becomes one matrix product.
 
-Run it:  python tutorials/02_convolution.py
+Run it:  python tutorials/legacy_convolution.py (chapter 2, tutorials/02_convolution.py, replaces it)
 
 The course writes convolution as
 

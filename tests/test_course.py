@@ -1,0 +1,360 @@
+"""The course: every written chapter runs as a script and as a notebook, its graders pass on the
+solutions and fail on the released stubs, the release gives no solution away, and the
+``tinymed course`` commands behave as an instructor and a student need.
+
+Chapters run in fast mode (TINYMED_FAST=1) with their figures in a temporary folder; the
+tests are parametrized over the registry, so a new chapter is tested as soon as its file exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinymed import plots
+from tinymed.course import CHAPTERS, CourseError, fast, find_chapter, pick, show, xray_dataset
+from tinymed.course.check import grade_file, student_file
+from tinymed.course.command import main
+from tinymed.course.graders import exercises_of
+from tinymed.course.grading import Exercise
+from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, graded_cells, read_cells
+from tinymed.course.release import release, student_version
+
+jupytext = pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
+nbclient = pytest.importorskip("nbclient", reason="the course tests need the course extra (nbclient)")
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITTEN = [c for c in CHAPTERS if c.exists()]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def chapter_env(tmp_path, monkeypatch):
+    """Fast mode, figures in tmp_path/figures, and this checkout's tinymed first on the path
+    (for subprocesses and Jupyter kernels alike)."""
+    monkeypatch.setenv("TINYMED_FAST", "1")
+    monkeypatch.setenv("TINYMED_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    return tmp_path
+
+
+def _pngs(folder: Path) -> list[Path]:
+    pngs = sorted(folder.glob("*.png"))
+    assert pngs, f"no figures in {folder}"
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000, f"{png.name} is not a drawn PNG"
+    return pngs
+
+
+def _solution_lines(text: str) -> set[str]:
+    """The lines only a solution holds: inside the markers, and nowhere else in the chapter."""
+    inside, outside, solving = set(), set(), False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped in (BEGIN_SOLUTION, END_SOLUTION):
+            solving = stripped == BEGIN_SOLUTION
+        elif stripped:
+            (inside if solving else outside).add(stripped)
+    return inside - outside
+
+
+# ------------------------------------------------------------------ every written chapter
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_chapter_runs_as_a_script(chapter, chapter_env):
+    done = subprocess.run(
+        [sys.executable, str(chapter.path())], capture_output=True, text=True, timeout=600, cwd=chapter_env
+    )
+    assert done.returncode == 0, f"{chapter.file_name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "data: " in done.stdout or not chapter.real_data, "a chapter on X-rays says which data it uses"
+    _pngs(chapter_env / "figures")
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_chapter_runs_as_a_notebook(chapter, chapter_env):
+    notebook = jupytext.read(chapter.path())
+    nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(chapter_env)}}
+    ).execute()
+    inline = [
+        output["data"]["image/png"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    saved = _pngs(chapter_env / "figures")
+    assert len(inline) == len(saved), "every figure shown inline is the one saved"
+    assert all(len(png) > 1000 for png in inline)
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_chapter_follows_the_format(chapter):
+    text = chapter.path().read_text()
+    cells = read_cells(chapter.path())
+    opening = cells[0].source
+    assert cells[0].cell_type == "markdown" and opening.startswith(f"# Chapter {chapter.number} · {chapter.title}")
+    for objective in chapter.objectives:
+        assert f"- {objective}" in opening, f"the opening lists the registry's objective {objective!r}"
+    assert any(c.cell_type == "markdown" and "## Exercises" in c.source for c in cells), "ends with Exercises"
+    exercises = exercises_of(chapter)
+    assert exercises, f"{chapter.slug} has no graders: add tinymed/course/graders/ch{chapter.number:02d}.py"
+    assert [e.id for e in exercises] == [f"{chapter.number}.{k}" for k in range(1, len(exercises) + 1)]
+    exercise_cells = [c.source for c in cells if EXERCISE_TAG in c.metadata.get("tags", ())]
+    for exercise in exercises:
+        defining = [s for s in exercise_cells if re.search(rf"^(def|class) {exercise.name}\b", s, re.MULTILINE)]
+        assert len(defining) == 1, f"exercise {exercise.id}: one cell tagged exercise defines `{exercise.name}`"
+        assert BEGIN_SOLUTION in defining[0], f"exercise {exercise.id} has no solution between the markers"
+    student_version(text, exercises, chapter.file_name)  # raises on a stray or unpaired marker
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_graders_pass_on_the_solutions(chapter):
+    results = grade_file(chapter.path(), exercises_of(chapter))
+    failed = [f"{r.exercise.id} {r.exercise.name}: {r.message}" for r in results if not r.passed]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release")
+    return out, release(out)
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+@pytest.mark.parametrize("suffix", [".py", ".ipynb"])
+def test_graders_fail_on_the_released_stubs(chapter, suffix, released):
+    out, _ = released
+    for result in grade_file(out / f"{chapter.slug}{suffix}", exercises_of(chapter)):
+        assert not result.passed, f"exercise {result.exercise.id} passes without an answer"
+        assert result.message.startswith("not attempted yet"), result.message
+
+
+def test_release_writes_the_chapters_and_no_solution(released):
+    out, written = released
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        name for c in WRITTEN for name in (c.file_name, f"{c.slug}.ipynb")
+    )
+    assert sorted(written) == sorted(out.iterdir())
+    for chapter in WRITTEN:
+        secret = _solution_lines(chapter.path().read_text())
+        assert secret, f"{chapter.slug}: no solution lines found"
+        sources = [(out / chapter.file_name).read_text()]
+        sources += [c.source for c in read_cells(out / f"{chapter.slug}.ipynb")]
+        for source in sources:
+            assert "BEGIN SOLUTION" not in source and "END SOLUTION" not in source
+            leaked = [line for line in source.splitlines() if line.strip() in secret]
+            assert not leaked, f"{chapter.slug}: the release shows solution lines {leaked}"
+        notebook = jupytext.read(out / f"{chapter.slug}.ipynb")
+        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "no outputs shipped"
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_the_student_version_runs_top_to_bottom(chapter, released, chapter_env):
+    """Nothing outside an exercise cell calls an exercise, so a student can run the whole
+    released chapter before answering anything."""
+    out, _ = released
+    done = subprocess.run(
+        [sys.executable, str(out / chapter.file_name)], capture_output=True, text=True, timeout=600, cwd=chapter_env
+    )
+    assert done.returncode == 0, f"released {chapter.file_name} failed:\n{done.stderr[-3000:]}"
+
+
+# ------------------------------------------------------------------ chapter 1's graders fail for the right reason
+
+
+def _chapter1_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = find_chapter(1).path().read_text()
+    assert old in text
+    path = tmp_path / "01_autograd.py"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def _chapter1_result(path: Path, exercise_id: str):
+    return next(r for r in grade_file(path, exercises_of(find_chapter(1))) if r.exercise.id == exercise_id)
+
+
+_RECURSIVE = "    order, visited, stack = [], set(), [(root, False)]"
+
+
+@pytest.mark.parametrize(
+    "exercise, old, new, hint",
+    [
+        ("1.1", "(1.0 - t * t,)", "(1.0 - t,)", "1 - tanh(x)**2"),
+        ("1.1", "t = math.tanh(x.data)\n", "t = math.sinh(x.data)\n", "tanh(Value(0.5)).data"),
+        ("1.1", 'return Value(t, (x,), (1.0 - t * t,), "tanh")', "return t", "must return a Value"),
+        ("1.1", "t = math.tanh(x.data)\n", "t = (math.exp(2 * x.data) - 1) / (math.exp(2 * x.data) + 1)\n", "Overflow"),
+        (
+            "1.1",
+            'return Value(t, (x,), (1.0 - t * t,), "tanh")',
+            "return Value(t, (Value(x.data),), (1 - t * t,))",
+            "x itself",
+        ),
+        ("1.2", _RECURSIVE, "    return topological_order(root)\n" + _RECURSIVE, "RecursionError on a chain of 10,000"),
+        ("1.2", "elif node not in visited:", "elif True:", "more than once"),
+        ("1.3", "self.xp.logaddexp(0.0, x)", "self.xp.log(1 + self.xp.exp(x))", "np.logaddexp"),
+        ("1.3", "grad_output * -self.xp.expm1(-self.out)", "grad_output * self.out", "backward disagrees with finite"),
+    ],
+    ids=[
+        "tanh-derivative",
+        "tanh-value",
+        "tanh-returns-a-float",
+        "tanh-overflow",
+        "tanh-copies-x",
+        "order-recursive",
+        "order-duplicates",
+        "softplus-overflow",
+        "softplus-backward",
+    ],
+)
+def test_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    result = _chapter1_result(_chapter1_with(tmp_path, old, new), exercise)
+    assert not result.passed and hint in result.message, result.message
+
+
+def test_an_error_in_student_code_is_one_line_with_its_place(tmp_path):
+    path = _chapter1_with(tmp_path, "    t = math.tanh(x.data)\n", "    t = math.tanh(x.data) / 0\n")
+    result = _chapter1_result(path, "1.1")
+    assert result.message.startswith("ZeroDivisionError: float division by zero, at line")
+    assert "the cell defining tanh: `t = math.tanh(x.data) / 0`" in result.message
+    path = _chapter1_with(tmp_path, "    t = math.tanh(x.data)\n", "    t = math.tanh(x.data\n")
+    result = _chapter1_result(path, "1.1")
+    assert result.message.startswith("your exercise cell did not run: SyntaxError"), result.message
+    assert _chapter1_result(path, "1.2").passed, "a broken cell fails only the exercises it defines"
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def test_check_exit_status_and_lines(capsys, released):
+    chapter = WRITTEN[0]
+    assert main(["check", str(chapter.number), "--path", str(chapter.path().parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == len(exercises_of(chapter)) and "FAIL" not in out
+    released_dir, _ = released
+    assert main(["check", chapter.slug, "--path", str(released_dir)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL") == len(exercises_of(chapter)) and "Traceback" not in out
+    assert f"0 of {len(exercises_of(chapter))} exercises pass." in out
+
+
+def test_check_names_what_is_missing(capsys, tmp_path):
+    assert main(["check", "1", "--path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinymed course: error: no 01_autograd.py or 01_autograd.ipynb in") and err.count("\n") == 1
+    assert main(["check", "99"]) == 2
+    assert "no chapter '99'; the chapters are: 1 (01_autograd)" in capsys.readouterr().err
+
+
+def test_python_m_tinymed_course(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tinymed.course", "list"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0 and all(c.title in done.stdout for c in CHAPTERS)
+
+
+def test_the_notebook_is_preferred_when_it_is_newer(tmp_path):
+    chapter = find_chapter(1)
+    script, notebook = tmp_path / chapter.file_name, tmp_path / f"{chapter.slug}.ipynb"
+    script.write_text("")
+    notebook.write_text("")
+    os.utime(script, (1000, 1000))
+    os.utime(notebook, (2000, 2000))
+    assert student_file(chapter, tmp_path) == notebook
+    os.utime(script, (3000, 3000))
+    assert student_file(chapter, tmp_path) == script
+    notebook.unlink()
+    assert student_file(chapter, tmp_path) == script
+
+
+def test_notebooks_command_writes_readable_notebooks(tmp_path, capsys):
+    assert main(["notebooks", str(tmp_path)]) == 0
+    written = sorted(tmp_path.glob("*.ipynb"))
+    assert [p.stem for p in written] == [c.slug for c in WRITTEN]
+    for path, chapter in zip(written, WRITTEN):
+        cells = read_cells(path)
+        assert len(graded_cells(cells)) >= len(exercises_of(chapter))
+        assert any(BEGIN_SOLUTION in c.source for c in cells), "the instructor's notebooks keep the solutions"
+
+
+def test_list_markdown_is_the_guides_outline(capsys):
+    assert main(["list", "--markdown"]) == 0
+    outline = capsys.readouterr().out
+    assert "| 1 | Autograd from scratch | `01_autograd.py` | - | 90 | real data optional |" in outline
+    assert all(f"- {objective}" in outline for c in CHAPTERS for objective in c.objectives)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('# %% tags=["exercise"]\ndef f():\n    # BEGIN SOLUTION\n    return 1\n', "has no # END SOLUTION"),
+        ('# %% tags=["exercise"]\ndef f():\n    # END SOLUTION\n', "without a # BEGIN SOLUTION"),
+        ("# %%\ndef f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n", "outside a cell tagged"),
+        ('# %% tags=["exercise"]\ndef g():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n', "`g`"),
+    ],
+    ids=["unclosed", "unopened", "untagged-cell", "no-such-exercise"],
+)
+def test_student_version_refuses_a_malformed_chapter(text, message):
+    with pytest.raises(CourseError, match=re.escape(message)):
+        student_version(text, [Exercise("9.1", "f", "write f", lambda ns: None)], "x.py")
+
+
+def test_student_version_keeps_the_indentation():
+    text = '# %% tags=["exercise"]\nclass F:\n    def f(self):\n        # BEGIN SOLUTION\n        return 1\n        # END SOLUTION\n'
+    stub = student_version(text, [Exercise("9.1", "F", "write F", lambda ns: None)])
+    assert stub.endswith('    def f(self):\n        raise NotImplementedError("Exercise 9.1: write F")\n')
+
+
+# ------------------------------------------------------------------ the registry and the chapters' helpers
+
+
+def test_the_registry_is_in_course_order():
+    assert [c.number for c in CHAPTERS] == list(range(1, 14))
+    for c in CHAPTERS:
+        assert re.fullmatch(rf"{c.number:02d}_[a-z_]+", c.slug)
+        assert all(p < c.number for p in c.prerequisites) and 3 <= len(c.objectives) <= 5
+    assert find_chapter(1) is find_chapter("01") is find_chapter("autograd") is find_chapter("01_autograd.ipynb")
+
+
+def test_fast_mode_and_pick(monkeypatch):
+    monkeypatch.delenv("TINYMED_FAST", raising=False)
+    assert not fast() and pick(10, 1) == 10
+    for value, on in [("1", True), ("yes", True), ("0", False), ("false", False), ("", False)]:
+        monkeypatch.setenv("TINYMED_FAST", value)
+        assert fast() is on and pick(10, 1) == (1 if on else 10)
+
+
+def test_show_saves_a_png_where_told(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYMED_FIGURES", str(tmp_path / "figs"))
+    fig = plots.plot_graph({"y": ["x", "x"]}, {"x": "x", "y": "y = x*x"})
+    path = show(fig, "square")
+    assert path == tmp_path / "figs" / "square.png" and path.read_bytes()[:8] == PNG
+    assert f"figure: {path}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="show: name must be a file stem"):
+        show(fig, "sub/dir.png")
+
+
+def test_xray_dataset_says_which_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty ~/.medmnist
+    monkeypatch.delenv("TINYMED_DATA", raising=False)
+    phantoms = xray_dataset("val", n=8)
+    assert len(phantoms) == 8 and phantoms.info.name == "phantoms"
+    assert "data: the built-in phantoms (PneumoniaMNIST not found" in capsys.readouterr().out
+    file = tmp_path / "small.npz"
+    rng = np.random.default_rng(0)
+    np.savez(file, val_images=rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), val_labels=np.array([[0], [1]] * 3))
+    monkeypatch.setenv("TINYMED_DATA", str(file))
+    real = xray_dataset("val")
+    assert real.info.name == "pneumoniamnist" and real.images.shape == (6, 1, 28, 28)
+    assert f"data: PneumoniaMNIST from {file}; val split, 6 images (3 normal, 3 pneumonia)" in capsys.readouterr().out
+    monkeypatch.setenv("TINYMED_DATA", str(tmp_path / "typo.npz"))
+    with pytest.raises(FileNotFoundError, match=r"\$TINYMED_DATA names .*typo.npz, which is not a file"):
+        xray_dataset("val")

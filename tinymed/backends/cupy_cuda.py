@@ -88,6 +88,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def device_count() -> int:
+    """How many CUDA GPUs CuPy sees (0 when it cannot run here)."""
+    return 0 if unavailable_reason() is not None else cupy.cuda.runtime.getDeviceCount()
+
+
 def asarray(array):
     """Move a NumPy (or CuPy) array onto the current GPU."""
     return cupy.asarray(array)

@@ -8,6 +8,7 @@ import pytest
 
 import tinymed as tm
 from tinymed import nn
+from tinymed.device import KERNELS
 
 SPELLINGS = [
     ("cpu", "cpu", None, "numpy", "cpu"),
@@ -158,3 +159,7 @@ def test_tensor_to_accepts_device_and_dtype_keywords():
     x = tm.ones(2)
     assert x.to(device="cpu") is x and x.to(device="cpu", dtype=tm.float64).dtype == tm.float64
     assert x.to(tm.device("cpu")) is x
+
+
+def test_the_kernel_families_are_the_backend_modules():
+    assert KERNELS == tm.backends.NAMES and all(tm.device(name).kernels == name for name in KERNELS)

@@ -39,6 +39,8 @@ from tinymed import backends
 
 # Kernel family -> the place it runs; a family's name is also a spelling of its device.
 _PLACE = {"numpy": "cpu", "cupy": "cuda", "numba": "cuda"}
+# The kernel families, NumPy first: the device names a command line offers (--backend).
+KERNELS: tuple[str, ...] = tuple(_PLACE)
 # Place -> the family PyTorch's plain name means.
 _DEFAULT_KERNELS = {"cpu": "numpy", "cuda": "cupy"}
 
@@ -69,7 +71,7 @@ class device:
         if kernels not in _PLACE:
             raise ValueError(
                 f"device: unknown backend {spec!r}; expected 'cpu', 'cuda', 'cuda:N' or a kernel family "
-                f"({', '.join(map(repr, backends.NAMES))})"
+                f"({', '.join(map(repr, KERNELS))})"
             )
         if _PLACE[kernels] == "cpu" and number not in (None, 0):
             raise ValueError(f"device: the cpu has no index, got {spec!r}")
@@ -171,7 +173,7 @@ def parse_to(op: str, *args: Any, device: Any = None, dtype: Any = None) -> tupl
         except TypeError:
             raise TypeError(
                 f"{op}: {value!r} is neither a dtype nor a backend; expected a backend or device "
-                f"({', '.join(backends.NAMES)}, 'cpu', 'cuda', 'cuda:N') or a dtype"
+                f"({', '.join(KERNELS)}, 'cpu', 'cuda', 'cuda:N') or a dtype"
             ) from None
     return found_device, found_dtype
 

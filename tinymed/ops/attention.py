@@ -65,15 +65,56 @@ def scaled_dot_product_attention(
     ``dropout_p > 0``, as PyTorch: pass 0 when evaluating.
     """
     op = "scaled_dot_product_attention"
+    _check_tensors(op, query, key, value)
+    if enable_gqa:
+        key, value = _repeat_kv_heads(op, query, key), _repeat_kv_heads(op, query, value)
+    batch = _check_shapes(op, query, key, value, attn_mask, dropout_p, is_causal)
+    (lq, e), lk, ev = query.shape[-2:], key.shape[-2], value.shape[-1]
+    scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
+
+    bias = attn_mask  # the mask as additive scores: 0 keeps a key, -inf removes it
+    if attn_mask is not None and not is_floating(attn_mask.dtype):
+        bias = Tensor.wrap(
+            query.device.backend.xp.where(attn_mask.data, 0.0, -math.inf).astype(query.dtype), query.device
+        )
+    if dropout_p > 0 or bias is not None and bias.requires_grad:
+        if is_causal:
+            bias = constant(np.where(np.tri(lq, lk, dtype=bool), 0.0, -np.inf).astype(query.dtype), query)
+        return _attention_materialised(query, key, value, bias, dropout_p, scale)
+
+    def flat(t: Tensor, rows: int, cols: int) -> Tensor:
+        full = (*batch, rows, cols)
+        return (t if t.shape == full else t.expand(*full)).reshape(-1, rows, cols)
+
+    mask = None if bias is None else flat(bias, lq, lk).data
+    out = _Attention.apply(
+        flat(query, lq, e), flat(key, lk, e), flat(value, lk, ev), mask=mask, scale=scale, is_causal=is_causal
+    )
+    return out.reshape(*batch, lq, ev)
+
+
+def _check_tensors(op: str, query: Tensor, key: Tensor, value: Tensor) -> None:
+    """query, key and value must be float tensors of one dtype and device, each (..., L, E)."""
     float_tensor(op, "query", query)
     float_tensor(op, "key", key, query)
     float_tensor(op, "value", value, query)
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} must have at least 2 dims (..., L, E), got shape {t.shape}")
-    if enable_gqa:
-        key, value = _repeat_kv_heads(op, query, key), _repeat_kv_heads(op, query, value)
-    (lq, e), (lk, ek), (lv, ev) = query.shape[-2:], key.shape[-2:], value.shape[-2:]
+
+
+def _check_shapes(
+    op: str,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None,
+    dropout_p: float,
+    is_causal: bool,
+) -> tuple[int, ...]:
+    """Check how scaled_dot_product_attention's arguments fit together; returns the broadcast
+    leading (batch, head) dims of query, key, value and the mask."""
+    (lq, e), (lk, ek), lv = query.shape[-2:], key.shape[-2:], value.shape[-2]
     if e != ek or lk != lv:
         raise ValueError(
             f"{op}: expects query (..., Lq, E), key (..., Lk, E), value (..., Lk, Ev), "
@@ -103,27 +144,7 @@ def scaled_dot_product_attention(
             f", attn_mask {attn_mask.shape}" if attn_mask is not None else ""
         )
         raise ValueError(f"{op}: the leading (batch, head) dims do not broadcast: {shapes}") from None
-    scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
-
-    bias = attn_mask  # the mask as additive scores: 0 keeps a key, -inf removes it
-    if attn_mask is not None and not is_floating(attn_mask.dtype):
-        bias = Tensor.wrap(
-            query.device.backend.xp.where(attn_mask.data, 0.0, -math.inf).astype(query.dtype), query.device
-        )
-    if dropout_p > 0 or bias is not None and bias.requires_grad:
-        if is_causal:
-            bias = constant(np.where(np.tri(lq, lk, dtype=bool), 0.0, -np.inf).astype(query.dtype), query)
-        return _attention_materialised(query, key, value, bias, dropout_p, scale)
-
-    def flat(t: Tensor, rows: int, cols: int) -> Tensor:
-        full = (*batch, rows, cols)
-        return (t if t.shape == full else t.expand(*full)).reshape(-1, rows, cols)
-
-    mask = None if bias is None else flat(bias, lq, lk).data
-    out = _Attention.apply(
-        flat(query, lq, e), flat(key, lk, e), flat(value, lk, ev), mask=mask, scale=scale, is_causal=is_causal
-    )
-    return out.reshape(*batch, lq, ev)
+    return batch
 
 
 def _repeat_kv_heads(op: str, query: Tensor, kv: Tensor) -> Tensor:

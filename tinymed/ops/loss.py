@@ -182,16 +182,28 @@ def cross_entropy(
     nll = _nll_loss(op, log_p, target, weight, ignore_index, reduction)
     if label_smoothing == 0:
         return nll
-    xp = input.device.backend.xp
+    smooth = _uniform_target_loss(log_p, target, weight, class_weight, ignore_index, reduction)
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / classes)
+
+
+def _uniform_target_loss(
+    log_p: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    class_weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+) -> Tensor:
+    """sum_c -weight_c log p_c per used target, reduced with PyTorch's weighted mean: the term
+    that label smoothing mixes in for class-index targets (times eps / C)."""
+    xp = log_p.device.backend.xp
     used = target.data != ignore_index
     # where, not a product with 0/1: an infinite gradient (all ignored, mean 0/0) must give 0
     smooth = where(
-        Tensor.wrap(used, input.device), -(log_p if class_weight is None else log_p * class_weight).sum(1), 0.0
+        Tensor.wrap(used, log_p.device), -(log_p if class_weight is None else log_p * class_weight).sum(1), 0.0
     )
     total = used.sum() if weight is None else weight.data[xp.where(used, target.data, 0)][used].sum()
-    return nll * (1 - label_smoothing) + _reduce(smooth, reduction, total.astype(input.dtype)) * (
-        label_smoothing / classes
-    )
+    return _reduce(smooth, reduction, total.astype(log_p.dtype))
 
 
 def _same_shape(op: str, input: Tensor, target: Any) -> None:

@@ -41,7 +41,7 @@ from types import ModuleType
 import numpy as np
 
 import tinymed.backends as backends
-from tinymed.backends.numpy_ref import _output_size
+from tinymed.backends import output_size
 
 RESULTS = Path(__file__).parent / "results"
 ATTENTION_LENGTHS = (64, 128, 256, 512, 1024)
@@ -81,7 +81,7 @@ def _torch_grads(torch, forward: Callable, inputs: list, grad) -> tuple:
 def conv2d_work(rng, torch, n, c, h, o, k, stride, padding) -> Work:
     """conv2d: forward, grad_input, grad_weight (no bias on either side)."""
     s, p, d = (stride, stride), (padding, padding), (1, 1)
-    oh = _output_size(h, k, stride, padding, 1)
+    oh = output_size(h, k, stride, padding, 1)
 
     def ours(be, x, w, gy):
         return (

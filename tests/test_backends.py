@@ -133,7 +133,7 @@ def arrays(dtype: np.dtype, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndar
 
 def _every_window_has_a_real_tap(size: int, kernel: int, stride: int, padding: int, dilation: int) -> bool:
     """Along one axis: whether each window has a tap on the unpadded input, not only padding."""
-    outputs = numpy_ref._output_size(size, kernel, stride, padding, dilation)
+    outputs = backends.output_size(size, kernel, stride, padding, dilation)
     return all(any(0 <= i * stride - padding + q * dilation < size for q in range(kernel)) for i in range(outputs))
 
 
@@ -310,7 +310,7 @@ def test_backward_primitives_are_bit_identical_from_run_to_run(name):
 @pytest.mark.parametrize("name", backends.NAMES)
 def test_every_backend_module_implements_the_contract(name):
     """Each module defines every primitive and the contract's other names, even where it cannot run."""
-    module = importlib.import_module(backends._MODULES[name])
+    module = importlib.import_module(backends.MODULES[name])
     missing = [attr for attr in backends.PRIMITIVES + CONTRACT_EXTRAS if not hasattr(module, attr)]
     assert not missing, f"{module.__name__} lacks {missing}"
     assert module.name == name

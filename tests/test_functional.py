@@ -1011,10 +1011,10 @@ def test_bad_input_is_named(call, error, message):
 
 
 def test_mismatched_backends_are_named():
-    class Elsewhere:  # a stand-in backend module: the check compares modules, not names
-        name = "elsewhere"
+    class Elsewhere:  # a stand-in device: the check compares devices, not names
+        kernels = "elsewhere"
 
-    w = tm.Tensor._wrap(W4.data, Elsewhere)
+    w = tm.Tensor.wrap(W4.data, Elsewhere)
     with pytest.raises(ValueError, match=r"conv2d: all inputs must live on the same backend"):
         F.conv2d(X4, w)
 

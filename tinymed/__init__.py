@@ -3,12 +3,16 @@
 ``import tinymed as tm`` gives PyTorch's everyday vocabulary (``tm.tensor``, ``tm.zeros``,
 ``tm.no_grad``, ``tm.manual_seed``, ...); ``tinymed.functional`` mirrors
 ``torch.nn.functional``, ``tinymed.nn`` mirrors ``torch.nn`` and ``tinymed.optim`` mirrors
-``torch.optim``. See DESIGN.md for the layers underneath.
+``torch.optim``; ``tm.device`` and ``tm.cuda`` say where tensors live and which kernels run
+there. See docs/architecture.md for the layers underneath.
 """
 
 __version__ = "0.1.0"
 
-from tinymed import backends
+# The kernel modules, for code that inspects them (tm.backends.available()); the layers reach
+# them only through a device.
+from tinymed import backends, cuda
+from tinymed.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from tinymed.creation import (
     arange,
     eye,
@@ -26,35 +30,25 @@ from tinymed.creation import (
     zeros,
     zeros_like,
 )
-from tinymed.random import get_rng_state, manual_seed, set_rng_state
-from tinymed.tensor import (
-    Function,
-    Tensor,
-    bmm,
+from tinymed.device import device
+from tinymed.dtypes import (
     bool_,
-    cat,
     double,
-    enable_grad,
     float16,
     float32,
     float64,
-    from_numpy,
     get_default_dtype,
     half,
     int32,
     int64,
-    is_grad_enabled,
-    is_tensor,
     long,
-    matmul,
-    no_grad,
     set_default_dtype,
-    set_grad_enabled,
-    stack,
-    tensor,
     uint8,
-    where,
 )
+from tinymed.ops.matmul import bmm, matmul
+from tinymed.ops.shape import cat, stack, where
+from tinymed.random import get_rng_state, manual_seed, set_rng_state
+from tinymed.tensor import Tensor, from_numpy, is_tensor, tensor
 
 # PyTorch spells these as attributes of the top-level module.
 float = float32

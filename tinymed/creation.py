@@ -1,7 +1,8 @@
 """Functions that create tensors: ``zeros``, ``ones``, ``full``, ``arange``, ``randn``, ...
 
-Same names and arguments as PyTorch, with ``backend=`` for the backend; PyTorch's ``device=``
-is accepted too (``"cpu"`` is the NumPy backend, ``"cuda"`` the CuPy one). Random
+Same names and arguments as PyTorch, ``dtype=`` and ``device=`` included (any spelling
+:class:`tinymed.device` accepts: ``"cpu"``, ``"cuda"``, ``"numba"``, ...); ``backend=``, the
+kernel family's name, is the older spelling of ``device=``, which wins when both are given. Random
 tensors are drawn from :mod:`tinymed.random` on the host, so ``tm.manual_seed`` makes them
 reproducible on every backend."""
 
@@ -12,14 +13,15 @@ from typing import Any
 import numpy as np
 
 from tinymed import random
-from tinymed.tensor import Tensor, _shape_args, _to_array, get_default_dtype
+from tinymed.dtypes import get_default_dtype
+from tinymed.ops.arguments import shape_args
+from tinymed.ops.operands import to_array
+from tinymed.tensor import Tensor
 
 
-def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: str, device: str | None = None) -> Tensor:
+def _make(array: np.ndarray, dtype: Any, requires_grad: bool, backend: Any, device: Any = None) -> Tensor:
     dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
-    return Tensor(
-        array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend if device is None else device
-    )
+    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad, backend=backend, device=device)
 
 
 def _float_dtype(op: str, dtype: Any) -> Any:
@@ -30,17 +32,17 @@ def _float_dtype(op: str, dtype: Any) -> Any:
 
 
 def zeros(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """A tensor of zeros of shape ``size``."""
-    return _make(np.zeros(_shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(np.zeros(shape_args(size)), dtype, requires_grad, backend, device)
 
 
 def ones(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """A tensor of ones of shape ``size``."""
-    return _make(np.ones(_shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(np.ones(shape_args(size)), dtype, requires_grad, backend, device)
 
 
 def full(
@@ -49,11 +51,11 @@ def full(
     dtype: Any = None,
     requires_grad: bool = False,
     backend: str = "numpy",
-    device: str | None = None,
+    device: Any = None,
 ) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (dtype inferred from it)."""
-    dtype = _to_array(fill_value, None).dtype if dtype is None else dtype
-    return _make(np.full(_shape_args((size,)), fill_value), dtype, requires_grad, backend, device)
+    dtype = to_array(fill_value, None).dtype if dtype is None else dtype
+    return _make(np.full(shape_args((size,)), fill_value), dtype, requires_grad, backend, device)
 
 
 def arange(
@@ -63,7 +65,7 @@ def arange(
     dtype: Any = None,
     requires_grad: bool = False,
     backend: str = "numpy",
-    device: str | None = None,
+    device: Any = None,
 ) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive) by ``step``; ints give int64."""
     if end is None:
@@ -82,7 +84,7 @@ def linspace(
     dtype: Any = None,
     requires_grad: bool = False,
     backend: str = "numpy",
-    device: str | None = None,
+    device: Any = None,
 ) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     return _make(np.linspace(start, end, steps), dtype, requires_grad, backend, device)
@@ -94,78 +96,83 @@ def eye(
     dtype: Any = None,
     requires_grad: bool = False,
     backend: str = "numpy",
-    device: str | None = None,
+    device: Any = None,
 ) -> Tensor:
     """The identity matrix (n x m)."""
     return _make(np.eye(n, m), dtype, requires_grad, backend, device)
 
 
 def randn(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """Samples from N(0, 1)."""
     dtype = _float_dtype("randn", dtype)
-    return _make(random.generator().standard_normal(_shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(random.generator().standard_normal(shape_args(size)), dtype, requires_grad, backend, device)
 
 
 def rand(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: str | None = None
+    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """Samples from U[0, 1)."""
     dtype = _float_dtype("rand", dtype)
-    return _make(random.generator().random(_shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(random.generator().random(shape_args(size)), dtype, requires_grad, backend, device)
 
 
 def randint(
-    low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: str | None = None
+    low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """Integers drawn uniformly from [low, high); ``randint(high, size)`` means low = 0."""
     if size is None:
         low, high, size = 0, low, high
     if high <= low:
         raise ValueError(f"randint: high ({high}) must exceed low ({low})")
-    return _make(random.generator().integers(low, high, _shape_args((size,))), dtype, False, backend, device)
+    return _make(random.generator().integers(low, high, shape_args((size,))), dtype, False, backend, device)
 
 
-def randperm(n: int, backend: str = "numpy", device: str | None = None) -> Tensor:
+def randperm(n: int, backend: str = "numpy", device: Any = None) -> Tensor:
     """A random permutation of 0..n-1."""
     return _make(random.generator().permutation(n), np.int64, False, backend, device)
 
 
-def _like(fill: Any, input: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
-    return _make(fill(input.shape), input.dtype if dtype is None else dtype, requires_grad, input.backend)
+def _like(fill: Any, input: Tensor, dtype: Any, requires_grad: bool, device: Any) -> Tensor:
+    dtype = input.dtype if dtype is None else dtype
+    return _make(fill(input.shape), dtype, requires_grad, input.device, device)
 
 
-def zeros_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Zeros with ``input``'s shape, dtype and backend."""
-    return _like(np.zeros, input, dtype, requires_grad)
+def zeros_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Zeros with ``input``'s shape, dtype and device."""
+    return _like(np.zeros, input, dtype, requires_grad, device)
 
 
-def ones_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Ones with ``input``'s shape, dtype and backend."""
-    return _like(np.ones, input, dtype, requires_grad)
+def ones_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Ones with ``input``'s shape, dtype and device."""
+    return _like(np.ones, input, dtype, requires_grad, device)
 
 
-def full_like(input: Tensor, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """``fill_value`` with ``input``'s shape, dtype and backend."""
-    return _like(lambda shape: np.full(shape, fill_value), input, dtype, requires_grad)
+def full_like(
+    input: Tensor, fill_value: float, dtype: Any = None, requires_grad: bool = False, device: Any = None
+) -> Tensor:
+    """``fill_value`` with ``input``'s shape, dtype and device."""
+    return _like(lambda shape: np.full(shape, fill_value), input, dtype, requires_grad, device)
 
 
-def randn_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """N(0, 1) samples with ``input``'s shape, dtype and backend."""
+def randn_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """N(0, 1) samples with ``input``'s shape, dtype and device."""
     return _like(
         random.generator().standard_normal,
         input,
         _float_dtype("randn_like", input.dtype if dtype is None else dtype),
         requires_grad,
+        device,
     )
 
 
-def rand_like(input: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """U[0, 1) samples with ``input``'s shape, dtype and backend."""
+def rand_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """U[0, 1) samples with ``input``'s shape, dtype and device."""
     return _like(
         random.generator().random,
         input,
         _float_dtype("rand_like", input.dtype if dtype is None else dtype),
         requires_grad,
+        device,
     )

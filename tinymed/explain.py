@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import tinymed
-from tinymed import backends, nn
+from tinymed import nn
 from tinymed.models import ModelError
 from tinymed.models.medcnn import SpatialSelfAttention
 from tinymed.tensor import Tensor
@@ -87,8 +87,8 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
 
 
 def _as_numpy(t: Tensor, array: Any) -> np.ndarray:
-    """One of t's backend arrays (its data or its grad) on the host."""
-    return backends.get(t.backend).to_numpy(array)
+    """One of t's arrays (its data or its grad) on the host."""
+    return t.device.backend.to_numpy(array)
 
 
 def _backward_class_score(logits: Tensor, target: int | np.ndarray | None) -> np.ndarray:
@@ -98,7 +98,7 @@ def _backward_class_score(logits: Tensor, target: int | np.ndarray | None) -> np
     targets = logits.numpy().argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
     one_hot = np.zeros((n, classes), dtype=logits.dtype)
     one_hot[np.arange(n), targets] = 1
-    (logits * tinymed.tensor(one_hot).to(logits.backend)).sum().backward()
+    (logits * tinymed.tensor(one_hot, device=logits.device)).sum().backward()
     return targets
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from tinymed.tensor import Tensor, enable_grad, float64, no_grad
+from tinymed.autograd import enable_grad, no_grad
+from tinymed.dtypes import float64
+from tinymed.tensor import Tensor
 
 
 class GradcheckError(AssertionError):
@@ -80,14 +82,14 @@ def gradcheck(
         outputs = _outputs(fn(*inputs))
         if not outputs:
             raise ValueError("gradcheck: fn returned no floating-point tensor")
-        projections = [Tensor._wrap(o._backend.asarray(rng.standard_normal(o.shape)), o._backend) for o in outputs]
+        projections = [Tensor.wrap(o.device.backend.asarray(rng.standard_normal(o.shape)), o.device) for o in outputs]
         projected = sum((o * v).sum() for o, v in zip(outputs, projections))
     saved_grads = [t.grad for _, t in checked]
     for _, t in checked:
         t.grad = None
     if projected.requires_grad:  # else no output depends on the inputs: every gradient is 0
         projected.backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t._backend.to_numpy(t.grad) for _, t in checked]
+    analytic = [np.zeros(t.shape) if t.grad is None else t.device.backend.to_numpy(t.grad) for _, t in checked]
     for (_, t), grad in zip(checked, saved_grads):
         t.grad = grad
 

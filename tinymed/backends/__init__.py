@@ -1,7 +1,8 @@
 """The backend contract: the one list of primitives every backend implements.
 
-A backend is a module (``numpy_ref``, ``cupy_cuda``, ``numba_cuda``) that defines every
-name in :data:`PRIMITIVES` with exactly the signatures documented below, plus:
+A backend is a module (``numpy_ref``, ``cupy_cuda``, ``numba_cuda``) that implements
+:class:`Backend`, a ``typing.Protocol``: every name in :data:`PRIMITIVES` with exactly the
+signatures documented below (and typed in :class:`Backend`), plus:
 
 ``name``
     ``"numpy"``, ``"cupy"`` or ``"numba"``.
@@ -17,7 +18,8 @@ name in :data:`PRIMITIVES` with exactly the signatures documented below, plus:
     Brings one of this backend's arrays back to the host as a NumPy array.
 
 The NumPy module, :mod:`tinymed.backends.numpy_ref`, is the executable specification:
-the other two are tested against it, primitive by primitive.
+the other two are tested against it, primitive by primitive. Layers never import these
+modules: they reach one through a device (``tinymed.device("numba").backend``).
 
 Conventions shared by every primitive
 -------------------------------------
@@ -98,6 +100,64 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any, Protocol
+
+Array = Any  # a numpy.ndarray or a cupy.ndarray: the backend's own arrays
+Pair = tuple[int, int]
+
+
+class Backend(Protocol):
+    """The contract as types: what ``tinymed.device(...).backend`` gives, whichever module it is.
+    The module docstring above is the specification of each member; a test checks every
+    backend module's names and signatures against this class."""
+
+    name: str
+    xp: ModuleType
+
+    def unavailable_reason(self) -> str | None: ...
+    def asarray(self, array: Any) -> Array: ...
+    def to_numpy(self, array: Array) -> Any: ...
+    def conv2d_forward(
+        self, x: Array, weight: Array, bias: Array | None, stride: Pair, padding: Pair, dilation: Pair
+    ) -> Array: ...
+    def conv2d_grad_input(
+        self, grad_output: Array, weight: Array, input_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+    ) -> Array: ...
+    def conv2d_grad_weight(
+        self, x: Array, grad_output: Array, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+    ) -> Array: ...
+    def max_pool2d_forward(
+        self, x: Array, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+    ) -> tuple[Array, Array]: ...
+    def max_pool2d_backward(
+        self,
+        grad_output: Array,
+        indices: Array,
+        input_size: Pair,
+        kernel_size: Pair,
+        stride: Pair,
+        padding: Pair,
+        dilation: Pair,
+    ) -> Array: ...
+    def gemm(
+        self, a: Array, b: Array, bias: Array | None = None, trans_a: bool = False, trans_b: bool = False
+    ) -> Array: ...
+    def attention_forward(
+        self, q: Array, k: Array, v: Array, mask: Array | None, scale: float, is_causal: bool
+    ) -> tuple[Array, Array]: ...
+    def attention_backward(
+        self,
+        grad_out: Array,
+        q: Array,
+        k: Array,
+        v: Array,
+        out: Array,
+        lse: Array,
+        mask: Array | None,
+        scale: float,
+        is_causal: bool,
+    ) -> tuple[Array, Array, Array]: ...
+
 
 PRIMITIVES: tuple[str, ...] = (
     "conv2d_forward",
@@ -111,23 +171,29 @@ PRIMITIVES: tuple[str, ...] = (
 )
 
 # Backend name -> module path. Imported lazily: CuPy and Numba are optional.
-_MODULES = {
+MODULES: dict[str, str] = {
     "numpy": "tinymed.backends.numpy_ref",
     "cupy": "tinymed.backends.cupy_cuda",
     "numba": "tinymed.backends.numba_cuda",
 }
-NAMES: tuple[str, ...] = tuple(_MODULES)
+NAMES: tuple[str, ...] = tuple(MODULES)
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``: the output length of a
+    convolution or pooling window along one axis, the ``OH``/``OW`` of the conventions above."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class BackendUnavailableError(RuntimeError):
     """Raised when a backend is asked for on a machine where it cannot run."""
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> Backend:
     """Return the backend module called ``name``, or raise why it cannot run here."""
-    if name not in _MODULES:
+    if name not in MODULES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    module = importlib.import_module(_MODULES[name])
+    module = importlib.import_module(MODULES[name])
     reason = module.unavailable_reason()
     if reason is not None:
         raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")

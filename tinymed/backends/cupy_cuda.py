@@ -19,8 +19,15 @@ from types import ModuleType
 
 import numpy
 
-from tinymed.backends.launch import attention_grid, ceil_div, float_dtype, gemm_sizes, gemm_splits
-from tinymed.backends.numpy_ref import _output_size
+from tinymed.backends import output_size
+from tinymed.backends.launch import (
+    attention_grid,
+    ceil_div,
+    float_dtype,
+    gemm_sizes,
+    gemm_splits,
+    shared_docstring,
+)
 from tinymed.kernels import cuda_source
 
 try:
@@ -86,6 +93,11 @@ def unavailable_reason() -> str | None:
     if devices == 0:
         return _CUDA_ERRORS[100]
     return None
+
+
+def device_count() -> int:
+    """How many CUDA GPUs CuPy sees (0 when it cannot run here)."""
+    return 0 if unavailable_reason() is not None else cupy.cuda.runtime.getDeviceCount()
 
 
 def asarray(array):
@@ -171,17 +183,13 @@ def _optional(array, dtype: numpy.dtype, shape: tuple[int, ...] | None = None):
 # ---------------------------------------------------------------------------------------
 
 
+@shared_docstring
 def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    """``y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
-
-    x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
-    ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
-    """
     dtype = float_dtype("conv2d_forward", x)
     x, weight = _contiguous(x, dtype), _contiguous(weight, dtype)
     N, C, H, W = x.shape
     O, _, KH, KW = weight.shape
-    OH, OW = map(_output_size, (H, W), (KH, KW), stride, padding, dilation)
+    OH, OW = map(output_size, (H, W), (KH, KW), stride, padding, dilation)
     bias, has_bias = _optional(bias, dtype)
     y = cupy.empty((N, O, OH, OW), dtype)
     groups = ceil_div(O, CHANNELS_PER_THREAD)
@@ -194,12 +202,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     return y
 
 
+@shared_docstring
 def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation):
-    """``gx[n,c,h,w]``: the sum of ``gy[n,o,i,j] * w[o,c,p,q]`` over the taps that reach ``(h, w)``.
-
-    Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
-    forward. Each thread gathers 4 input channels of one input pixel (no atomics).
-    """
     dtype = float_dtype("conv2d_grad_input", grad_output)
     grad_output, weight = _contiguous(grad_output, dtype), _contiguous(weight, dtype)
     N, O, OH, OW = grad_output.shape
@@ -216,11 +220,8 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
     return gx
 
 
+@shared_docstring
 def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
-    """``gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
-
-    Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
-    """
     dtype = float_dtype("conv2d_grad_weight", x)
     x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
     N, C, H, W = x.shape
@@ -242,16 +243,12 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
 # ---------------------------------------------------------------------------------------
 
 
+@shared_docstring
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
-    """``y`` = the maximum of each window of the ``-inf``-padded input, ``indices = h*W + w`` of it.
-
-    Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
-    maximum in row-major window order; a NaN counts as the maximum. One thread per output.
-    """
     dtype = float_dtype("max_pool2d_forward", x)
     x = _contiguous(x, dtype)
     N, C, H, W = x.shape
-    OH, OW = map(_output_size, (H, W), kernel_size, stride, padding, dilation)
+    OH, OW = map(output_size, (H, W), kernel_size, stride, padding, dilation)
     y = cupy.empty((N, C, OH, OW), dtype)
     indices = cupy.empty((N, C, OH, OW), numpy.int64)
     _launch_per_element(
@@ -263,12 +260,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     return y, indices
 
 
+@shared_docstring
 def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
-    """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
-
-    One thread per input pixel, gathering from just the windows that cover it, in row-major
-    output order (no atomics); the window geometry is the forward pass's.
-    """
     dtype = float_dtype("max_pool2d_backward", grad_output)
     grad_output = _contiguous(grad_output, dtype)
     indices = _contiguous(indices, numpy.int64)
@@ -289,12 +282,8 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, p
 # ---------------------------------------------------------------------------------------
 
 
+@shared_docstring
 def gemm(a, b, bias=None, trans_a=False, trans_b=False):
-    """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
-
-    A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
-    copied. A thin product with a long K is split along K and the chunks added in order.
-    """
     dtype = float_dtype("gemm", a)
     a, b = _contiguous(a, dtype), _contiguous(b, dtype)
     M, K, N = gemm_sizes(a, b, trans_a, trans_b)
@@ -341,13 +330,8 @@ def _fused_launch(op: str, kernel, rows: int, batch: int, dtype: numpy.dtype, D:
     _launch(op, kernel, grid, threads, args)
 
 
+@shared_docstring
 def attention_forward(q, k, v, mask, scale, is_causal):
-    """Fused scaled dot-product attention: ``out = softmax(scale * q @ k^T + mask) @ v`` and ``lse``.
-
-    q ``(B, Lq, D)``, k ``(B, Lk, D)``, v ``(B, Lk, Dv)``, mask ``None`` or additive
-    ``(B, Lq, Lk)``; returns ``out (B, Lq, Dv)`` and ``lse (B, Lq)``. The ``Lq x Lk`` score
-    matrix is never stored (an online softmax over key tiles); D, Dv <= 128.
-    """
     dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv) = _attention_inputs("attention_forward", q, k, v, mask)
     out = cupy.empty((B, Lq, Dv), dtype)
     lse = cupy.empty((B, Lq), dtype)
@@ -377,14 +361,8 @@ def _delta(grad_out, out):
     return delta
 
 
+@shared_docstring
 def attention_backward(grad_out, q, k, v, out, lse, mask, scale, is_causal):
-    """Fused attention backward from the saved ``out`` and ``lse``; returns ``(gq, gk, gv)``.
-
-    ``P = exp(s - lse)``, ``D = rowsum(grad_out * out)``, ``dS = P * (grad_out @ v^T - D)``,
-    ``gq = scale * dS @ k``, ``gk = scale * dS^T @ q``, ``gv = P^T @ grad_out``, recomputing
-    P tile by tile. One kernel gives gk and gv (a warp per key, walking the queries), another
-    gq (a warp per query, walking the keys): every sum has one owner, so no atomics.
-    """
     dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv) = _attention_inputs("attention_backward", q, k, v, mask)
     grad_out, out, lse = (_contiguous(array, dtype) for array in (grad_out, out, lse))
     delta = _delta(grad_out, out)

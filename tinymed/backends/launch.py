@@ -3,9 +3,9 @@
 :mod:`tinymed.backends.cupy_cuda` launches the CUDA C kernels of ``kernels/cuda`` and
 :mod:`tinymed.backends.numba_cuda` their Numba twins, and both follow the same plan: check
 the element type, count the blocks that cover the work, decide whether to split a long
-matrix product, refuse attention heads too large for the fused kernels. Those steps do not
-depend on the kernel language, so they are written here once; each backend passes in its
-own sizes (in Numba's CUDA simulator the tiles and blocks are far smaller than on a GPU).
+matrix product, refuse attention heads too large for the fused kernels; and both document
+each primitive the same way. Those do not depend on the kernel language, so they are written
+here once; each backend passes in its own sizes (in Numba's CUDA simulator the tiles and blocks are far smaller than on a GPU).
 """
 
 from __future__ import annotations
@@ -83,3 +83,59 @@ def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_blo
             f"{MAX_HEAD_DIM}; use attention_forward_naive, or the numpy backend"
         )
     return ceil_div(rows, rows_per_block) * batch, rows_per_block * lanes
+
+
+# The docstrings of the primitives the two GPU backends launch alike (the same algorithm,
+# thread layout and guarantees, in CUDA C and in Numba), written once.
+DOCSTRINGS: dict[str, str] = {
+    "conv2d_forward": """``y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
+
+    x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
+    ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
+    """,
+    "conv2d_grad_input": """``gx[n,c,h,w]``: the sum of ``gy[n,o,i,j] * w[o,c,p,q]`` over the taps that reach ``(h, w)``.
+
+    Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
+    forward. Each thread gathers 4 input channels of one input pixel (no atomics).
+    """,
+    "conv2d_grad_weight": """``gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
+
+    Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
+    """,
+    "max_pool2d_forward": """``y`` = the maximum of each window of the ``-inf``-padded input, ``indices = h*W + w`` of it.
+
+    Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
+    maximum in row-major window order; a NaN counts as the maximum. One thread per output.
+    """,
+    "max_pool2d_backward": """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
+
+    One thread per input pixel, gathering from just the windows that cover it, in row-major
+    output order (no atomics); the window geometry is the forward pass's.
+    """,
+    "gemm": """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
+
+    A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
+    copied. A thin product with a long K is split along K and the chunks added in order.
+    """,
+    "attention_forward": """Fused scaled dot-product attention: ``out = softmax(scale * q @ k^T + mask) @ v`` and ``lse``.
+
+    q ``(B, Lq, D)``, k ``(B, Lk, D)``, v ``(B, Lk, Dv)``, mask ``None`` or additive
+    ``(B, Lq, Lk)``; returns ``out (B, Lq, Dv)`` and ``lse (B, Lq)``. The ``Lq x Lk`` score
+    matrix is never stored (an online softmax over key tiles); D, Dv <= 128.
+    """,
+    "attention_backward": """Fused attention backward from the saved ``out`` and ``lse``; returns ``(gq, gk, gv)``.
+
+    ``P = exp(s - lse)``, ``D = rowsum(grad_out * out)``, ``dS = P * (grad_out @ v^T - D)``,
+    ``gq = scale * dS @ k``, ``gk = scale * dS^T @ q``, ``gv = P^T @ grad_out``, recomputing
+    P tile by tile. One kernel gives gk and gv (a team of lanes, a warp on a GPU, per key,
+    walking the queries), another gq (a team per query, walking the keys): every sum has one
+    owner, so no atomics.
+    """,
+}
+
+
+def shared_docstring(function):
+    """Give a GPU backend's launcher of a contract primitive its shared docstring (:data:`DOCSTRINGS`,
+    by the function's name): both backends document the one algorithm they launch."""
+    function.__doc__ = DOCSTRINGS[function.__name__]
+    return function

@@ -22,8 +22,15 @@ from types import ModuleType
 
 import numpy
 
-from tinymed.backends.launch import attention_grid, ceil_div, float_dtype, gemm_sizes, gemm_splits
-from tinymed.backends.numpy_ref import _output_size
+from tinymed.backends import output_size
+from tinymed.backends.launch import (
+    attention_grid,
+    ceil_div,
+    float_dtype,
+    gemm_sizes,
+    gemm_splits,
+    shared_docstring,
+)
 
 try:
     import numba
@@ -132,17 +139,13 @@ def _launch_per_element(kernel, count: int, *args) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@shared_docstring
 def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    """``y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
-
-    x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or ``None``; returns
-    ``(N, O, OH, OW)``. Each thread computes 4 output channels of one output pixel.
-    """
     dtype = float_dtype("conv2d_forward", x)
     x, weight = _contiguous(x, dtype), _contiguous(weight, dtype)
     N, _, H, W = x.shape
     O, _, KH, KW = weight.shape
-    OH, OW = map(_output_size, (H, W), (KH, KW), stride, padding, dilation)
+    OH, OW = map(output_size, (H, W), (KH, KW), stride, padding, dilation)
     # No bias is a bias of zeros: adding 0 changes nothing, and one kernel serves both.
     bias = xp.zeros(O, dtype) if bias is None else _contiguous(bias, dtype)
     y = xp.empty((N, O, OH, OW), dtype)
@@ -161,12 +164,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     return y
 
 
+@shared_docstring
 def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation):
-    """``gx[n,c,h,w]``: the sum of ``gy[n,o,i,j] * w[o,c,p,q]`` over the taps that reach ``(h, w)``.
-
-    Returns ``(N, C, H, W)`` with ``(H, W) = input_size``; also the transposed convolution's
-    forward. Each thread gathers 4 input channels of one input pixel (no atomics).
-    """
     dtype = float_dtype("conv2d_grad_input", grad_output)
     grad_output, weight = _contiguous(grad_output, dtype), _contiguous(weight, dtype)
     N, C, (H, W) = grad_output.shape[0], weight.shape[1], input_size
@@ -185,11 +184,8 @@ def conv2d_grad_input(grad_output, weight, input_size, stride, padding, dilation
     return gx
 
 
+@shared_docstring
 def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
-    """``gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]``.
-
-    Returns ``(O, C, KH, KW)``. One block per weight element, reducing in a fixed order.
-    """
     dtype = float_dtype("conv2d_grad_weight", x)
     x, grad_output = _contiguous(x, dtype), _contiguous(grad_output, dtype)
     gw = xp.empty((grad_output.shape[1], x.shape[1], *kernel_size), dtype)
@@ -212,16 +208,12 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
 # ---------------------------------------------------------------------------------------
 
 
+@shared_docstring
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
-    """``y`` = the maximum of each window of the ``-inf``-padded input, ``indices = h*W + w`` of it.
-
-    Returns ``(y, indices)``, both ``(N, C, OH, OW)``, indices int64. Ties go to the first
-    maximum in row-major window order; a NaN counts as the maximum. One thread per output.
-    """
     dtype = float_dtype("max_pool2d_forward", x)
     x = _contiguous(x, dtype)
     N, C, H, W = x.shape
-    OH, OW = map(_output_size, (H, W), kernel_size, stride, padding, dilation)
+    OH, OW = map(output_size, (H, W), kernel_size, stride, padding, dilation)
     y = xp.empty((N, C, OH, OW), dtype)
     indices = xp.empty((N, C, OH, OW), numpy.int64)
     _launch_per_element(
@@ -238,12 +230,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     return y, indices
 
 
+@shared_docstring
 def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride, padding, dilation):
-    """``gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]``; returns ``(N, C, *input_size)``.
-
-    One thread per input pixel, gathering from just the windows that cover it, in row-major
-    output order (no atomics); the window geometry is the forward pass's.
-    """
     dtype = float_dtype("max_pool2d_backward", grad_output)
     grad_output, indices = _contiguous(grad_output, dtype), _contiguous(indices, numpy.int64)
     N, C = grad_output.shape[:2]
@@ -273,12 +261,8 @@ def _multiprocessors() -> int:
     return MULTIPROCESSORS or cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
+@shared_docstring
 def gemm(a, b, bias=None, trans_a=False, trans_b=False):
-    """``c = op(a) @ op(b) + bias``, ``op(m) = m.T`` when its flag is set; bias ``(cols,)``.
-
-    A shared-memory tiled kernel with the bias fused in; transposes are read in place, never
-    copied. A thin product with a long K is split along K and the chunks added in order.
-    """
     dtype = float_dtype("gemm", a)
     a, b = _contiguous(a, dtype), _contiguous(b, dtype)
     M, K, N = gemm_sizes(a, b, trans_a, trans_b)
@@ -335,13 +319,8 @@ def _fused_launch(op: str, build, rows: int, batch: int, dtype: numpy.dtype, D: 
     _launch(build(dtype, D, Dv, per_block, ATTENTION_TILE[dtype], ATTENTION_LANES), grid, threads, *args)
 
 
+@shared_docstring
 def attention_forward(q, k, v, mask, scale, is_causal):
-    """Fused scaled dot-product attention: ``out = softmax(scale * q @ k^T + mask) @ v`` and ``lse``.
-
-    q ``(B, Lq, D)``, k ``(B, Lk, D)``, v ``(B, Lk, Dv)``, mask ``None`` or additive
-    ``(B, Lq, Lk)``; returns ``out (B, Lq, Dv)`` and ``lse (B, Lq)``. The ``Lq x Lk`` score
-    matrix is never stored (an online softmax over key tiles); D, Dv <= 128.
-    """
     dtype, q, k, v, mask, has_mask, (B, Lq, _, D, Dv) = _attention_inputs("attention_forward", q, k, v, mask)
     out = xp.empty((B, Lq, Dv), dtype)
     lse = xp.empty((B, Lq), dtype)
@@ -366,14 +345,8 @@ def attention_forward(q, k, v, mask, scale, is_causal):
     return out, lse
 
 
+@shared_docstring
 def attention_backward(grad_out, q, k, v, out, lse, mask, scale, is_causal):
-    """Fused attention backward from the saved ``out`` and ``lse``; returns ``(gq, gk, gv)``.
-
-    ``P = exp(s - lse)``, ``D = rowsum(grad_out * out)``, ``dS = P * (grad_out @ v^T - D)``,
-    ``gq = scale * dS @ k``, ``gk = scale * dS^T @ q``, ``gv = P^T @ grad_out``, recomputing
-    P tile by tile. One kernel gives gk and gv (a team per key, walking the queries), another
-    gq (a team per query, walking the keys): every sum has one owner, so no atomics.
-    """
     dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv) = _attention_inputs("attention_backward", q, k, v, mask)
     grad_out, out, lse = (_contiguous(array, dtype) for array in (grad_out, out, lse))
     delta = (grad_out * out).sum(axis=-1)  # a reduction: the array module does it

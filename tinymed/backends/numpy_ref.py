@@ -32,6 +32,8 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tinymed.backends import output_size
+
 name = "numpy"
 xp = np
 
@@ -62,11 +64,6 @@ def to_numpy(array) -> np.ndarray:
 # below the size (32 MiB) above which the C allocator maps fresh pages from the kernel on
 # every call, which alone can cost more than the matrix product.
 _CHUNK_BYTES = 4 * 2**20
-
-
-def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``, along one axis."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
@@ -136,8 +133,8 @@ def conv2d_forward(
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    oh = _output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = _output_size(w, kw, stride[1], padding[1], dilation[1])
+    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = output_size(w, kw, stride[1], padding[1], dilation[1])
     w_mat = weight.reshape(o, -1)
     x_pad = _pad(x, padding)
     y = np.empty((n, o, oh, ow), dtype=np.result_type(x, weight))
@@ -227,8 +224,8 @@ def max_pool2d_forward(
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh = _output_size(h, kh, sh, ph, dh)
-    ow = _output_size(w, kw, sw, pw, dw)
+    oh = output_size(h, kh, sh, ph, dh)
+    ow = output_size(w, kw, sw, pw, dw)
     win = _windows(_pad(x, padding, value=-np.inf), kernel_size, stride, dilation)
     # The unpadded row that tap p reads in output row i, and the column tap q reads in
     # output column j; the taps in the top (left) padding come first in each window.

@@ -70,7 +70,9 @@ def _boxes(masks: np.ndarray) -> np.ndarray:
 def make_phantoms(n: int, rng: np.random.Generator, size: int = 28, positive_fraction: float = 0.5) -> Phantoms:
     """Draws n phantoms of ``size x size`` pixels, ``round(n * positive_fraction)`` of them
     with an opacity, in a random order. All n are drawn at once: every parameter below is an
-    ``(n, 1, 1)`` array that broadcasts against the ``(size, size)`` pixel grid.
+    ``(n, 1, 1)`` array that broadcasts against the ``(size, size)`` pixel grid. It is long
+    because it reads as one picture built top to bottom (body, lungs, heart, ribs, opacity,
+    exposure), each step using the random draws of the steps before.
     """
     if n < 0 or size < 8 or not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(

@@ -74,7 +74,7 @@ def _one_hot(op: str, labels: Tensor | None, num_classes: int, batch: int, like:
         raise ValueError(f"{op}: this network is conditioned on {num_classes} classes and needs labels")
     if tuple(labels.shape) != (batch,):
         raise ValueError(f"{op}: labels must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
-    return F.one_hot(labels.to(like.backend).long(), num_classes).to(like.dtype)
+    return F.one_hot(labels.to(like.device).long(), num_classes).to(like.dtype)
 
 
 class Generator(nn.Module):

@@ -21,11 +21,12 @@ from typing import Any
 
 from tinymed import functional as F
 from tinymed.creation import zeros, zeros_like
+from tinymed.dtypes import bool_
 from tinymed.nn import init
 from tinymed.nn.linear import Linear
 from tinymed.nn.module import Module
 from tinymed.nn.parameter import Parameter
-from tinymed.tensor import Tensor, bool_
+from tinymed.tensor import Tensor
 
 
 class MultiheadAttention(Module):
@@ -41,6 +42,7 @@ class MultiheadAttention(Module):
         bias: bool = True,
         *,
         batch_first: bool = True,
+        device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
@@ -53,12 +55,12 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         self.dropout = dropout
         self.batch_first = batch_first
-        self.in_proj_weight = Parameter(zeros(3 * embed_dim, embed_dim, dtype=dtype))
+        self.in_proj_weight = Parameter(zeros(3 * embed_dim, embed_dim, device=device, dtype=dtype))
         if bias:
-            self.in_proj_bias = Parameter(zeros(3 * embed_dim, dtype=dtype))
+            self.in_proj_bias = Parameter(zeros(3 * embed_dim, device=device, dtype=dtype))
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:

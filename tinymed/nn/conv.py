@@ -14,10 +14,10 @@ from typing import Any
 
 from tinymed import functional as F
 from tinymed.creation import zeros
-from tinymed.functional import _pair
 from tinymed.nn import init
 from tinymed.nn.module import Module
 from tinymed.nn.parameter import Parameter
+from tinymed.ops.arguments import pair
 from tinymed.tensor import Tensor
 
 IntOrPair = int | tuple[int, int]
@@ -41,6 +41,7 @@ class _ConvNd(Module):
         groups: int,
         bias: bool,
         padding_mode: str,
+        device: Any,
         dtype: Any,
     ) -> None:
         super().__init__()
@@ -58,27 +59,27 @@ class _ConvNd(Module):
             raise ValueError(f"{name}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair(name, "kernel_size", kernel_size, 1)
-        self.stride = _pair(name, "stride", stride, 1)
-        self.padding = padding if isinstance(padding, str) else _pair(name, "padding", padding, 0)
-        self.dilation = _pair(name, "dilation", dilation, 1)
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
+        self.stride = pair(name, "stride", stride, 1)
+        self.padding = padding if isinstance(padding, str) else pair(name, "padding", padding, 0)
+        self.dilation = pair(name, "dilation", dilation, 1)
         self.transposed = transposed
-        self.output_padding = _pair(name, "output_padding", output_padding, 0)
+        self.output_padding = pair(name, "output_padding", output_padding, 0)
         self.groups = groups
         self.padding_mode = padding_mode
         if transposed:
             shape = (in_channels, out_channels // groups)
         else:
             shape = (out_channels, in_channels // groups)
-        self.weight = Parameter(zeros(*shape, *self.kernel_size, dtype=dtype))
+        self.weight = Parameter(zeros(*shape, *self.kernel_size, device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(zeros(out_channels, dtype=dtype))
+            self.bias = Parameter(zeros(out_channels, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init._default_affine_init(self.weight, self.bias)
+        init.default_affine_init(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -116,6 +117,7 @@ class Conv2d(_ConvNd):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(
@@ -130,6 +132,7 @@ class Conv2d(_ConvNd):
             groups,
             bias,
             padding_mode,
+            device,
             dtype,
         )
 
@@ -168,6 +171,7 @@ class ConvTranspose2d(_ConvNd):
         bias: bool = True,
         dilation: IntOrPair = 1,
         padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = None,
     ) -> None:
         if padding_mode != "zeros":
@@ -186,6 +190,7 @@ class ConvTranspose2d(_ConvNd):
             groups,
             bias,
             padding_mode,
+            device,
             dtype,
         )
 

@@ -163,7 +163,7 @@ def kaiming_normal_(
     return normal_(tensor, 0.0, std, generator)
 
 
-def _default_affine_init(weight: Tensor, bias: Tensor | None) -> None:
+def default_affine_init(weight: Tensor, bias: Tensor | None) -> None:
     """PyTorch's default for Linear and convolution layers: ``kaiming_uniform_(a=sqrt(5))``
     on the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias drawn from
     the same interval."""

@@ -29,19 +29,21 @@ class Linear(Module):
     ``weight`` is ``(out_features, in_features)``, ``bias`` ``(out_features,)``; both start
     as U(-1/sqrt(in_features), 1/sqrt(in_features)), PyTorch's default."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(zeros(out_features, in_features, dtype=dtype))
+        self.weight = Parameter(zeros(out_features, in_features, device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(zeros(out_features, dtype=dtype))
+            self.bias = Parameter(zeros(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init._default_affine_init(self.weight, self.bias)
+        init.default_affine_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)

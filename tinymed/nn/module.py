@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinymed import backends
+from tinymed.device import parse_to
 from tinymed.nn.parameter import Parameter
 from tinymed.tensor import Tensor
 
@@ -322,21 +322,19 @@ class Module:
                 param.grad[...] = 0
 
     # ------------------------------------------------------------------ moving and casting
-    def to(self, target: Any) -> Module:
-        """Move every parameter and buffer to a backend (``"numpy"``, ``"cupy"``,
-        ``"numba"``), or cast the floating-point ones to a dtype. In place: the Parameter
-        objects stay the same, so an optimiser built before still holds them."""
-        if isinstance(target, str) and target in backends.NAMES:
-            return self._apply(lambda t: t.to(target))
-        try:
-            dtype = np.dtype(target)
-        except TypeError:
-            raise TypeError(
-                f"Module.to: expected a backend ({', '.join(backends.NAMES)}) or a floating-point dtype, got {target!r}"
-            ) from None
-        if dtype.kind != "f":
+    def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
+        """Move every parameter and buffer to a device and/or cast the floating-point ones to a
+        dtype, as PyTorch: ``to("cuda")``, ``to(tm.float64)``, ``to("cpu", tm.float64)``,
+        ``to(device=..., dtype=...)`` (any spelling :class:`tinymed.device` accepts). In place:
+        the Parameter objects stay the same, so an optimiser built before still holds them."""
+        target, dtype = parse_to("Module.to", *args, device=device, dtype=dtype)
+        if dtype is not None and dtype.kind != "f":
             raise TypeError(f"Module.to: only floating-point dtypes are allowed, got {dtype}")
-        return self._apply(lambda t: t.to(dtype) if t.dtype.kind == "f" else t)
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(target, dtype if t.dtype.kind == "f" else None)
+
+        return self._apply(move)
 
     def float(self) -> Module:
         return self.to(np.float32)
@@ -345,10 +343,10 @@ class Module:
         return self.to(np.float64)
 
     def cpu(self) -> Module:
-        return self.to("numpy")
+        return self.to("cpu")
 
     def cuda(self) -> Module:
-        return self.to("cupy")
+        return self.to("cuda")
 
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
         for module in self.modules():
@@ -439,5 +437,5 @@ def _replace_in_place(tensor: Tensor, fn: Callable[[Tensor], Tensor]) -> None:
     keeping the object: optimisers and other modules hold references to it."""
     moved = fn(tensor.detach())
     if tensor.grad is not None:
-        tensor.grad = fn(Tensor._wrap(tensor.grad, tensor._backend)).data
-    tensor.data, tensor._backend = moved.data, moved._backend
+        tensor.grad = fn(Tensor.wrap(tensor.grad, tensor.device)).data
+    tensor.set_(moved)

@@ -10,10 +10,11 @@ from typing import Any
 
 from tinymed import functional as F
 from tinymed.creation import ones, zeros
+from tinymed.dtypes import int64
 from tinymed.nn import init
 from tinymed.nn.module import Module
 from tinymed.nn.parameter import Parameter
-from tinymed.tensor import Tensor, int64, tensor
+from tinymed.tensor import Tensor, tensor
 
 
 class _BatchNorm(Module):
@@ -35,6 +36,7 @@ class _BatchNorm(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: Any = None,
         dtype: Any = None,
         *,
         bias: bool = True,
@@ -46,18 +48,18 @@ class _BatchNorm(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
+            self.weight = Parameter(ones(num_features, device=device, dtype=dtype))
             if bias:
-                self.bias = Parameter(zeros(num_features, dtype=dtype))
+                self.bias = Parameter(zeros(num_features, device=device, dtype=dtype))
             else:
                 self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype=int64))
+            self.register_buffer("running_mean", zeros(num_features, device=device, dtype=dtype))
+            self.register_buffer("running_var", ones(num_features, device=device, dtype=dtype))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -128,6 +130,7 @@ class LayerNorm(Module):
         eps: float = 1e-5,
         elementwise_affine: bool = True,
         bias: bool = True,
+        device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
@@ -135,9 +138,9 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape, dtype=dtype))
+            self.weight = Parameter(ones(*self.normalized_shape, device=device, dtype=dtype))
             if bias:
-                self.bias = Parameter(zeros(*self.normalized_shape, dtype=dtype))
+                self.bias = Parameter(zeros(*self.normalized_shape, device=device, dtype=dtype))
             else:
                 self.register_parameter("bias", None)
         else:

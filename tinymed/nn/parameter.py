@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinymed.autograd import TensorBase
 from tinymed.tensor import Tensor
 
 
@@ -18,7 +19,7 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         source = data if isinstance(data, Tensor) else Tensor(data if data is not None else [])
-        self._init(source.data, source._backend, False)
+        TensorBase.__init__(self, source.data, source.device)
         self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:

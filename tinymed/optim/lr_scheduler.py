@@ -127,6 +127,33 @@ class CosineAnnealingLR(LRScheduler):
         ]
 
 
+def _total_steps(total_steps: int | None, epochs: int | None, steps_per_epoch: int | None) -> int:
+    """OneCycleLR's length: ``total_steps``, or ``epochs * steps_per_epoch``, checked positive."""
+    if total_steps is not None:
+        if not isinstance(total_steps, int) or total_steps <= 0:
+            raise ValueError(f"OneCycleLR: expected positive integer total_steps, got {total_steps}")
+        return total_steps
+    if epochs is not None and steps_per_epoch is not None:
+        for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"OneCycleLR: expected positive integer {name}, got {value}")
+        return epochs * steps_per_epoch
+    raise ValueError("OneCycleLR: you must define either total_steps OR (epochs AND steps_per_epoch)")
+
+
+def _one_cycle_phases(pct_start: float, total_steps: int, three_phase: bool) -> list[dict[str, Any]]:
+    """OneCycleLR's phases, as PyTorch's: each runs from the previous phase's end step to its
+    own, moving lr (and momentum) between the named group entries."""
+    warm_up = _phase(float(pct_start * total_steps) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
+    if three_phase:
+        return [
+            warm_up,
+            _phase(float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+            _phase(total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
+        ]
+    return [warm_up, _phase(total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith): the rate warms up from ``max_lr / div_factor`` to
     ``max_lr`` over the first ``pct_start`` of ``total_steps``, then anneals to
@@ -154,41 +181,14 @@ class OneCycleLR(LRScheduler):
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
-        if total_steps is not None:
-            if not isinstance(total_steps, int) or total_steps <= 0:
-                raise ValueError(f"OneCycleLR: expected positive integer total_steps, got {total_steps}")
-            self.total_steps = total_steps
-        elif epochs is not None and steps_per_epoch is not None:
-            for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
-                if not isinstance(value, int) or value <= 0:
-                    raise ValueError(f"OneCycleLR: expected positive integer {name}, got {value}")
-            self.total_steps = epochs * steps_per_epoch
-        else:
-            raise ValueError("OneCycleLR: you must define either total_steps OR (epochs AND steps_per_epoch)")
+        self.total_steps = _total_steps(total_steps, epochs, steps_per_epoch)
         if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
             raise ValueError(f"OneCycleLR: expected float between 0 and 1 pct_start, got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"OneCycleLR: anneal_strategy must be one of 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
 
-        # Each phase runs from the previous phase's end step to its own, moving lr (and
-        # momentum) between the named group entries.
-        warm_up = _phase(
-            float(pct_start * self.total_steps) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"
-        )
-        if three_phase:
-            self._schedule_phases = [
-                warm_up,
-                _phase(
-                    float(2 * pct_start * self.total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"
-                ),
-                _phase(self.total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
-            ]
-        else:
-            self._schedule_phases = [
-                warm_up,
-                _phase(self.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
-            ]
+        self._schedule_phases = _one_cycle_phases(pct_start, self.total_steps, three_phase)
 
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:

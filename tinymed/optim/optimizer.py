@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from tinymed import backends
-from tinymed.tensor import Tensor, enable_grad
+from tinymed.autograd import enable_grad
+from tinymed.tensor import Tensor
 
 
 class Optimizer:
@@ -81,7 +81,7 @@ class Optimizer:
                 if p.grad is not None:
                     # Only rules that remember something get a state entry (plain SGD has none).
                     state = self.state.get(p, {})
-                    self._update(p, p.grad, state, group, backends.get(p.backend).xp)
+                    self._update(p, p.grad, state, group, p.device.backend.xp)
                     if state:
                         self.state[p] = state
         return loss
@@ -148,15 +148,15 @@ def _to_host(param: Tensor, value: Any) -> Any:
     """A state value for a checkpoint: arrays as NumPy copies, numbers as they are."""
     if isinstance(value, (int, float)):
         return value
-    return np.array(backends.get(param.backend).to_numpy(value), copy=True)
+    return np.array(param.device.backend.to_numpy(value), copy=True)
 
 
 def _to_param(param: Tensor, value: Any) -> Any:
     """A checkpoint's state value made usable for ``param``: floating arrays in its dtype,
-    copied onto its backend (so the checkpoint itself is never modified)."""
+    copied onto its device (so the checkpoint itself is never modified)."""
     if isinstance(value, (int, float)):
         return value
     array = np.array(value, copy=True)
     if array.dtype.kind == "f":
         array = array.astype(param.dtype)
-    return backends.get(param.backend).asarray(array)
+    return param.device.backend.asarray(array)

@@ -60,6 +60,7 @@ reshape, flatten, transpose, permute = Tensor.reshape, Tensor.flatten, Tensor.tr
 unsqueeze, squeeze, masked_fill = Tensor.unsqueeze, Tensor.squeeze, Tensor.masked_fill
 # The layers above the engine, reachable as in PyTorch: tm.nn.Linear, tm.optim.SGD,
 # tm.sigmoid(x), tm.softmax(x, 1).
-from tinymed import functional, nn, optim
+from tinymed import functional, nn, optim, utils
 from tinymed.functional import log_softmax, relu, sigmoid, softmax, tanh
 from tinymed.gradcheck import GradcheckError, gradcheck
+from tinymed.serialization import load, save

@@ -6,7 +6,7 @@
 import sys
 
 from tinymed import functional
-from tinymed.nn import init
+from tinymed.nn import init, parallel, utils
 from tinymed.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinymed.nn.attention import MultiHeadAttention, MultiheadAttention
 from tinymed.nn.container import ModuleDict, ModuleList, Sequential
@@ -57,4 +57,6 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "parallel",
+    "utils",
 ]

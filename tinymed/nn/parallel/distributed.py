@@ -63,7 +63,7 @@ def _gradient(param: Parameter, create: bool = False) -> Tensor | None:
             return None
         param.grad = zeros_like(param).data
     grad = param.grad
-    return grad if isinstance(grad, Tensor) else Tensor._wrap(grad, param._backend)
+    return grad if isinstance(grad, Tensor) else Tensor.wrap(grad, param.device)
 
 
 def _buckets(tensors: Sequence[Tensor], cap_bytes: float) -> list[list[Tensor]]:

@@ -18,7 +18,7 @@ def _gradients(parameters: tm.Tensor | Iterable[tm.Tensor]) -> list[tm.Tensor]:
     writing into them changes ``p.grad``). ``p.grad`` is the backend's raw array today, hence
     the wrap; this is the one place that knows."""
     params = [parameters] if isinstance(parameters, tm.Tensor) else list(parameters)
-    return [tm.Tensor._wrap(p.grad, p._backend) for p in params if p.grad is not None]
+    return [tm.Tensor.wrap(p.grad, p.device) for p in params if p.grad is not None]
 
 
 def _vector_norm(x: tm.Tensor, norm_type: float) -> tm.Tensor:

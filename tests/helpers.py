@@ -32,10 +32,14 @@ def tolerance(dtype: Any) -> dict[str, float]:
 
 def assert_close(actual: Any, expected: Any, what: str = "", dtype: Any = None) -> None:
     """Same shape and dtype, and equal within the tolerance of ``dtype`` (by default the
-    expected array's own float dtype), NaN where NaN. Tensors are compared as their arrays."""
+    expected array's own float dtype; integers and booleans exactly), NaN where NaN. Tensors
+    are compared as their arrays."""
     actual, expected = (np.asarray(a.numpy() if isinstance(a, tm.Tensor) else a) for a in (actual, expected))
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
+    if dtype is None and expected.dtype.kind != "f":
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
+        return
     np.testing.assert_allclose(
         actual, expected, equal_nan=True, err_msg=what, **tolerance(expected.dtype if dtype is None else dtype)
     )

@@ -51,8 +51,7 @@ def test_saliency_of_a_linear_model_is_its_weights():
     np.testing.assert_allclose(explain.saliency(model, x, target=1), np.ones((1, 4, 4)))
 
 
-def test_resize_matches_pytorch_bilinear():
-    torch = pytest.importorskip("torch", reason="torch is the oracle for the bilinear resize")
+def test_resize_matches_pytorch_bilinear(torch):
     maps = np.random.default_rng(2).random((2, 7, 7))
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(maps)[:, None], size=(28, 28), mode="bilinear", align_corners=False

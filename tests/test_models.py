@@ -122,8 +122,7 @@ def _torch_medcnn(torch, channels, heads):
 
 
 @pytest.mark.parametrize("name", ["lenet", "medcnn"])
-def test_matches_pytorch_with_the_same_state_dict(name):
-    torch = pytest.importorskip("torch", reason="torch is the oracle for the models")
+def test_matches_pytorch_with_the_same_state_dict(name, torch):
     tm.manual_seed(0)
     ours = build_model(name, {} if name == "lenet" else SMALL_MEDCNN)
     theirs = _torch_lenet(torch) if name == "lenet" else _torch_medcnn(torch, [4, 8, 8], 2)

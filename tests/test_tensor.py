@@ -542,6 +542,25 @@ def test_backward_with_an_explicit_gradient():
     np.testing.assert_array_equal(x.grad, [3.0, 30.0])
 
 
+@pytest.mark.parametrize(
+    "wrap", [np.asarray, tm.tensor, list], ids=["float64 array", "float64 tensor", "list of floats"]
+)
+def test_backward_casts_an_explicit_gradient_to_the_tensors_dtype(wrap):
+    """A float64 gradient (the default of NumPy and of Python floats) given to a float32
+    tensor's backward is cast to float32, as PyTorch does: every .grad keeps its tensor's
+    dtype, so a float32 model is not silently trained in mixed precision."""
+    upstream = wrap(np.array([1.0, 1 / 3]))
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    y.backward(upstream)
+    assert x.grad.dtype == np.float32 and y.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, np.float32([1.0, 1 / 3]) * np.float32(3))
+    leaf = tm.tensor([1.0, 2.0], requires_grad=True)
+    leaf.backward(upstream)
+    assert leaf.grad.dtype == np.float32
+
+
 def test_to_backend_and_back_carries_the_gradient():
     try:
         tm.backends.get("numba")

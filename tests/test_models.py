@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import tinymed as tm
 import tinymed.functional as F
@@ -140,7 +141,7 @@ def test_matches_pytorch_with_the_same_state_dict(name, torch):
         xt = torch.from_numpy(x).requires_grad_()
         xo = tm.tensor(x, requires_grad=True)
         out_t, out_o = theirs(xt), ours(xo)
-        np.testing.assert_allclose(out_o.numpy(), out_t.detach().numpy(), rtol=1e-4, atol=1e-5)
+        assert_close(out_o, out_t.detach().numpy(), "forward")
         out_t.sum().backward()
         out_o.sum().backward()
         np.testing.assert_allclose(xo.grad, xt.grad.numpy(), rtol=1e-3, atol=1e-5)

@@ -25,7 +25,7 @@ import pytest
 from helpers import assert_close, output_size
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import window_geometries
+from strategies import seeds, window_geometries
 
 import tinymed.backends as backends
 from tinymed.backends import numpy_ref as ref
@@ -340,7 +340,7 @@ def conv_geometries(draw):
 
 
 @settings(max_examples=20, deadline=None)
-@given(geometry=conv_geometries(), seed=st.integers(0, 2**32 - 1))
+@given(geometry=conv_geometries(), seed=seeds)
 def test_conv2d_gradients_are_the_adjoints_of_the_forward_pass(geometry, seed):
     """<conv(x, w), gy> = <x, grad_input(gy, w)> = <w, grad_weight(x, gy)>: the convolution is
     linear in x and in w, and each gradient is the adjoint (transpose) of one of those maps."""

@@ -93,11 +93,11 @@ def window_geometries(
 
 
 @st.composite
-def conv_transpose_geometries(draw, **bounds) -> Geometry:
+def conv_transpose_geometries(draw) -> Geometry:
     """A :func:`window_geometries` draw for conv_transpose2d: ``output_padding`` below
     ``max(stride, dilation)`` as PyTorch requires, and an input large enough that the output
     ``(H - 1) stride - 2 padding + dilation (kernel - 1) + output_padding + 1`` is positive."""
-    geometry = draw(window_geometries(**bounds))
+    geometry = draw(window_geometries())
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(geometry.stride, geometry.dilation))
     size = tuple(max(n, -(-(2 * p + 1) // s) + 1) for n, p, s in zip(geometry.size, geometry.padding, geometry.stride))
     return dataclasses.replace(geometry, size=size, output_padding=output_padding)

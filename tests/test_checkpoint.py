@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import assert_same
 
 import tinymed as tm
 from tinymed import optim
@@ -13,28 +14,6 @@ from tinymed.train import checkpoint
 from tinymed.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 
 META = {"kind": "classifier", "model": {"name": "lenet", "config": {}}}
-
-
-def assert_same(a, b):
-    """Equal structure, types and bits (NaN equal to NaN)."""
-    assert type(a) is type(b), (a, b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for key in a:
-            assert_same(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    elif isinstance(a, (np.ndarray, np.generic)):
-        assert a.dtype == b.dtype and np.shape(a) == np.shape(b)
-        assert np.array_equal(a, b, equal_nan=True)
-    elif isinstance(a, tm.Tensor):
-        assert_same(a.numpy(), b.numpy())
-    elif isinstance(a, float) and np.isnan(a):
-        assert np.isnan(b)
-    else:
-        assert a == b
 
 
 def test_round_trip_keeps_every_type_exactly(tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_train_cnn import write_tiny_phantoms
+from helpers import write_tiny_phantoms
 
 from tinymed import backends
 from tinymed.cli import COMMANDS, main

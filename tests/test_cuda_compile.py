@@ -21,41 +21,42 @@ import tinymed.backends as backends
 from tinymed.backends import cupy_cuda, launch
 from tinymed.kernels import cuda_source
 
-nvrtc = pytest.importorskip(
-    "cuda.bindings.nvrtc",
-    reason="cuda-bindings is not installed (pip install 'tinymed[test]' adds it and nvidia-cuda-nvrtc)",
-)
-
 CUDA_SOURCES = resources.files("tinymed.kernels").joinpath("cuda")
 FAMILIES = sorted(path.name.removesuffix(".cu") for path in CUDA_SOURCES.iterdir() if path.name.endswith(".cu"))
 TARGETS = ("compute_75", "sm_90")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nvrtc_library():
-    """Skip, saying why, when cuda-bindings cannot load the NVRTC library itself."""
+@pytest.fixture(scope="module")
+def nvrtc():
+    """NVRTC's Python bindings; a test that compiles is skipped, saying why, where
+    cuda-bindings is missing or cannot load the NVRTC library itself."""
+    bindings = pytest.importorskip(
+        "cuda.bindings.nvrtc",
+        reason="cuda-bindings is not installed (pip install 'tinymed[test]' adds it and nvidia-cuda-nvrtc)",
+    )
     try:
-        nvrtc.nvrtcVersion()
+        bindings.nvrtcVersion()
     except RuntimeError as error:  # cuda-bindings raises this when libnvrtc cannot be loaded
         pytest.skip(f"NVRTC cannot be loaded ({error}); pip install nvidia-cuda-nvrtc")
+    return bindings
 
 
-def _ok(result_and_values: tuple):
+def _ok(nvrtc, result_and_values: tuple):
     """The values of an NVRTC call, after checking that it succeeded."""
     result, *values = result_and_values
     assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC call failed: {result}"
     return values[0] if len(values) == 1 else values
 
 
-def _bytes_of(program, size_function, get_function) -> bytes:
+def _bytes_of(nvrtc, program, size_function, get_function) -> bytes:
     """Read one of NVRTC's variable-size outputs (the log, the PTX, the machine code)."""
-    size = _ok(size_function(program))
+    size = _ok(nvrtc, size_function(program))
     buffer = b" " * size
-    _ok(get_function(program, buffer))
+    _ok(nvrtc, get_function(program, buffer))
     return buffer.rstrip(b"\0")
 
 
-def compile_family(family: str, target: str) -> tuple[str, dict[str, str], bytes]:
+def compile_family(nvrtc, family: str, target: str) -> tuple[str, dict[str, str], bytes]:
     """Compile ``kernels/cuda/<family>.cu`` for ``target`` as CuPy would: the text
     :func:`cuda_source` gives it, with its headers pasted in.
 
@@ -64,21 +65,21 @@ def compile_family(family: str, target: str) -> tuple[str, dict[str, str], bytes
     if the source does not compile.
     """
     source = cuda_source(family).encode()
-    program = _ok(nvrtc.nvrtcCreateProgram(source, f"{family}.cu".encode(), 0, [], []))
+    program = _ok(nvrtc, nvrtc.nvrtcCreateProgram(source, f"{family}.cu".encode(), 0, [], []))
     try:
         expressions = cupy_cuda.name_expressions(family)
         for expression in expressions:
-            _ok(nvrtc.nvrtcAddNameExpression(program, expression.encode()))
+            _ok(nvrtc, nvrtc.nvrtcAddNameExpression(program, expression.encode()))
         options = [*cupy_cuda.NVRTC_OPTIONS, f"--gpu-architecture={target}", "--ptxas-options=-v"]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
-        log = _bytes_of(program, nvrtc.nvrtcGetProgramLogSize, nvrtc.nvrtcGetProgramLog).decode()
+        log = _bytes_of(nvrtc, program, nvrtc.nvrtcGetProgramLogSize, nvrtc.nvrtcGetProgramLog).decode()
         print(log)  # pytest shows it when the test fails; -s shows registers and shared memory
         assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"{family}.cu does not compile for {target}:\n{log}"
-        lowered = {e: _ok(nvrtc.nvrtcGetLoweredName(program, e.encode())).decode() for e in expressions}
+        lowered = {e: _ok(nvrtc, nvrtc.nvrtcGetLoweredName(program, e.encode())).decode() for e in expressions}
         if target.startswith("compute_"):
-            code = _bytes_of(program, nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)
+            code = _bytes_of(nvrtc, program, nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)
         else:
-            code = _bytes_of(program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
+            code = _bytes_of(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
         return log, lowered, code
     finally:
         nvrtc.nvrtcDestroyProgram(program)
@@ -92,8 +93,8 @@ def test_every_cuda_source_is_a_family_of_the_backend():
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_cuda_source_compiles_with_every_kernel_for_float_and_double(family, target):
-    log, lowered, code = compile_family(family, target)
+def test_cuda_source_compiles_with_every_kernel_for_float_and_double(nvrtc, family, target):
+    log, lowered, code = compile_family(nvrtc, family, target)
     assert "warning" not in log.lower(), f"{family}.cu compiles with warnings for {target}:\n{log}"
     assert set(lowered) == {f"{k}<{t}>" for k in cupy_cuda.KERNELS[family] for t in ("float", "double")}
     if target.startswith("compute_"):

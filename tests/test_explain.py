@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import tinymed as tm
 from tinymed import explain, nn, plots
@@ -51,13 +52,12 @@ def test_saliency_of_a_linear_model_is_its_weights():
     np.testing.assert_allclose(explain.saliency(model, x, target=1), np.ones((1, 4, 4)))
 
 
-def test_resize_matches_pytorch_bilinear():
-    torch = pytest.importorskip("torch", reason="torch is the oracle for the bilinear resize")
+def test_resize_matches_pytorch_bilinear(torch):
     maps = np.random.default_rng(2).random((2, 7, 7))
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(maps)[:, None], size=(28, 28), mode="bilinear", align_corners=False
     )[:, 0].numpy()
-    np.testing.assert_allclose(explain.resize_bilinear(maps, (28, 28)), expected, rtol=1e-10, atol=1e-12)
+    assert_close(explain.resize_bilinear(maps, (28, 28)), expected, "bilinear resize")
 
 
 def test_medcnn_maps_and_the_overlay_figure(tmp_path):

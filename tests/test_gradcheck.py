@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from strategies import seeds, shapes
 
 import tinymed as tm
 
@@ -45,7 +45,7 @@ def float64_input(shape, seed=0):
 
 
 @settings(max_examples=10, deadline=None)
-@given(shape=st.lists(st.integers(1, 4), max_size=3).map(tuple), seed=st.integers(0, 2**16))
+@given(shape=shapes(max_side=4), seed=seeds)
 def test_returns_true_for_a_correct_function(shape, seed):
     assert tm.gradcheck(Square.apply, [float64_input(shape, seed)]) is True
 

@@ -5,15 +5,13 @@ and loaded with ``load_state_dict``) and must produce the same losses, outputs a
 weights."""
 
 import numpy as np
-import pytest
-
-torch_module = pytest.importorskip("torch", reason="the listings are checked against PyTorch")
+from helpers import tolerance
 
 IMPORTS = {
     "torch": "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nimport torch.optim as optim\n",
     "tinymed": "import math\nimport tinymed as torch\nimport tinymed.nn as nn\nimport tinymed.nn.functional as F\nimport tinymed.optim as optim\n",
 }
-TOL = dict(rtol=1e-4, atol=1e-5)
+TOL = tolerance(np.float32)  # the listings train in float32
 
 
 def run_listing(source, framework):
@@ -27,7 +25,7 @@ def same_start(listing, *classes):
     """The listing on both frameworks and, for each class, a torch instance and a tinymed
     instance holding the torch instance's weights."""
     on_torch, on_tinymed = run_listing(listing, "torch"), run_listing(listing, "tinymed")
-    torch_module.manual_seed(0)
+    on_torch["torch"].manual_seed(0)
     pairs = []
     for name in classes:
         model_t, model_m = on_torch[name](), on_tinymed[name]()
@@ -94,11 +92,11 @@ def test(net, images, labels):
 """
 
 
-def test_lenet_trains_like_pytorch():
+def test_lenet_trains_like_pytorch(torch):
     on_torch, on_tinymed, [(net_t, net_m)] = same_start(LENET, "LeNet")
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8)) for _ in range(3)]
-    loader_t = [(torch_module.from_numpy(x), torch_module.from_numpy(y)) for x, y in batches]
+    loader_t = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
     import tinymed
 
     loader_m = [(tinymed.from_numpy(x), tinymed.from_numpy(y)) for x, y in batches]
@@ -109,7 +107,7 @@ def test_lenet_trains_like_pytorch():
     assert_same_weights(net_t, net_m)
 
     images, labels = rng.standard_normal((5, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 5)
-    outputs_t, accuracy_t = on_torch["test"](net_t, torch_module.from_numpy(images), torch_module.from_numpy(labels))
+    outputs_t, accuracy_t = on_torch["test"](net_t, torch.from_numpy(images), torch.from_numpy(labels))
     outputs_m, accuracy_m = on_tinymed["test"](net_m, tinymed.from_numpy(images), tinymed.from_numpy(labels))
     np.testing.assert_allclose(outputs_m.numpy(), outputs_t.numpy(), **TOL)
     assert accuracy_m == accuracy_t
@@ -215,7 +213,7 @@ def train(netG, netD, dataloader, noises):
 """
 
 
-def test_dcgan_trains_like_pytorch():
+def test_dcgan_trains_like_pytorch(torch):
     import tinymed
 
     on_torch, on_tinymed, [(net_g_t, net_g_m), (net_d_t, net_d_m)] = same_start(DCGAN, "Generator", "Discriminator")
@@ -232,7 +230,7 @@ def test_dcgan_trains_like_pytorch():
     reals = [np.tanh(rng.standard_normal((4, 1, 28, 28))).astype(np.float32) for _ in range(2)]
     noises = [rng.standard_normal((4, 16, 1, 1)).astype(np.float32) for _ in range(2)]
     history_t, fake_t = on_torch["train"](
-        net_g_t, net_d_t, [torch_module.from_numpy(x) for x in reals], [torch_module.from_numpy(z) for z in noises]
+        net_g_t, net_d_t, [torch.from_numpy(x) for x in reals], [torch.from_numpy(z) for z in noises]
     )
     history_m, fake_m = on_tinymed["train"](
         net_g_m, net_d_m, [tinymed.from_numpy(x) for x in reals], [tinymed.from_numpy(z) for z in noises]
@@ -289,7 +287,7 @@ def train_step(model, x, target, mask):
 """
 
 
-def test_self_attention_listing_matches_pytorch():
+def test_self_attention_listing_matches_pytorch(torch):
     import tinymed
 
     # The listing steps with SGD: key.bias gets a zero gradient (softmax ignores a shift
@@ -299,7 +297,7 @@ def test_self_attention_listing_matches_pytorch():
     rng = np.random.default_rng(2)
     x, target = rng.standard_normal((2, 5, 16)).astype(np.float32), rng.standard_normal((2, 5, 16)).astype(np.float32)
     causal = np.triu(np.ones((5, 5), dtype=bool), 1)  # True: a future position, hidden
-    loss_t, out_t, attn_t = on_torch["train_step"](model_t, *(torch_module.from_numpy(a) for a in (x, target, causal)))
+    loss_t, out_t, attn_t = on_torch["train_step"](model_t, *(torch.from_numpy(a) for a in (x, target, causal)))
     loss_m, out_m, attn_m = on_tinymed["train_step"](model_m, *(tinymed.from_numpy(a) for a in (x, target, causal)))
     np.testing.assert_allclose(loss_m, loss_t, **TOL)
     np.testing.assert_allclose(out_m.numpy(), out_t.detach().numpy(), **TOL)

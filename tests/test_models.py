@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import tinymed as tm
 import tinymed.functional as F
@@ -122,8 +123,7 @@ def _torch_medcnn(torch, channels, heads):
 
 
 @pytest.mark.parametrize("name", ["lenet", "medcnn"])
-def test_matches_pytorch_with_the_same_state_dict(name):
-    torch = pytest.importorskip("torch", reason="torch is the oracle for the models")
+def test_matches_pytorch_with_the_same_state_dict(name, torch):
     tm.manual_seed(0)
     ours = build_model(name, {} if name == "lenet" else SMALL_MEDCNN)
     theirs = _torch_lenet(torch) if name == "lenet" else _torch_medcnn(torch, [4, 8, 8], 2)
@@ -141,7 +141,7 @@ def test_matches_pytorch_with_the_same_state_dict(name):
         xt = torch.from_numpy(x).requires_grad_()
         xo = tm.tensor(x, requires_grad=True)
         out_t, out_o = theirs(xt), ours(xo)
-        np.testing.assert_allclose(out_o.numpy(), out_t.detach().numpy(), rtol=1e-4, atol=1e-5)
+        assert_close(out_o, out_t.detach().numpy(), "forward")
         out_t.sum().backward()
         out_o.sum().backward()
         np.testing.assert_allclose(xo.grad, xt.grad.numpy(), rtol=1e-3, atol=1e-5)

@@ -5,14 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import Fixed, assert_close, matches_torch
 
 import tinymed as tm
 import tinymed.nn as nn
 import tinymed.nn.functional as F
-
-torch = pytest.importorskip("torch", reason="torch is the oracle for tinymed.nn")
-
-TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
 def to_tinymed(module_torch, module_tm):
@@ -20,7 +17,7 @@ def to_tinymed(module_torch, module_tm):
     return module_tm.load_state_dict({k: v.detach().numpy() for k, v in module_torch.state_dict().items()})
 
 
-def randomise(module_torch, generator):
+def randomise(torch, module_torch, generator):
     """Give every parameter and float buffer random values (variances stay positive), so
     the comparison does not rest on default values such as BatchNorm's ones and zeros."""
     with torch.no_grad():
@@ -28,10 +25,6 @@ def randomise(module_torch, generator):
             if t.dtype.is_floating_point:
                 low = 0.5 if name.endswith("running_var") else -1.0
                 t.copy_(torch.rand(t.shape, generator=generator, dtype=t.dtype) * 1.0 + low)
-
-
-def assert_close(actual, expected, dtype, what):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), err_msg=what, **TOL[dtype])
 
 
 # --------------------------------------------------------------------------- layers vs torch
@@ -169,11 +162,11 @@ LAYERS = [
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("build, make_inputs, mode", [case[1:] for case in LAYERS], ids=[case[0] for case in LAYERS])
-def test_layer_matches_torch(build, make_inputs, mode, dtype):
+def test_layer_matches_torch(torch, build, make_inputs, mode, dtype):
     torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
     generator = torch.Generator().manual_seed(0)
     layer_t = build(torch, torch.nn).to(torch_dtype)
-    randomise(layer_t, generator)
+    randomise(torch, layer_t, generator)
     layer_m = build(tm, nn).to(dtype)
     # Same parameter and buffer names, shapes and dtypes as PyTorch's.
     expected = {k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in layer_t.state_dict().items()}
@@ -182,44 +175,29 @@ def test_layer_matches_torch(build, make_inputs, mode, dtype):
     layer_t.train(mode == "train")
     layer_m.train(mode == "train")
 
-    rng = np.random.default_rng(1)
-    arrays = [(a.astype(dtype) if a.dtype.kind == "f" else a, grad) for a, grad in make_inputs(rng)]
-    inputs_t = [torch.tensor(a, requires_grad=grad) for a, grad in arrays]
-    inputs_m = [tm.tensor(a, requires_grad=grad) for a, grad in arrays]
-    out_t, out_m = layer_t(*inputs_t), layer_m(*inputs_m)
-    assert out_m.shape == tuple(out_t.shape) and out_m.dtype == dtype
-    assert_close(out_m.numpy(), out_t.detach().numpy(), dtype, "forward")
+    def as_input(array, requires_grad):  # float inputs in the layer's dtype; targets Fixed
+        if array.dtype.kind != "f":
+            return array
+        return array.astype(dtype) if requires_grad else Fixed(array.astype(dtype))
 
-    upstream = rng.standard_normal(out_m.shape).astype(dtype)
-    (out_t * torch.tensor(upstream)).sum().backward()
-    (out_m * tm.tensor(upstream)).sum().backward()
-    for i, (t, m) in enumerate(zip(inputs_t, inputs_m)):
-        if t.requires_grad:
-            assert_close(m.grad, t.grad.numpy(), dtype, f"gradient of input {i}")
-    grads_t = {k: p.grad for k, p in layer_t.named_parameters()}
-    for name, p in layer_m.named_parameters():
-        assert_close(p.grad, grads_t[name].numpy(), dtype, f"gradient of {name}")
-    # Training-mode BatchNorm updated its running statistics as PyTorch did.
-    for name, value in layer_t.state_dict().items():
-        assert_close(layer_m.state_dict()[name], value.numpy(), dtype, f"state {name} after forward")
+    inputs = [as_input(a, grad) for a, grad in make_inputs(np.random.default_rng(1))]
+    # Outputs, gradients of the inputs and parameters, and (training-mode BatchNorm) the
+    # running statistics after the forward pass, as PyTorch's.
+    out_m, _ = matches_torch(torch, layer_m, layer_t, *inputs)
+    assert out_m.dtype == dtype
 
 
 # --------------------------------------------------------------------------- multi-head attention
 
 
-def _mha_pair(embed_dim=8, num_heads=2, bias=True, batch_first=True, dtype=torch.float64):
+def _mha_pair(torch, embed_dim=8, num_heads=2, bias=True, batch_first=True, dtype=np.float64):
     generator = torch.Generator().manual_seed(3)
-    layer_t = torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(dtype)
-    randomise(layer_t, generator)
-    layer_m = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(
-        np.float64 if dtype == torch.float64 else np.float32
-    )
+    layer_t = torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first)
+    layer_t = layer_t.to(getattr(torch, np.dtype(dtype).name))
+    randomise(torch, layer_t, generator)
+    layer_m = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first).to(dtype)
     to_tinymed(layer_t, layer_m)
     return layer_t, layer_m
-
-
-def _mask(array):
-    return torch.tensor(array), tm.tensor(array)
 
 
 causal = np.triu(np.ones((3, 4), dtype=bool), 1)
@@ -245,10 +223,10 @@ MHA_CASES = [
 
 
 @pytest.mark.parametrize("masks, options", [c[1:] for c in MHA_CASES], ids=[c[0] for c in MHA_CASES])
-def test_multihead_attention_matches_torch(masks, options):
+def test_multihead_attention_matches_torch(torch, masks, options):
     options = dict(options)
     layer_options = {k: options.pop(k) for k in ("bias", "batch_first") if k in options}
-    layer_t, layer_m = _mha_pair(**layer_options)
+    layer_t, layer_m = _mha_pair(torch, **layer_options)
     rng = np.random.default_rng(5)
     q, kv = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 4, 8))
     if layer_options.get("batch_first") is False:
@@ -259,31 +237,34 @@ def test_multihead_attention_matches_torch(masks, options):
     masks_m = {k: tm.tensor(v) for k, v in masks.items()}
     out_t, w_t = layer_t(*tensors_t, **masks_t, **options)
     out_m, w_m = layer_m(*tensors_m, **masks_m, **options)
-    assert_close(out_m.numpy(), out_t.detach().numpy(), np.float64, "output")
+    assert_close(out_m.numpy(), out_t.detach().numpy(), "output")
     if options.get("need_weights", True):
         assert w_m.shape == tuple(w_t.shape)
-        assert_close(w_m.numpy(), w_t.detach().numpy(), np.float64, "attention weights")
+        assert_close(w_m.numpy(), w_t.detach().numpy(), "attention weights")
     else:
         assert w_m is None and w_t is None
     upstream = rng.standard_normal(out_m.shape)
     (out_t * torch.tensor(upstream)).sum().backward()
     (out_m * tm.tensor(upstream)).sum().backward()
     for name, t, m in zip(("query", "key", "value"), tensors_t, tensors_m):
-        assert_close(m.grad, t.grad.numpy(), np.float64, f"gradient of {name}")
+        assert_close(m.grad, t.grad.numpy(), f"gradient of {name}")
     grads_t = dict(layer_t.named_parameters())
     for name, p in layer_m.named_parameters():
-        assert_close(p.grad, grads_t[name].grad.numpy(), np.float64, f"gradient of {name}")
+        assert_close(p.grad, grads_t[name].grad.numpy(), f"gradient of {name}")
 
 
-def test_multihead_attention_unbatched_float32_and_alias():
+def test_multihead_attention_is_also_named_with_a_capital_h():
     assert nn.MultiHeadAttention is nn.MultiheadAttention
-    layer_t, layer_m = _mha_pair(dtype=torch.float32)
+
+
+def test_multihead_attention_unbatched_float32(torch):
+    layer_t, layer_m = _mha_pair(torch, dtype=np.float32)
     x = np.random.default_rng(2).standard_normal((5, 8)).astype(np.float32)
     out_t, w_t = layer_t(*(torch.tensor(x),) * 3)
     out_m, w_m = layer_m(*(tm.tensor(x),) * 3)
     assert out_m.shape == (5, 8) and w_m.shape == (5, 5)
-    assert_close(out_m.numpy(), out_t.detach().numpy(), np.float32, "output")
-    assert_close(w_m.numpy(), w_t.detach().numpy(), np.float32, "weights")
+    assert_close(out_m.numpy(), out_t.detach().numpy(), "output")
+    assert_close(w_m.numpy(), w_t.detach().numpy(), "weights")
 
 
 def test_multihead_attention_dropout_only_in_training_and_bad_shapes():
@@ -316,7 +297,7 @@ def test_multihead_attention_dropout_only_in_training_and_bad_shapes():
     ],
     ids=["linear", "conv", "convT"],
 )
-def test_default_init_matches_torch_bounds(build, fan_in):
+def test_default_init_matches_torch_bounds(torch, build, fan_in):
     tm.manual_seed(0)
     torch.manual_seed(0)
     layer_m, layer_t = build(nn), build(torch.nn)
@@ -351,7 +332,7 @@ def test_default_init_of_normalisation_and_attention():
     assert np.abs(mha.out_proj.weight.numpy()).max() <= 1 / math.sqrt(32)
 
 
-def test_init_functions_match_torch_formulas():
+def test_init_gains_and_fans_match_torch(torch):
     for name, param in [
         ("linear", None),
         ("sigmoid", None),
@@ -367,6 +348,9 @@ def test_init_functions_match_torch_formulas():
         assert nn.init._calculate_fan_in_and_fan_out(tm.zeros(*shape)) == torch.nn.init._calculate_fan_in_and_fan_out(
             torch.zeros(shape)
         )
+
+
+def test_init_functions_follow_their_formulas():
     with pytest.raises(ValueError, match="fewer than 2"):
         nn.init.xavier_uniform_(tm.zeros(5))
     with pytest.raises(ValueError, match="mode"):
@@ -409,7 +393,7 @@ def test_manual_seed_makes_initialisation_reproducible():
 # --------------------------------------------------------------------------- train / eval behaviour
 
 
-def test_batchnorm_train_eval_and_cumulative_momentum():
+def test_batchnorm_train_eval_and_cumulative_momentum(torch):
     bn_t, bn_m = torch.nn.BatchNorm2d(3, momentum=None).double(), nn.BatchNorm2d(3, momentum=None).double()
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -418,11 +402,11 @@ def test_batchnorm_train_eval_and_cumulative_momentum():
         bn_m(tm.tensor(x))
     assert bn_m.num_batches_tracked.item() == 3
     for key, value in bn_t.state_dict().items():
-        assert_close(bn_m.state_dict()[key], value.numpy(), np.float64, key)
+        assert_close(bn_m.state_dict()[key], value.numpy(), key)
     bn_t.eval()
     bn_m.eval()
     x = rng.standard_normal((1, 3, 2, 2))
-    assert_close(bn_m(tm.tensor(x)).numpy(), bn_t(torch.tensor(x)).detach().numpy(), np.float64, "eval output")
+    assert_close(bn_m(tm.tensor(x)).numpy(), bn_t(torch.tensor(x)).detach().numpy(), "eval output")
     assert bn_m.num_batches_tracked.item() == 3  # evaluation leaves the statistics alone
     with pytest.raises(ValueError, match="BatchNorm2d: expected 4D"):
         bn_m(tm.randn(2, 3))
@@ -490,7 +474,7 @@ def composite(lib_nn):
     return Net()
 
 
-def test_composite_state_dict_names_modules_and_repr_match_torch():
+def test_composite_state_dict_names_modules_and_repr_match_torch(torch):
     net_t, net_m = composite(torch.nn), composite(nn)
     assert [(k, tuple(v.shape)) for k, v in net_t.state_dict().items()] == [
         (k, v.shape) for k, v in net_m.state_dict().items()
@@ -508,7 +492,7 @@ def test_composite_state_dict_names_modules_and_repr_match_torch():
     x = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
     net_t.eval()
     net_m.eval()
-    assert_close(net_m(tm.tensor(x)).numpy(), net_t(torch.tensor(x)).detach().numpy(), np.float32, "composite forward")
+    assert_close(net_m(tm.tensor(x)).numpy(), net_t(torch.tensor(x)).detach().numpy(), "composite forward")
 
 
 def test_apply_visits_children_before_parents_and_named_modules():

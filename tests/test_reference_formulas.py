@@ -16,13 +16,16 @@ reference must agree with it to rounding error. Around that core:
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import re
 
 import numpy as np
 import pytest
+from helpers import assert_close, output_size
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import seeds, window_geometries
 
 import tinymed.backends as backends
 from tinymed.backends import numpy_ref as ref
@@ -32,10 +35,6 @@ TIGHT = {"rtol": 1e-12, "atol": 1e-12}
 
 def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-def _out_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 # ----------------------------------------------------------------------------------------
@@ -48,7 +47,7 @@ def loop_conv2d(x, w, b, stride, padding, dilation):
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    OH, OW = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
+    OH, OW = output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw)
     y = np.zeros((N, O, OH, OW))
     for n in range(N):
         for o in range(O):
@@ -117,7 +116,7 @@ def loop_max_pool2d(x, kernel_size, stride, padding, dilation):
     the index is the flat position h*W + w in the unpadded plane."""
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    OH, OW = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
+    OH, OW = output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw)
     y = np.zeros((N, C, OH, OW), dtype=x.dtype)
     indices = np.zeros((N, C, OH, OW), dtype=np.int64)
     for n in range(N):
@@ -335,19 +334,13 @@ def test_impulse_response_shows_the_flip():
 @st.composite
 def conv_geometries(draw):
     """A convolution whose output has at least one pixel: shapes, stride, padding, dilation."""
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    # smallest input the dilated kernel fits in once padded, plus a few extra pixels
-    H = max(1, dilation[0] * (KH - 1) + 1 - 2 * padding[0]) + draw(st.integers(0, 5))
-    W = max(1, dilation[1] * (KW - 1) + 1 - 2 * padding[1]) + draw(st.integers(0, 5))
+    g = draw(window_geometries(max_kernel=4, max_dilation=3, max_extra=5))
     N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    return (N, C, H, W, O, KH, KW), stride, padding, dilation
+    return (N, C, *g.size, O, *g.kernel), g.stride, g.padding, g.dilation
 
 
 @settings(max_examples=20, deadline=None)
-@given(geometry=conv_geometries(), seed=st.integers(0, 2**32 - 1))
+@given(geometry=conv_geometries(), seed=seeds)
 def test_conv2d_gradients_are_the_adjoints_of_the_forward_pass(geometry, seed):
     """<conv(x, w), gy> = <x, grad_input(gy, w)> = <w, grad_weight(x, gy)>: the convolution is
     linear in x and in w, and each gradient is the adjoint (transpose) of one of those maps."""
@@ -365,8 +358,7 @@ def test_conv2d_gradients_are_the_adjoints_of_the_forward_pass(geometry, seed):
 
 
 @pytest.mark.parametrize("case", CONV_CASES[1:4])
-def test_conv2d_primitives_match_pytorch(case):
-    torch = pytest.importorskip("torch", reason="torch is the oracle for this test")
+def test_conv2d_primitives_match_pytorch(case, torch):
     N, C, H, W, O, KH, KW, stride, padding, dilation = case
     rng = _rng(5)
     x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, KH, KW)), rng.standard_normal(O)
@@ -383,8 +375,7 @@ def test_conv2d_primitives_match_pytorch(case):
     )
 
 
-def test_conv_transpose2d_forward_is_grad_input_as_in_pytorch():
-    torch = pytest.importorskip("torch", reason="torch is the oracle for this test")
+def test_conv_transpose2d_forward_is_grad_input_as_in_pytorch(torch):
     rng = _rng(6)
     x, w = rng.standard_normal((2, 3, 4, 3)), rng.standard_normal((3, 2, 3, 4))
     stride, padding, output_padding, dilation = (2, 3), (1, 2), (1, 2), (1, 1)
@@ -433,12 +424,16 @@ def test_max_pool2d_ties_go_to_the_first_maximum_in_row_major_order():
     assert y.item() == 5.0 and indices.item() == 1
 
 
+NAN_WINDOW = np.array([[[[1.0, np.nan], [3.0, np.nan]]]])
+
+
 def test_max_pool2d_nan_is_the_maximum():
-    x = np.array([[[[1.0, np.nan], [3.0, np.nan]]]])
-    y, indices = ref.max_pool2d_forward(x, (2, 2), (1, 1), (0, 0), (1, 1))
+    y, indices = ref.max_pool2d_forward(NAN_WINDOW, (2, 2), (1, 1), (0, 0), (1, 1))
     assert np.isnan(y.item()) and indices.item() == 1
-    torch = pytest.importorskip("torch", reason="torch is the oracle for the value")
-    assert torch.isnan(torch.nn.functional.max_pool2d(torch.tensor(x), 2)).item()
+
+
+def test_max_pool2d_nan_is_the_maximum_in_pytorch_too(torch):
+    assert torch.isnan(torch.nn.functional.max_pool2d(torch.tensor(NAN_WINDOW), 2)).item()
 
 
 def test_max_pool2d_window_of_minus_inf_points_into_the_image_not_the_padding():
@@ -462,8 +457,7 @@ def test_max_pool2d_backward_sums_where_windows_pick_the_same_pixel():
     np.testing.assert_array_equal(gx, expected)
 
 
-def test_max_pool2d_matches_pytorch():
-    torch = pytest.importorskip("torch", reason="torch is the oracle for this test")
+def test_max_pool2d_matches_pytorch(torch):
     rng = _rng(8)
     for H, W, kernel, stride, padding, dilation in POOL_CASES:
         x = rng.standard_normal((2, 2, H, W))
@@ -576,14 +570,10 @@ def test_fully_removed_rows_give_zero_output_and_gradients_without_warnings():
     np.testing.assert_allclose(gv[1:], sub_grads[2], **TIGHT)
 
 
-@pytest.mark.parametrize("case", ATTENTION_CASES)
-def test_attention_backward_matches_finite_differences(case):
-    """Central differences of L = sum(attention_forward(q, k, v) * go) in every input entry."""
-    Lq, Lk, masked, is_causal = case
-    q, k, v, mask = _attention_inputs(14, Lq=Lq, Lk=Lk, masked=masked)
-    scale = 0.7
+def assert_attention_backward_matches_finite_differences(q, k, v, mask, scale, is_causal, go) -> None:
+    """Central differences of L = sum(attention_forward(q, k, v) * go) in every input entry
+    against ``attention_backward`` (float64)."""
     out, lse = ref.attention_forward(q, k, v, mask, scale, is_causal)
-    go = _rng(15).standard_normal(out.shape)
     grads = ref.attention_backward(go, q, k, v, out, lse, mask, scale, is_causal)
     eps = 1e-6
     inputs = [q, k, v]
@@ -596,11 +586,44 @@ def test_attention_backward_matches_finite_differences(case):
                 shifted[which][index] += step
                 losses.append(np.vdot(ref.attention_forward(*shifted, mask, scale, is_causal)[0], go))
             numeric[index] = (losses[0] - losses[1]) / (2 * eps)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8, err_msg=f"gradient of {'qkv'[which]}")
 
 
-def test_attention_matches_pytorch():
-    torch = pytest.importorskip("torch", reason="torch is the oracle for this test")
+@pytest.mark.parametrize("case", ATTENTION_CASES)
+def test_attention_backward_matches_finite_differences(case):
+    Lq, Lk, masked, is_causal = case
+    q, k, v, mask = _attention_inputs(14, Lq=Lq, Lk=Lk, masked=masked)
+    go = _rng(15).standard_normal((q.shape[0], Lq, v.shape[-1]))
+    assert_attention_backward_matches_finite_differences(q, k, v, mask, 0.7, is_causal, go)
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_attention_matches_its_formula_at_every_length_up_to_7(dtype, is_causal):
+    """Every Lq and Lk from 1 to 7, the sweep tests/test_backends.py runs on the GPU backends.
+    float64: the forward against the loop formula, the backward against finite differences.
+    float32: forward and backward against the float64 results on the same (float32) values,
+    rounded once, at the float32 tolerance."""
+    rng = _rng(19)
+    for Lq, Lk in itertools.product(range(1, 8), repeat=2):
+        q, k, v, go = (rng.standard_normal((1, n, 2)).astype(dtype).astype(np.float64) for n in (Lq, Lk, Lk, Lq))
+        where = f"Lq={Lq} Lk={Lk}"
+        out, lse = ref.attention_forward(q, k, v, None, 0.7, is_causal)
+        if dtype == np.float64:
+            out_loop, lse_loop = loop_attention(q, k, v, None, 0.7, is_causal)
+            np.testing.assert_allclose(out, out_loop, **TIGHT, err_msg=f"{where} out")
+            np.testing.assert_allclose(lse, lse_loop, **TIGHT, err_msg=f"{where} lse")
+            assert_attention_backward_matches_finite_differences(q, k, v, None, 0.7, is_causal, go)
+            continue
+        expected = (out, lse, *ref.attention_backward(go, q, k, v, out, lse, None, 0.7, is_causal))
+        q, k, v, go = (a.astype(dtype) for a in (q, k, v, go))
+        out, lse = ref.attention_forward(q, k, v, None, 0.7, is_causal)
+        actual = (out, lse, *ref.attention_backward(go, q, k, v, out, lse, None, 0.7, is_causal))
+        for name, a, e in zip(("out", "lse", "gq", "gk", "gv"), actual, expected):
+            assert_close(a, e.astype(dtype), f"{where} {name}")
+
+
+def test_attention_matches_pytorch(torch):
     F = torch.nn.functional
     for Lq, Lk, masked, is_causal in ATTENTION_CASES:
         q, k, v, mask = _attention_inputs(16, Lq=Lq, Lk=Lk, masked=masked)

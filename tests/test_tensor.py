@@ -14,40 +14,16 @@ import types
 
 import numpy as np
 import pytest
+from helpers import matches_torch, tolerance, values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
+from strategies import seeds, shapes
 
 import tinymed as tm
 from tinymed.tensor import Tensor
 
 SETTINGS = settings(max_examples=12, deadline=None)
-TOLERANCE = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
-
-
-@pytest.fixture(scope="module")  # hypothesis refuses function-scoped fixtures
-def torch():
-    return pytest.importorskip("torch", reason="torch is the test oracle; install torch (CPU) to compare with it")
-
-
-# --------------------------------------------------------------------------- strategies
-
-
-def shapes(min_dims=0, max_dims=3, min_side=1, max_side=3):
-    return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
-
-
-def values(seed, shape, domain="real"):
-    """float64 values of ``shape``: ``real`` N(0, 1); ``positive`` in [0.5, 2];
-    ``nonzero`` of either sign with |x| in [0.5, 2] (away from the poles of 1/x and log)."""
-    rng = np.random.default_rng(seed)
-    if domain == "real":
-        return rng.standard_normal(shape)
-    magnitude = rng.uniform(0.5, 2.0, shape)
-    return magnitude if domain == "positive" else magnitude * rng.choice([-1.0, 1.0], shape)
-
-
-seeds = st.integers(0, 2**32 - 1)
 
 
 # --------------------------------------------------------------------------- the ops
@@ -187,24 +163,9 @@ def to_numpy_dtype(torch_dtype):
 
 
 def assert_matches_torch(torch, op, arrays, dtype):
-    """Forward and gradients of ``op`` on tinymed and on torch, from the same arrays."""
-    tolerance = TOLERANCE[dtype]
-    ours = [tm.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
-    theirs = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
-    out, expected = op(tm, *ours), op(torch, *theirs)
-    assert out.dtype == to_numpy_dtype(expected.dtype)
-    assert out.shape == tuple(expected.shape)
-    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), **tolerance)
-    if not expected.requires_grad:
-        return
-    projection = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
-    (out * tm.tensor(projection)).sum().backward()
-    (expected * torch.tensor(projection)).sum().backward()
-    for t, reference in zip(ours, theirs):
-        want = np.zeros(t.shape, dtype) if reference.grad is None else reference.grad.numpy()
-        got = np.zeros(t.shape, dtype) if t.grad is None else t.grad
-        assert got.dtype == want.dtype
-        np.testing.assert_allclose(got, want, **tolerance)
+    """Forward and gradients of ``op`` on tinymed and on torch, from the same arrays in ``dtype``."""
+    cast = [np.asarray(a, dtype) for a in arrays]  # 0-d draws are NumPy scalars
+    matches_torch(torch, lambda *ts: op(tm, *ts), lambda *ts: op(torch, *ts), *cast, tol=tolerance(dtype))
 
 
 def assert_matches_torch_in_both_dtypes(torch, op, arrays):
@@ -579,6 +540,25 @@ def test_backward_with_an_explicit_gradient():
     x = tm.tensor([1.0, 2.0], requires_grad=True)
     (x * 3).backward(tm.tensor([1.0, 10.0]))
     np.testing.assert_array_equal(x.grad, [3.0, 30.0])
+
+
+@pytest.mark.parametrize(
+    "wrap", [np.asarray, tm.tensor, list], ids=["float64 array", "float64 tensor", "list of floats"]
+)
+def test_backward_casts_an_explicit_gradient_to_the_tensors_dtype(wrap):
+    """A float64 gradient (the default of NumPy and of Python floats) given to a float32
+    tensor's backward is cast to float32, as PyTorch does: every .grad keeps its tensor's
+    dtype, so a float32 model is not silently trained in mixed precision."""
+    upstream = wrap(np.array([1.0, 1 / 3]))
+    x = tm.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    y.backward(upstream)
+    assert x.grad.dtype == np.float32 and y.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, np.float32([1.0, 1 / 3]) * np.float32(3))
+    leaf = tm.tensor([1.0, 2.0], requires_grad=True)
+    leaf.backward(upstream)
+    assert leaf.grad.dtype == np.float32
 
 
 def test_to_backend_and_back_carries_the_gradient():

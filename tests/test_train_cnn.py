@@ -5,9 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from test_checkpoint import assert_same
+from helpers import assert_same, write_tiny_phantoms
 
-from tinymed.data import make_phantoms
 from tinymed.train import classifier
 from tinymed.train.checkpoint import load_checkpoint
 from tinymed.train.classifier import TrainConfig, load_classifier, train_classifier
@@ -17,17 +16,6 @@ TINY = dict(
     dataset="phantoms", model="medcnn", model_config={"channels": [4, 8, 8], "num_heads": 2}, epochs=2, batch_size=16
 )
 STEPS_PER_EPOCH = 4  # 64 training images in batches of 16
-
-
-def write_tiny_phantoms(path, n_train=64, n_eval=32):
-    """A phantoms file in the MedMNIST layout, small enough for a training run in a test."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-        phantoms = make_phantoms(n, rng)
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = phantoms.images, phantoms.labels
-    np.savez(path, **arrays)
-    return path
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "tinymed" / "__init__.py").read_text()).group(1)
+VERSION = re.search(r'VERSION = "([^"]+)"', (HERE / "tinymed" / "version.py").read_text()).group(1)
 
 setup(
     name="tinymed",

@@ -7,8 +7,6 @@
 there. See docs/architecture.md for the layers underneath.
 """
 
-__version__ = "0.1.0"
-
 # The kernel modules, for code that inspects them (tm.backends.available()); the layers reach
 # them only through a device.
 from tinymed import backends, cuda
@@ -49,6 +47,7 @@ from tinymed.ops.matmul import bmm, matmul
 from tinymed.ops.shape import cat, stack, where
 from tinymed.random import get_rng_state, manual_seed, set_rng_state
 from tinymed.tensor import Tensor, from_numpy, is_tensor, tensor
+from tinymed.version import VERSION as __version__
 
 # PyTorch spells these as attributes of the top-level module.
 float = float32

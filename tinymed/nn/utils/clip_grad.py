@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import tinymed as tm
+from tinymed.autograd import no_grad
+from tinymed.ops.shape import stack
+from tinymed.tensor import Tensor, tensor
 
 
-def _gradients(parameters: tm.Tensor | Iterable[tm.Tensor]) -> list[tm.Tensor]:
+def _gradients(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """The gradients of ``parameters`` that exist, as Tensors sharing the gradients' memory (so
     writing into them changes ``p.grad``). ``p.grad`` is the backend's raw array today, hence
     the wrap; this is the one place that knows."""
-    params = [parameters] if isinstance(parameters, tm.Tensor) else list(parameters)
-    return [tm.Tensor.wrap(p.grad, p.device) for p in params if p.grad is not None]
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    return [Tensor.wrap(p.grad, p.device) for p in params if p.grad is not None]
 
 
-def _vector_norm(x: tm.Tensor, norm_type: float) -> tm.Tensor:
+def _vector_norm(x: Tensor, norm_type: float) -> Tensor:
     """``||x||_p = (sum |x_i|^p)^(1/p)`` over all elements, ``max |x_i|`` for ``p = inf``."""
     if norm_type == math.inf:
         return x.abs().amax()
@@ -31,11 +33,11 @@ def _vector_norm(x: tm.Tensor, norm_type: float) -> tm.Tensor:
 
 
 def clip_grad_norm_(
-    parameters: tm.Tensor | Iterable[tm.Tensor],
+    parameters: Tensor | Iterable[Tensor],
     max_norm: float,
     norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
-) -> tm.Tensor:
+) -> Tensor:
     """Scale the gradients so that, taken together as one vector, their norm is at most ``max_norm``.
 
     With g_1..g_k the gradients (any shapes) and ``p = norm_type`` (> 0, or ``inf`` / ``"inf"``)::
@@ -53,9 +55,9 @@ def clip_grad_norm_(
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
     grads = _gradients(parameters)
     if not grads:
-        return tm.tensor(0.0)
-    with tm.no_grad():
-        total = _vector_norm(tm.stack([_vector_norm(g, norm_type) for g in grads]), norm_type)
+        return tensor(0.0)
+    with no_grad():
+        total = _vector_norm(stack([_vector_norm(g, norm_type) for g in grads]), norm_type)
         if error_if_nonfinite and not math.isfinite(total.item()):
             raise RuntimeError(
                 f"clip_grad_norm_: the total norm of order {norm_type} for gradients from `parameters` is "
@@ -68,9 +70,9 @@ def clip_grad_norm_(
     return total
 
 
-def clip_grad_value_(parameters: tm.Tensor | Iterable[tm.Tensor], clip_value: float) -> None:
+def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]``, in place."""
     clip_value = float(clip_value)
-    with tm.no_grad():
+    with no_grad():
         for g in _gradients(parameters):
             g.copy_(g.clamp(-clip_value, clip_value))

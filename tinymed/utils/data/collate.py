@@ -5,7 +5,7 @@ The rule is PyTorch's, applied to the first sample's type and recursively into c
 =======================  ===================================================
 sample element           batch
 =======================  ===================================================
-Tensor ``(*S)``          ``tm.stack``: a Tensor ``(B, *S)``
+Tensor ``(*S)``          ``stack``: a Tensor ``(B, *S)``
 NumPy array ``(*S)``     a Tensor ``(B, *S)`` of the array's dtype
 NumPy scalar             a Tensor ``(B,)`` of its dtype
 float / int / bool       a Tensor ``(B,)``: float64 / int64 / bool
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-import tinymed as tm
+from tinymed.ops.shape import stack
+from tinymed.tensor import Tensor, tensor
 
 
 def _unsupported(what: Any) -> TypeError:
@@ -42,18 +43,18 @@ def _check_array(array: np.ndarray) -> None:
 def default_collate(batch: list[Any]) -> Any:
     """The batch made from a list of samples (see the module docstring for the rule)."""
     elem = batch[0]
-    if isinstance(elem, tm.Tensor):
-        return tm.stack(batch, 0)
+    if isinstance(elem, Tensor):
+        return stack(batch, 0)
     if isinstance(elem, np.ndarray):
         _check_array(elem)
-        return default_collate([tm.tensor(a) for a in batch])
+        return default_collate([tensor(a) for a in batch])
     if isinstance(elem, (np.bool_, np.number)):
-        return tm.tensor(np.asarray(batch))
+        return tensor(np.asarray(batch))
     if isinstance(elem, float):
-        # Through a float64 array: tm.tensor reads a list of Python floats as float32 first.
-        return tm.tensor(np.array(batch, dtype=np.float64))
+        # Through a float64 array: tensor reads a list of Python floats as float32 first.
+        return tensor(np.array(batch, dtype=np.float64))
     if isinstance(elem, int):  # bool included: a list of bools becomes a bool tensor
-        return tm.tensor(batch)
+        return tensor(batch)
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
@@ -79,9 +80,9 @@ def default_convert(data: Any) -> Any:
     NumPy arrays and scalars become Tensors, inside dicts, namedtuples, tuples and lists too;
     everything else is left as it is."""
     if isinstance(data, np.ndarray):
-        return data if data.dtype.kind not in "biuf" else tm.tensor(data)
+        return data if data.dtype.kind not in "biuf" else tensor(data)
     if isinstance(data, (np.bool_, np.number)):
-        return tm.tensor(data)
+        return tensor(data)
     if isinstance(data, collections.abc.Mapping):
         return {key: default_convert(value) for key, value in data.items()}
     if isinstance(data, tuple) and hasattr(data, "_fields"):

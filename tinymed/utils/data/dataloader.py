@@ -60,25 +60,7 @@ class DataLoader:
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
     ) -> None:
-        if num_workers < 0:
-            raise ValueError(
-                f"DataLoader: num_workers should be non-negative, got {num_workers}; use num_workers=0 to load in the main process"
-            )
-        if timeout < 0:
-            raise ValueError(f"DataLoader: timeout should be non-negative, got {timeout}")
-        if num_workers == 0 and prefetch_factor is not None:
-            raise ValueError("DataLoader: prefetch_factor can only be given with num_workers > 0")
-        if prefetch_factor is not None and prefetch_factor < 0:
-            raise ValueError(f"DataLoader: prefetch_factor should be non-negative, got {prefetch_factor}")
-        if persistent_workers and num_workers == 0:
-            raise ValueError("DataLoader: persistent_workers needs num_workers > 0")
-        if num_workers > 0:
-            warnings.warn(
-                f"DataLoader: tinymed loads in the main process; num_workers={num_workers} is ignored "
-                "(the batches and their order are the same)",
-                stacklevel=2,
-            )
-
+        _check_worker_options(num_workers, timeout, prefetch_factor, persistent_workers)
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
             for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
@@ -137,3 +119,29 @@ class DataLoader:
             )
             return len(batches)
         return len(self.batch_sampler if self.batch_sampler is not None else self.sampler)
+
+
+def _check_worker_options(
+    num_workers: int, timeout: float, prefetch_factor: int | None, persistent_workers: bool
+) -> None:
+    """PyTorch's checks of the worker options. tinymed always loads in the main process, so
+    workers are accepted with a warning and change nothing (the batches and their order are
+    the same)."""
+    if num_workers < 0:
+        raise ValueError(
+            f"DataLoader: num_workers should be non-negative, got {num_workers}; use num_workers=0 to load in the main process"
+        )
+    if timeout < 0:
+        raise ValueError(f"DataLoader: timeout should be non-negative, got {timeout}")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ValueError("DataLoader: prefetch_factor can only be given with num_workers > 0")
+    if prefetch_factor is not None and prefetch_factor < 0:
+        raise ValueError(f"DataLoader: prefetch_factor should be non-negative, got {prefetch_factor}")
+    if persistent_workers and num_workers == 0:
+        raise ValueError("DataLoader: persistent_workers needs num_workers > 0")
+    if num_workers > 0:
+        warnings.warn(
+            f"DataLoader: tinymed loads in the main process; num_workers={num_workers} is ignored "
+            "(the batches and their order are the same)",
+            stacklevel=2,
+        )

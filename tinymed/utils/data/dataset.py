@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-import tinymed as tm
+from tinymed.tensor import Tensor
 from tinymed.utils.data.sampler import RandomSampler
 
 
@@ -39,12 +39,12 @@ class TensorDataset(Dataset):
     """Sample ``i`` is ``(tensors[0][i], tensors[1][i], ...)``; every tensor holds N samples
     along its first dim (e.g. images ``(N, C, H, W)`` and labels ``(N,)``)."""
 
-    def __init__(self, *tensors: tm.Tensor) -> None:
+    def __init__(self, *tensors: Tensor) -> None:
         if not tensors:
             raise ValueError("TensorDataset: needs at least one tensor")
         for i, t in enumerate(tensors):
-            if not isinstance(t, tm.Tensor) or t.ndim == 0:
-                what = f"shape {t.shape}" if isinstance(t, tm.Tensor) else type(t).__name__
+            if not isinstance(t, Tensor) or t.ndim == 0:
+                what = f"shape {t.shape}" if isinstance(t, Tensor) else type(t).__name__
                 raise TypeError(f"TensorDataset: tensor {i} must be a Tensor with a first dim of samples, got {what}")
         sizes = [t.shape[0] for t in tensors]
         if len(set(sizes)) != 1:
@@ -53,7 +53,7 @@ class TensorDataset(Dataset):
             )
         self.tensors = tensors
 
-    def __getitem__(self, index: Any) -> tuple[tm.Tensor, ...]:
+    def __getitem__(self, index: Any) -> tuple[Tensor, ...]:
         return tuple(t[index] for t in self.tensors)
 
     def __len__(self) -> int:

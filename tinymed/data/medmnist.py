@@ -20,12 +20,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from tinymed.errors import DatasetError
+from tinymed.npz import NpzError, read_npz
 
 __all__ = [
     "DatasetError",
@@ -45,13 +47,6 @@ SPLITS = ("train", "val", "test")
 DEFAULT_ROOT = Path("~/.medmnist")
 DEFAULT_BASE_URL = "https://zenodo.org/records/10519652/files"
 URL_ENV_VAR = "TINYMED_MEDMNIST_URL"
-
-
-class DatasetError(ValueError):
-    """A data set cannot be loaded: unknown name, missing or corrupted file, failed download.
-
-    The message is one line that says what to do, so the command line can print it alone.
-    """
 
 
 @dataclass(frozen=True)
@@ -265,17 +260,15 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
         raise DatasetError(f"data file not found: {path}")
     keys = (f"{split}_images", f"{split}_labels")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise DatasetError(
-                    f"{path} has no {' or '.join(missing)} (it holds the keys: {', '.join(npz.files) or 'none'})"
-                )
-            images, labels = npz[keys[0]], npz[keys[1]]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        if isinstance(e, DatasetError):
-            raise
+        arrays = read_npz(path, keys)
+    except (OSError, NpzError) as e:
         raise DatasetError(f"{path} is not a readable .npz file ({e}); delete it, or download it again") from e
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        with zipfile.ZipFile(path) as archive:
+            held = [name.removesuffix(".npy") for name in archive.namelist()]
+        raise DatasetError(f"{path} has no {' or '.join(missing)} (it holds the keys: {', '.join(held) or 'none'})")
+    images, labels = arrays[keys[0]], arrays[keys[1]]
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise DatasetError(
             f"{path}: {keys[0]} must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}"

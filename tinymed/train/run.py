@@ -26,14 +26,10 @@ from tqdm import tqdm
 
 import tinymed
 from tinymed import backends
+from tinymed.errors import TrainingError
 from tinymed.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainingError", "RunDirectory", "require_backend", "check_positive", "progress_bar"]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (an option out of range, a loss that diverged, or a resume that
-    does not match its run). The message is one line, so the command line can print it alone."""
 
 
 def require_backend(name: str) -> None:

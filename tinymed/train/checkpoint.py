@@ -25,7 +25,7 @@ The file layout, readable with plain ``np.load(path, allow_pickle=False)``:
 
 Nothing is pickled, so loading a checkpoint can never run code, and every entry's size is
 checked against the file before it is allocated (:mod:`tinymed.npz`). Writing goes through
-:func:`tinymed.atomic.atomic_write`: a run killed mid-write leaves the previous checkpoint
+:func:`tinymed.outputs.atomic_write`: a run killed mid-write leaves the previous checkpoint
 whole. The zip is written with fixed timestamps and the metadata holds no wall-clock time, so
 the same run writes the same bytes.
 
@@ -53,10 +53,10 @@ import numpy as np
 
 import tinymed
 from tinymed import nn
-from tinymed.atomic import atomic_write
 from tinymed.errors import CheckpointError
 from tinymed.models import build_model
 from tinymed.npz import NpzError, read_npz
+from tinymed.outputs import atomic_write
 from tinymed.tensor import Tensor
 
 __all__ = [

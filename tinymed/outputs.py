@@ -1,5 +1,11 @@
-"""Writing a file so that it appears complete or not at all, with the mode the umask gives,
-and removing what writers killed mid-write left behind.
+"""Where and how tinymed writes its outputs: checking a path before any work, writing a file
+so that it appears complete or not at all with the mode the umask gives, and removing what
+writers killed mid-write left behind.
+
+:func:`check_output` refuses, before a command starts its work, an output path that is a
+directory where a file is wanted (or a file where a directory is), that lies under a file or
+in a directory this process cannot write, or that is one of the command's own inputs, which
+writing would destroy.
 
 :func:`atomic_write` writes to ``.NAME.PID.XXXXXXXX.part`` beside the target, flushes it to
 disk and renames it over the target. ``os.replace`` is atomic on one file system, so a process
@@ -17,12 +23,44 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["process_alive", "umask_mode", "atomic_write", "remove_abandoned_parts"]
+from tinymed.errors import OutputError
+
+__all__ = ["check_output", "process_alive", "umask_mode", "atomic_write", "remove_abandoned_parts"]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_output(
+    path: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike] = (), directory: bool = False
+) -> Path:
+    """Return ``path`` if a file (``directory``: a directory) can be written there, else raise
+    an OutputError naming ``what`` it is for (``"--json"``) and why not; ``inputs`` are the
+    files the command reads, none of which it may replace."""
+    path = Path(path)
+    wanted = "a directory" if directory else "a file"
+    if path.exists() and path.is_dir() != directory:
+        raise OutputError(f"{what} {path} is {'a file' if directory else 'a directory'}; it must be {wanted}")
+    for source in inputs:
+        if path.exists() and _same_file(path, Path(source)):
+            raise OutputError(f"{what} {path} is this command's input {source}; writing it would destroy it")
+    parent = path if directory else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{what} {path} lies under {parent}, which is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path} cannot be written: the directory {parent} is not writable")
+    return path
 
 
 def process_alive(pid: int) -> bool:

@@ -247,6 +247,11 @@ class _Run:
         check_not_empty(self.train_set, "train")
         check_not_empty(self.val_set, "val")
         check_every_class(self.val_set, "val")
+        if self.val_set.image_size != self.train_set.image_size:
+            raise DatasetError(
+                f"{config.dataset}: the val images are {'x'.join(map(str, self.val_set.image_size))}, the train "
+                f"images {'x'.join(map(str, self.train_set.image_size))}; a model takes one size"
+            )
         info = self.train_set.info
         self.multilabel = info.multilabel
         self.normalization = _normalization(self.train_set)
@@ -265,7 +270,7 @@ class _Run:
         tinymed.manual_seed(config.seed)
         model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
         self.model = build_model(config.model, model_config).to(config.backend)
-        check_images_fit(self.model, self.val_set, config.model, config.backend)
+        check_images_fit(self.model, self.train_set, config.model, config.backend)
         self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = optim.OneCycleLR(
             self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_loader)

@@ -164,7 +164,7 @@ class RunDirectory:
         # As JSON gives it back (tuples become lists), so the saved options and these compare.
         options = json.loads(json.dumps(asdict(config)))
         self.options: dict[str, Any] = {name: value for name, value in options.items() if name not in LOCATIONS}
-        self.kind, self.model, self.resumable, self.pieces = kind, model, tuple(resumable), ("rng", *pieces)
+        self.kind, self.model, self.resumable, self.pieces = kind, model, tuple(resumable), (*pieces, "rng")
         self.keeps_best, self.log, self.resume, self.overwrite = keeps_best, log, resume, overwrite
         self.last, self.best = self.path / "last.npz", self.path / "best.npz"
         self.lock, self.timings = self.path / ".lock", self.path / "timings.json"

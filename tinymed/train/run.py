@@ -223,7 +223,7 @@ class RunDirectory:
                     self._check_owner()
                     self.log(f"note: taking over the stale lock {self.lock}; the run that held it is gone")
                     self.lock.unlink(missing_ok=True)
-            self._check_owner()
+            raise TrainingError(f"{self.path}: another run keeps taking its lock {self.lock}; choose another --out")
         finally:
             claim.unlink(missing_ok=True)
 

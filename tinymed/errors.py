@@ -24,6 +24,9 @@ __all__ = [
 class TinymedError(Exception):
     """A failure the user can fix: its message is one line that says how."""
 
+    #: The status the ``tinymed`` command exits with after printing the message.
+    exit_status = 1
+
 
 class DatasetError(TinymedError, ValueError):
     """A data set cannot be used: unknown name, missing, malformed or unsuitable file, failed download."""

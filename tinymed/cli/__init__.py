@@ -20,7 +20,9 @@ Every failure leaves through :func:`main`, on one line of standard error:
 * a mistake in what the command was given (a missing or malformed data file or checkpoint, an
   output path that cannot be written, a loss that diverges, a backend this machine lacks)
   raises one of :data:`USER_ERRORS`, or an ``OSError`` from the system (a full disk, a
-  permission), and prints ``tinymed: error: MESSAGE`` with exit status 1;
+  permission), and prints ``tinymed: error: MESSAGE`` with exit status 1 (a TinymedError's
+  ``exit_status``: 2 for the course command's, since ``tinymed course check`` exits 1 when an
+  exercise fails);
 * anything else is a bug in tinymed: one line names the exception and where to report it,
   exit status 1.
 
@@ -190,4 +192,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"tinymed: error: {describe(e)}", file=sys.stderr)
-        return 1
+        return e.exit_status if isinstance(e, TinymedError) else 1

@@ -1,6 +1,7 @@
 """The ``tinymed`` command: train, evaluate and explain, and one-line errors for user mistakes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from test_train_cnn import write_tiny_phantoms
 
 from tinymed import backends
-from tinymed.cli import COMMANDS, main
+from tinymed.cli import BROKEN_PIPE_STATUS, COMMANDS, main
 from tinymed.train.checkpoint import save_checkpoint
 
 
@@ -212,3 +213,18 @@ def test_python_dash_m_exits_non_zero_with_one_line():
     )
     assert result.returncode == 1
     assert result.stderr.startswith("tinymed: error: unknown data set") and "Traceback" not in result.stderr
+
+
+# argparse itself ignores a failed write of --help, and exits 0.
+@pytest.mark.parametrize("argv, status", [(["course", "list"], BROKEN_PIPE_STATUS), (["--help"], 0)])
+def test_a_closed_standard_output_ends_quietly(argv, status):
+    """``tinymed course list | head -1``: the reader is gone before the command writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tinymed", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == status and result.stderr == ""

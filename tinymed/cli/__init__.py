@@ -26,6 +26,9 @@ Every failure leaves through :func:`main`, on one line of standard error:
 * anything else is a bug in tinymed: one line names the exception and where to report it,
   exit status 1.
 
+A reader that stops reading (``tinymed course list | head -1``) ends the command quietly with
+exit status 141, as a Unix tool killed by SIGPIPE does.
+
 ``--debug`` (on any command) or the environment variable ``TINYMED_DEBUG=1`` lets the
 exception propagate with its traceback instead.
 """
@@ -45,7 +48,7 @@ from tinymed.cli import classifier, gan
 from tinymed.course.command import add_course_parser
 from tinymed.errors import TinymedError
 
-__all__ = ["Command", "COMMANDS", "USER_ERRORS", "DEBUG_ENV_VAR", "build_parser", "main"]
+__all__ = ["Command", "COMMANDS", "USER_ERRORS", "DEBUG_ENV_VAR", "BROKEN_PIPE_STATUS", "build_parser", "main"]
 
 # The backends predate tinymed.errors and keep their own type.
 USER_ERRORS: tuple[type[Exception], ...] = (TinymedError, BackendUnavailableError)
@@ -176,9 +179,26 @@ def describe(error: BaseException) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+# 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe.
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in ``argv`` (default ``sys.argv[1:]``); returns the exit status
-    (0 done, 1 error, 2 usage error, 130 interrupted)."""
+    (0 done, 1 error, 2 usage error, 130 interrupted, 141 standard output closed)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            # Output still buffered would otherwise meet a closed pipe at exit, past any handler.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit; pointing it at /dev/null keeps that quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV_VAR, "") not in ("", "0")
     try:
@@ -188,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("tinymed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as e:
         if debug:
             raise

@@ -461,6 +461,24 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (3,",  # NumPy's tokenizer: TokenError
+        b"{['descr']: '<f8'}",  # unhashable key: TypeError
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'x': 1}",  # a key too many: ValueError
+    ],
+)
+def test_a_npy_header_that_is_no_dict_literal_gives_one_line(tmp_path, capsys, header):
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(24)
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        archive.writestr("train_images.npy", npy)
+        archive.writestr("train_labels.npy", npy)
+    data = ["--data", str(tmp_path / "bad.npz")]
+    one_line_error(capsys, ["train", "cnn", *data, *CNN, "--out", str(tmp_path / "run")], "is not a .npy array")
+
+
 # ====================================================================== malformed files, drawn
 
 DTYPES = [np.uint8, np.int64, np.float32, np.float64, np.bool_, np.complex64, np.dtype("<U3")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -53,7 +54,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int
             if version not in _HEADERS:
                 raise ValueError(f"format version {version[0]}.{version[1]}, tinymed reads 1.0 and 2.0")
             shape, fortran_order, dtype = _HEADERS[version](member)
-        except ValueError as e:
+        # A header that is not a Python literal gets past ast.literal_eval's SyntaxError (which
+        # NumPy turns into a ValueError) to NumPy's Python 2 fallback, whose tokenizer raises
+        # its own TokenError; a literal of unhashable keys raises TypeError, a deep one RecursionError.
+        except (ValueError, TypeError, tokenize.TokenError, RecursionError) as e:
             raise NpzError(f"{name} is not a .npy array ({e})") from e
         if dtype.hasobject:
             raise NpzError(f"{name} holds Python objects ({dtype}), which only unpickling could read")

@@ -76,10 +76,12 @@ RESUME_FIELDS = {
 }
 
 
-def require_backend(name: str) -> None:
-    """Fail now, before any data is read, if the backend ``name`` cannot run on this machine
-    (asking a device for its kernel module raises, in one line, what is missing)."""
-    assert tinymed.device(name).backend is not None
+def require_backend(name: str) -> tinymed.device:
+    """The device ``name``, after failing now, before any data is read, if it cannot run on this
+    machine (asking a device for its kernel module raises, in one line, what is missing)."""
+    device = tinymed.device(name)
+    device.backend.name  # noqa: B018 (the look-up itself is the check)
+    return device
 
 
 def check_options(command: str, config: Any, counts: Iterable[str]) -> None:

@@ -10,12 +10,12 @@ import re
 
 import numpy as np
 import pytest
+from helpers import complete_metadata
 
 import tinymed as tm
 from tinymed.models import build_model
 from tinymed.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_model, save_checkpoint
 
-META = {"kind": "classifier", "model": {"name": "lenet", "config": {}}}
 MISSING = object()
 
 
@@ -38,7 +38,7 @@ def with_format_version(path, version):
 @pytest.fixture
 def saved(tmp_path):
     tm.manual_seed(0)
-    return save_checkpoint(tmp_path / "lenet.npz", {"model": build_model("lenet").state_dict()}, META)
+    return save_checkpoint(tmp_path / "lenet.npz", {"model": build_model("lenet").state_dict()}, complete_metadata())
 
 
 def test_a_rewritten_checkpoint_of_this_version_still_loads(saved):
@@ -62,7 +62,7 @@ def test_a_rewritten_checkpoint_of_this_version_still_loads(saved):
 def test_a_checkpoint_of_another_format_version_is_refused(saved, version):
     with_format_version(saved, version)
     shown = None if version is MISSING else version
-    message = rf"has checkpoint format version {re.escape(str(shown))}; this tinymed .* reads version {FORMAT_VERSION}"
+    message = rf"has tinymed checkpoint format version {re.escape(str(shown))}; this tinymed .* reads version {FORMAT_VERSION}"
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(saved)
     with pytest.raises(CheckpointError, match=message):

@@ -127,7 +127,7 @@ def test_load_refuses_malformed_files(tmp_path):
     (tmp_path / "text.pt").write_text("not a zip at all")
     with pytest.raises(ValueError, match="text.pt is not a readable .npz file"):
         load(tmp_path / "text.pt")
-    with pytest.raises(ValueError, match="not a file written by tinymed.save"):
+    with pytest.raises(ValueError, match="not a tinymed.save file"):
         load(write_entries(tmp_path / "plain", weights=np.zeros(3)))
     other = np.array(json.dumps({"format": "tinymed-checkpoint", "format_version": 1}))
     with pytest.raises(ValueError, match="has format 'tinymed-checkpoint', not 'tinymed.save'"):

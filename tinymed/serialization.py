@@ -191,7 +191,7 @@ def read_layout(
     """Take the ``metadata`` and ``layout`` entries out of ``entries`` (read by :func:`read_npz`
     from the file ``name``) and return them parsed, after checking that the metadata names
     ``format`` at ``format_version``. ``what`` says in errors what the file should have been
-    (``"file written by tinymed.save"``); every refusal is a SerializationError."""
+    (``"tinymed.save file"``); every refusal is a SerializationError."""
     try:
         metadata = json.loads(str(entries.pop("metadata")))
         layout = json.loads(str(entries.pop("layout")))
@@ -202,7 +202,7 @@ def read_layout(
         raise SerializationError(f"{name} is not a {what} (its metadata has format {repr(found)[:40]}, not {format!r})")
     if metadata.get("format_version") != format_version:
         raise SerializationError(
-            f"{name} has format version {repr(metadata.get('format_version'))[:40]}; "
+            f"{name} has {what} format version {str(metadata.get('format_version'))[:40]}; "
             f"this tinymed {VERSION} reads version {format_version}"
         )
     return metadata, layout
@@ -225,5 +225,5 @@ def load(f: File, map_location: Any = None, weights_only: bool | None = None) ->
     names an entry it does not hold, raises SerializationError (a ValueError)."""
     arrays = read_npz(f)
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else "the file"
-    _, layout = read_layout(arrays, name, FORMAT, FORMAT_VERSION, "file written by tinymed.save")
+    _, layout = read_layout(arrays, name, FORMAT, FORMAT_VERSION, "tinymed.save file")
     return decode(layout, arrays, name, map_location)

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+# One colour per implementation in every figure.
+COLOURS = {
+    "tinymed numpy": "tab:blue",
+    "tinymed cupy": "tab:purple",
+    "tinymed numba": "tab:red",
+    "torch cpu": "tab:orange",
+    "torch cuda": "tab:brown",
+    "tinygrad CPU": "tab:green",
+}
 MARKERS = {"conv2d": "o", "conv_transpose2d": "s", "max_pool2d": "v", "linear": "D", "attention": "*"}
 
 
@@ -26,9 +34,10 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _implementations(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Every implementation named in the rows, in first-seen order (so colours are stable)."""
-    return list(dict.fromkeys(name for row in rows for name in row["ms"]))
+def _implementations(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Every implementation named in the rows, in first-seen order, with its colour."""
+    names = dict.fromkeys(name for row in rows for name in row["ms"])
+    return [(name, COLOURS.get(name, "tab:gray")) for name in names]
 
 
 def time_vs_size(rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
@@ -41,7 +50,7 @@ def time_vs_size(rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
         names = _implementations(mine)
         fig = Figure(figsize=(4.2 * len(parts), 4), layout="constrained")
         for ax, part in zip(fig.subplots(1, len(parts), squeeze=False)[0], parts):
-            for colour, name in zip(COLOURS, names):
+            for name, colour in names:
                 for layer in dict.fromkeys(row["layer"] for row in mine):
                     points = sorted(
                         (row["flops"] / 1e9, row["ms"][name])
@@ -69,7 +78,7 @@ def ratios(layers: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any
         labels = [entry["label"] for entry in entries]
         names = _implementations([{"ms": entry["ratio_to_torch"]} for entry in entries])
         height = 0.8 / max(len(names), 1)
-        for i, (colour, name) in enumerate(zip(COLOURS, names)):
+        for i, (name, colour) in enumerate(names):
             values = [entry["ratio_to_torch"].get(name, math.nan) for entry in entries]
             ax.barh(np.arange(len(entries)) + i * height, values, height=height, color=colour, label=name)
         ax.set_yticks(np.arange(len(entries)) + 0.4 - height / 2, labels, fontsize=7)
@@ -90,7 +99,7 @@ def roofline(peaks: Mapping[str, float], rows: Sequence[Mapping[str, Any]], devi
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(x, np.minimum(peak, x * bandwidth), color="black", label=f"roof: {peak:.0f} GFLOP/s, {bandwidth:.1f} GB/s")
-    for colour, name in zip(COLOURS, _implementations(rows)):
+    for name, colour in _implementations(rows):
         for op, marker in MARKERS.items():
             points = [
                 (row["flops"] / row["bytes"], row["gflops"][name])

@@ -23,12 +23,14 @@ from benchmarks.primitives import OpCase
 class Implementation:
     """One library on one device: ``name`` (the column of the tables), ``device`` (``cpu``
     or ``cuda``; ratios compare implementations on the same device), ``prepare(case)`` ->
-    part name -> call, and ``to_numpy(result array)``."""
+    part name -> call, ``to_numpy(result array)``, and ``every_size``: False for a library
+    that compiles each new shape (seconds each), timed at the table's batch only."""
 
     name: str
     device: str
     prepare: Callable[[OpCase], dict[str, Callable[[], Any]]]
     to_numpy: Callable[[Any], np.ndarray]
+    every_size: bool = True
 
 
 def tinymed(backend: ModuleType, device: str) -> Implementation:
@@ -110,7 +112,7 @@ def tinygrad() -> Implementation:
 
         return {part.name: gradient(part.wrt) if part.wrt else forward for part in case.parts}
 
-    return Implementation("tinygrad CPU", "cpu", prepare, lambda t: t.numpy())
+    return Implementation("tinygrad CPU", "cpu", prepare, lambda t: t.numpy(), every_size=False)
 
 
 def results(value: Any) -> list[Any]:

@@ -47,21 +47,23 @@ def layer_totals(rows: Sequence[Mapping[str, Any]], batch: int) -> list[dict[str
     return list(totals.values())
 
 
-def primitives(rows: Sequence[Mapping[str, Any]], names: Sequence[str], batch: int) -> list[dict[str, Any]]:
-    """One line per part at the table's size: PyTorch's time (``names[-1]``), then each other
-    implementation's time and ratio, and tinymed's GFLOP/s and GB/s."""
-    reference = names[-1]
+def primitives(rows: Sequence[Mapping[str, Any]], batch: int) -> list[dict[str, Any]]:
+    """One line per part at the table's size, for the rows of one device: PyTorch's time, then
+    each other implementation's time and ratio, and tinymed's GFLOP/s and GB/s."""
+    shown = [row for row in rows if at_table_size(row, batch)]
+    names = list(dict.fromkeys(name for row in shown for name in row["ms"]))
+    reference = next((name for name in names if name.startswith("torch")), None)
     table = []
-    for row in rows:
-        if not at_table_size(row, batch):
-            continue
+    for row in shown:
         line = {
             "layer": row["layer"],
             "part": row["part"],
             "shape": row["shape"],
             f"{reference} ms": row["ms"][reference],
         }
-        for name in names[:-1]:
+        for name in names:
+            if name == reference:
+                continue
             line[f"{name} ms"] = row["ms"].get(name, "-")
             line[f"{name} / torch"] = row["ratio_to_torch"].get(name, "-")
             if name.startswith("tinymed"):

@@ -20,8 +20,8 @@ that disagrees is marked and makes the script exit with status 1.
 The tables go to stdout, and as JSON and Markdown to ``$OUT`` when set, else to
 ``benchmarks/results/``, in files named after the GPU.
 
-    python benchmarks/bench_gpu_ops.py            # everything (about a minute on an H100)
-    python benchmarks/bench_gpu_ops.py --quick    # small batch, one run: a smoke test
+    python -m benchmarks.bench_gpu_ops            # everything (about a minute on an H100)
+    python -m benchmarks.bench_gpu_ops --quick    # small batch, one run: a smoke test
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from types import ModuleType
 import numpy as np
 
 import tinymed.backends as backends
+from benchmarks.report import markdown
 from tinymed.backends import output_size
 
 RESULTS = Path(__file__).parent / "results"
@@ -356,21 +357,6 @@ def table_numba(bench: Bench, numba_backend: ModuleType, batch: int) -> list[dic
 # ---------------------------------------------------------------------------------------
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """Rows of equal keys as a Markdown table, numbers to two decimals."""
-    if not rows:
-        return "(no rows)\n"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        cells = (
-            f"{v:.3f}" if isinstance(v, float) and v < 1 else f"{v:.2f}" if isinstance(v, float) else str(v)
-            for v in row.values()
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (the best is kept)")
@@ -438,7 +424,7 @@ def main() -> None:
         sections.append(("Numba vs CuPy kernels, forward + backward (target: ratio <= 1.5)", results["numba_vs_cupy"]))
 
     report = f"# tinymed GPU op benchmarks\n\n{header}\n\n" + "\n".join(
-        f"## {title}\n\n{markdown_table(rows)}" for title, rows in sections
+        f"## {title}\n\n{markdown(rows)}" for title, rows in sections
     )
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)

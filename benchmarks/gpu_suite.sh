@@ -8,7 +8,9 @@
 # 2. runs the tests that exercise the GPU backends: tests/test_backends.py (every kernel of
 #    every available backend against the NumPy reference), tests/test_cuda_compile.py, and
 #    any other test module that mentions CuPy or the list of available backends;
-# 3. runs the op benchmarks (benchmarks/bench_gpu_ops.py).
+# 3. runs the benchmark command (python -m benchmarks: every primitive on the CPU and the
+#    GPU against PyTorch, training steps, roofline; JSON and plots) and the GPU-only tables
+#    (python -m benchmarks.bench_gpu_ops: naive vs fused attention, Numba vs CuPy).
 # Every step runs even if an earlier one fails; the exit status is 1 if any failed.
 set -uo pipefail
 
@@ -34,8 +36,11 @@ mapfile -t tests < <(printf '%s\n' tests/test_backends.py tests/test_cuda_compil
 "$python" -m pytest "${tests[@]}" -q -rs --durations=10 \
     --junitxml="$results/gpu_tests.xml" 2>&1 | tee "$results/gpu_tests.txt" || status=1
 
-echo "== op benchmarks"
-"$python" benchmarks/bench_gpu_ops.py --out "$results" 2>&1 | tee "$results/bench_gpu_ops.txt" || status=1
+echo "== benchmarks"
+"$python" -m benchmarks --out "$results/benchmarks" 2>&1 | tee "$results/benchmarks.txt" || status=1
+
+echo "== GPU op benchmarks"
+"$python" -m benchmarks.bench_gpu_ops --out "$results" 2>&1 | tee "$results/bench_gpu_ops.txt" || status=1
 
 echo "== results in $results (status $status)"
 exit "$status"

@@ -1,0 +1,103 @@
+"""The benchmark command: its smoke test writes valid JSON and plots, and its parts agree."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import implementations, primitives
+from benchmarks.__main__ import main
+from benchmarks.timing import median_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_quick_run_writes_json_tables_and_plots(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is the baseline of every ratio")
+    done = _run("--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "benchmark.json").read_text())
+    assert results["machine"]["cpu"] and results["machine"]["logical_cpus"] >= 1
+    assert results["machine"]["versions"]["numpy"] == np.__version__
+    assert results["roofline"]["cpu"]["peak_gflops"] > 0 and results["roofline"]["cpu"]["bandwidth_gbs"] > 0
+    rows = results["primitives"]
+    assert {row["op"] for row in rows} == {"conv2d", "conv_transpose2d", "max_pool2d", "linear", "attention"}
+    for row in rows:
+        assert row["ms"]["tinymed numpy"] > 0 and row["ms"]["torch cpu"] > 0
+        assert row["error_vs_torch"]["tinymed numpy"] < 1e-3
+    assert {step["model"] for step in results["training_steps"]} == {"lenet", "medcnn", "dcgan"}
+    assert results["mismatches"] == []
+    assert "Training step" in (tmp_path / "tables.md").read_text()
+    plots = sorted(tmp_path.glob("*.png"))
+    assert {"ratio_to_torch.png", "roofline-cpu.png", "time_vs_size-cpu-conv2d.png"} <= {p.name for p in plots}
+    assert all(p.stat().st_size > 1000 for p in plots)
+
+    # The outputs are drawn from the JSON alone: --replot redraws the same files elsewhere.
+    assert main(["--replot", str(tmp_path), "--out", str(tmp_path / "again")]) == 0
+    assert {p.name for p in (tmp_path / "again").glob("*.png")} == {p.name for p in plots}
+    assert (tmp_path / "again" / "tables.md").read_text() == (tmp_path / "tables.md").read_text()
+
+
+def test_profile_mode_prints_the_table_and_writes_the_plot(tmp_path):
+    done = _run("--profile", "lenet", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "outside ops (framework overhead)" in done.stdout
+    assert (tmp_path / "profile-lenet.png").stat().st_size > 1000
+    record = json.loads((tmp_path / "profile-lenet.json").read_text())
+    assert 0 < sum(op["seconds"] for op in record["ops"]) <= record["total_s"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        primitives.conv2d(np.random.default_rng(0), 2, 3, 9, 4, 3, 2, 1),
+        primitives.conv_transpose2d(np.random.default_rng(0), 2, 4, 5, 3, 4, 2, 1),
+        primitives.max_pool2d(np.random.default_rng(0), 2, 3, 8, 2),
+        primitives.linear(np.random.default_rng(0), 5, 7, 3),
+        primitives.attention(np.random.default_rng(0), 2, 6, 4, is_causal=True),
+    ],
+    ids=lambda case: case.op,
+)
+def test_every_implementation_computes_what_torch_computes(case):
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference")
+    import tinymed.backends as backends
+
+    impls = [implementations.tinymed(backends.get("numpy"), "cpu")]
+    if implementations.tinygrad_unavailable_reason() is None:
+        impls.append(implementations.tinygrad())
+    reference = implementations.torch(torch, "cpu")
+    expected = reference.prepare(case)
+    assert set(expected) == {part.name for part in case.parts}
+    for impl in impls:
+        calls = impl.prepare(case)
+        for part in case.parts:
+            want = [reference.to_numpy(a) for a in implementations.results(expected[part.name]())]
+            got = [impl.to_numpy(a) for a in implementations.results(calls[part.name]())]
+            assert implementations.relative_error(got, want) < 1e-5, (impl.name, part.name)
+
+
+def test_work_counts_follow_the_formulas():
+    conv = primitives.conv2d(np.random.default_rng(0), 2, 3, 9, 4, 3, 2, 1)  # OH = (9 + 2 - 3) // 2 + 1 = 5
+    assert [p.flops for p in conv.parts] == [2 * 2 * 4 * 5 * 5 * 3 * 3 * 3] * 3
+    transposed = primitives.conv_transpose2d(np.random.default_rng(0), 2, 4, 5, 3, 4, 2, 1)
+    assert transposed.parts[0].flops == 2 * 2 * 4 * 5 * 5 * 3 * 4 * 4  # one term per input pixel and tap
+    assert primitives.linear(np.random.default_rng(0), 5, 7, 3).parts[0].flops == 2 * 5 * 7 * 3
+    attention = primitives.attention(np.random.default_rng(0), 2, 6, 4)
+    assert [p.flops for p in attention.parts] == [4 * 2 * 6 * 6 * 4, 2.5 * 4 * 2 * 6 * 6 * 4]
+
+
+def test_median_ms_times_each_call_after_the_warm_up():
+    calls = []
+    ms = median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, lambda: None, repeat=3, warmup=2)
+    assert calls == ["a"] * 5 + ["b"] * 5 and set(ms) == {"a", "b"} and all(t >= 0 for t in ms.values())
+    with pytest.raises(ValueError, match="repeat"):
+        median_ms({"a": lambda: None}, lambda: None, repeat=0)

@@ -7,9 +7,9 @@ from matplotlib.figure import Figure
 import tinymed as tm
 import tinymed.functional as F
 from tinymed import optim
+from tinymed.autograd import Function
 from tinymed.models import LeNet
 from tinymed.profiler import profile
-from tinymed.tensor import Function
 
 
 def _lenet_step():

@@ -11,7 +11,7 @@ In the spirit of ``torch.profiler``, kept to what a student needs::
     print(prof.table())          # ops sorted by time, then the time spent outside them
     prof.plot().savefig("profile.png")
 
-Every op of tinymed is a subclass of :class:`tinymed.tensor.Function` with a ``forward`` and a
+Every op of tinymed is a subclass of :class:`tinymed.autograd.Function` with a ``forward`` and a
 ``backward``. On entering the block the profiler finds every such subclass (recursively,
 through ``__subclasses__``, so it sees the ops wherever their modules live and whichever were
 imported) and replaces its ``forward`` and ``backward`` with a wrapper that times the call;

@@ -358,3 +358,77 @@ def test_xray_dataset_says_which_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TINYMED_DATA", str(tmp_path / "typo.npz"))
     with pytest.raises(FileNotFoundError, match=r"\$TINYMED_DATA names .*typo.npz, which is not a file"):
         xray_dataset("val")
+
+
+# ------------------------------------------------------------------ chapters 2 to 4: typical wrong answers
+
+
+def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
+    """The result of exercise ``exercise_id`` on chapter ``number`` with ``old`` replaced by ``new``."""
+    chapter = find_chapter(number)
+    text = chapter.path().read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {chapter.file_name}"
+    path = tmp_path / chapter.file_name
+    path.write_text(text.replace(old, new))
+    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
+
+
+_SIZE = "size = (size + 2 * p - d * (k - 1) - 1) // s + 1"
+_TAPS = "p * D : p * D + S * (OH - 1) + 1 : S, q * D : q * D + S * (OW - 1) + 1 : S"
+_IM2COL_LAYOUT = (
+    "cols = np.empty((C, K, K, N, OH, OW), dtype=x.dtype)\n"
+    "    for p in range(K):\n"
+    "        for q in range(K):\n"
+    f"            rows = x_pad[:, :, {_TAPS}]\n"
+    "            cols[:, p, q] = rows.transpose(1, 0, 2, 3)"
+)
+
+
+@pytest.mark.parametrize(
+    "number, exercise, old, new, hint",
+    [
+        (2, "2.1", _SIZE, _SIZE.replace("2 * p", "p"), "BOTH sides"),
+        (2, "2.1", _SIZE, _SIZE.replace("d * (k - 1)", "(k - 1)"), "spans D(K-1) + 1"),
+        (2, "2.1", _SIZE, _SIZE.replace("//", "/"), "floor division"),
+        (2, "2.1", "field + d * (k - 1) * jump", "field + d * (k - 1)", "the jump J multiplies by S"),
+        (2, "2.1", "        if size < 1:\n", "        if False:\n", "raise ValueError"),
+        (
+            2,
+            "2.2",
+            "return cols.reshape(C * K * K, N * OH * OW)",
+            "return cols.reshape(C * K * K, -1).T",
+            "taps as rows",
+        ),
+        (
+            2,
+            "2.2",
+            _IM2COL_LAYOUT,
+            _IM2COL_LAYOUT.replace("(C, K, K, N", "(K, K, C, N").replace("cols[:, p, q]", "cols[p, q]"),
+            "channel 0 first",
+        ),
+        (2, "2.2", _TAPS, _TAPS.replace("p * D", "p").replace("q * D", "q"), "D pixels apart"),
+        (2, "2.2", "dtype=x.dtype)\n    for p", ")\n    for p", "keep the input's dtype"),
+        (2, "2.3", "return y.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)", "return y.reshape(N, O, OH, OW)", "move N"),
+        (2, "2.3", "y = y + bias[:, None]", "y = y", "add bias[o]"),
+        (2, "2.4", "grad_output.transpose(1, 0, 2, 3).reshape(O, -1)", "grad_output.reshape(O, -1)", "transpose(1, 0"),
+        (2, "2.4", "(grad_y @ cols.T)", "(cols @ grad_y.T)", "dL/dY @ cols.T"),
+    ],
+    ids=[
+        "geometry-one-sided-padding",
+        "geometry-no-dilation",
+        "geometry-true-division",
+        "geometry-no-jump",
+        "geometry-no-error",
+        "im2col-transposed",
+        "im2col-channels-last",
+        "im2col-no-dilation",
+        "im2col-float64",
+        "gemm-axes",
+        "gemm-no-bias",
+        "weight-grad-columns",
+        "weight-grad-transposed",
+    ],
+)
+def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
+    result = _graded_with(tmp_path, number, exercise, old, new)
+    assert not result.passed and hint in result.message, result.message

@@ -98,6 +98,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         ),
         (1, 2),
         90,
+        real_data=True,
     ),
     Chapter(
         4,

@@ -382,6 +382,21 @@ _IM2COL_LAYOUT = (
     f"            rows = x_pad[:, :, {_TAPS}]\n"
     "            cols[:, p, q] = rows.transpose(1, 0, 2, 3)"
 )
+_CENTRAL = (
+    "        x[i] = kept - eps\n        minus = float(f(x))\n        x[i] = kept\n"
+    "        gradient[i] = (plus - minus) / (2 * eps)"
+)
+_FORWARD = "        x[i] = kept\n        minus = float(f(x))\n        gradient[i] = (plus - minus) / eps"
+_GRADIENT_LOOP = (
+    "    gradient = np.empty(x.shape)\n    for i in np.ndindex(x.shape):\n        kept = x[i].copy()\n"
+    "        x[i] = kept + eps\n        plus = float(f(x))\n" + _CENTRAL + "\n    return gradient"
+)
+_RAVEL_LOOP = (
+    "    flat, gradient = x.reshape(-1), np.empty(x.size)\n    for k in range(x.size):\n        kept = flat[k]\n"
+    "        flat[k] = kept + eps\n        plus = float(f(x))\n        flat[k] = kept - eps\n        minus = float(f(x))\n"
+    "        flat[k] = kept\n        gradient[k] = (plus - minus) / (2 * eps)\n    return gradient.reshape(x.shape)"
+)
+_HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / safe_r"
 
 
 @pytest.mark.parametrize(
@@ -440,6 +455,21 @@ _IM2COL_LAYOUT = (
             "grad_input = rows_g @ weight",
             "every leading axis",
         ),
+        (4, "4.1", _CENTRAL, _FORWARD, "that is the forward difference"),
+        (4, "4.1", "(plus - minus) / (2 * eps)", "(plus - minus) / eps", "divide the difference by 2*eps"),
+        (
+            4,
+            "4.1",
+            "    gradient = np.empty(x.shape)\n",
+            "    gradient, eps = np.empty(x.shape), 1e-6\n",
+            "use the eps",
+        ),
+        (4, "4.1", "        x[i] = kept\n        gradient[i]", "        gradient[i]", "put its original value back"),
+        (4, "4.1", _GRADIENT_LOOP, _RAVEL_LOOP, "is a copy"),
+        (4, "4.2", "self.r = self.xp.hypot(a, b)", "self.r = self.xp.sqrt(a * a + b * b)", "overflows"),
+        (4, "4.2", "safe_r = self.xp.where(self.r > 0, self.r, 1.0)", "safe_r = self.r", "0/0"),
+        (4, "4.2", _HYPOT_GRADS, "return grad_output * self.a / safe_r", "one gradient per input"),
+        (4, "4.2", _HYPOT_GRADS, "return self.a / safe_r, self.b / safe_r", "backward disagrees"),
     ],
     ids=[
         "geometry-one-sided-padding",
@@ -465,6 +495,15 @@ _IM2COL_LAYOUT = (
         "linear-weight-transposed",
         "linear-bias-mean",
         "linear-leading-axes",
+        "gradient-forward-difference",
+        "gradient-divides-by-eps",
+        "gradient-ignores-eps",
+        "gradient-leaves-x-changed",
+        "gradient-ravel-copy",
+        "hypot-overflow",
+        "hypot-nan-at-zero",
+        "hypot-one-gradient",
+        "hypot-ignores-grad-output",
     ],
 )
 def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):

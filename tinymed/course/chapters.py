@@ -112,6 +112,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         ),
         (1, 3),
         60,
+        real_data=True,
     ),
     Chapter(
         5,

@@ -507,8 +507,9 @@ initial_filters = cnn[0].weight.numpy().copy()
 # %% [markdown]
 # Training: random batches of 32 X-rays, the binary cross-entropy of chapter 1, and
 # `optim.Adam`, a gradient descent that scales each weight's step by the size of its recent
-# gradients (chapter 8 writes the whole training loop out and discusses it). The number of
-# steps is small: enough to see the kernels change, not to build a good diagnostic model.
+# gradients (chapter 8 writes the whole training loop out and discusses it). The run is short,
+# 600 steps, a few passes over the training set: enough to see the kernels change. Chapter 8
+# trains properly and asks what the resulting numbers mean.
 
 # %%
 optimizer = optim.Adam(cnn.parameters(), lr=3e-3)

@@ -362,3 +362,154 @@ def test_xray_dataset_says_which_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TINYMED_DATA", str(tmp_path / "typo.npz"))
     with pytest.raises(FileNotFoundError, match=r"\$TINYMED_DATA names .*typo.npz, which is not a file"):
         xray_dataset("val")
+
+
+# ------------------------------------------------------------------ chapters 2 to 4: typical wrong answers
+
+
+def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
+    """The result of exercise ``exercise_id`` on chapter ``number`` with ``old`` replaced by ``new``."""
+    chapter = find_chapter(number)
+    text = chapter.path().read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {chapter.file_name}"
+    path = tmp_path / chapter.file_name
+    path.write_text(text.replace(old, new))
+    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
+
+
+_SIZE = "size = (size + 2 * p - d * (k - 1) - 1) // s + 1"
+_TAPS = "p * D : p * D + S * (OH - 1) + 1 : S, q * D : q * D + S * (OW - 1) + 1 : S"
+_IM2COL_LAYOUT = (
+    "cols = np.empty((C, K, K, N, OH, OW), dtype=x.dtype)\n"
+    "    for p in range(K):\n"
+    "        for q in range(K):\n"
+    f"            rows = x_pad[:, :, {_TAPS}]\n"
+    "            cols[:, p, q] = rows.transpose(1, 0, 2, 3)"
+)
+_CENTRAL = (
+    "        x[i] = kept - eps\n        minus = float(f(x))\n        x[i] = kept\n"
+    "        gradient[i] = (plus - minus) / (2 * eps)"
+)
+_FORWARD = "        x[i] = kept\n        minus = float(f(x))\n        gradient[i] = (plus - minus) / eps"
+_GRADIENT_LOOP = (
+    "    gradient = np.empty(x.shape)\n    for i in np.ndindex(x.shape):\n        kept = x[i].copy()\n"
+    "        x[i] = kept + eps\n        plus = float(f(x))\n" + _CENTRAL + "\n    return gradient"
+)
+_RAVEL_LOOP = (
+    "    flat, gradient = x.reshape(-1), np.empty(x.size)\n    for k in range(x.size):\n        kept = flat[k]\n"
+    "        flat[k] = kept + eps\n        plus = float(f(x))\n        flat[k] = kept - eps\n        minus = float(f(x))\n"
+    "        flat[k] = kept\n        gradient[k] = (plus - minus) / (2 * eps)\n    return gradient.reshape(x.shape)"
+)
+_HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / safe_r"
+
+
+@pytest.mark.parametrize(
+    "number, exercise, old, new, hint",
+    [
+        (2, "2.1", _SIZE, _SIZE.replace("2 * p", "p"), "BOTH sides"),
+        (2, "2.1", _SIZE, _SIZE.replace("d * (k - 1)", "(k - 1)"), "spans D(K-1) + 1"),
+        (2, "2.1", _SIZE, _SIZE.replace("//", "/"), "floor division"),
+        (2, "2.1", "field + d * (k - 1) * jump", "field + d * (k - 1)", "the jump J multiplies by S"),
+        (2, "2.1", "        if size < 1:\n", "        if False:\n", "raise ValueError"),
+        (
+            2,
+            "2.2",
+            "return cols.reshape(C * K * K, N * OH * OW)",
+            "return cols.reshape(C * K * K, -1).T",
+            "taps as rows",
+        ),
+        (
+            2,
+            "2.2",
+            _IM2COL_LAYOUT,
+            _IM2COL_LAYOUT.replace("(C, K, K, N", "(K, K, C, N").replace("cols[:, p, q]", "cols[p, q]"),
+            "channel 0 first",
+        ),
+        (2, "2.2", _TAPS, _TAPS.replace("p * D", "p").replace("q * D", "q"), "D pixels apart"),
+        (2, "2.2", "dtype=x.dtype)\n    for p", ")\n    for p", "keep the input's dtype"),
+        (2, "2.3", "return y.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)", "return y.reshape(N, O, OH, OW)", "move N"),
+        (2, "2.3", "y = y + bias[:, None]", "y = y", "add bias[o]"),
+        (2, "2.4", "grad_output.transpose(1, 0, 2, 3).reshape(O, -1)", "grad_output.reshape(O, -1)", "transpose(1, 0"),
+        (2, "2.4", "(grad_y @ cols.T)", "(cols @ grad_y.T)", "dL/dY @ cols.T"),
+        (3, "3.1", "y = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)", "y = np.zeros((N, C, OH, OW))", "not at 0"),
+        (3, "3.1", "constant_values=-np.inf", "constant_values=0", "pad with -inf"),
+        (3, "3.1", "better = tap > y", "better = tap >= y", "FIRST maximum"),
+        (3, "3.1", "S = K if stride is None else stride", "S = K", "only when stride is None"),
+        (
+            3,
+            "3.1",
+            "indices = np.where(better, rows * W + cols, indices)",
+            "indices = np.where(better, p * K + q, indices)",
+            "not its place inside the window",
+        ),
+        (
+            3,
+            "3.2",
+            "np.add.at(grad_x, (planes, indices.reshape(N * C, -1)), grad_output.reshape(N * C, -1))",
+            "grad_x[planes, indices.reshape(N * C, -1)] += grad_output.reshape(N * C, -1)",
+            "the SUM",
+        ),
+        (3, "3.2", "planes = np.arange(N * C)[:, None]", "planes = 0", "within its own (H, W) plane"),
+        (3, "3.3", "rows_g.T @ rows_x", "rows_x.T @ rows_g", "not x^T @ dL/dy"),
+        (3, "3.3", "rows_g.sum(axis=0)", "rows_g.mean(axis=0)", "a sum, not a mean"),
+        (
+            3,
+            "3.3",
+            "grad_input = (rows_g @ weight).reshape(x.shape)",
+            "grad_input = rows_g @ weight",
+            "every leading axis",
+        ),
+        (4, "4.1", _CENTRAL, _FORWARD, "that is the forward difference"),
+        (4, "4.1", "(plus - minus) / (2 * eps)", "(plus - minus) / eps", "divide the difference by 2*eps"),
+        (
+            4,
+            "4.1",
+            "    gradient = np.empty(x.shape)\n",
+            "    gradient, eps = np.empty(x.shape), 1e-6\n",
+            "use the eps",
+        ),
+        (4, "4.1", "        x[i] = kept\n        gradient[i]", "        gradient[i]", "put its original value back"),
+        (4, "4.1", _GRADIENT_LOOP, _RAVEL_LOOP, "is a copy"),
+        (4, "4.2", "self.r = self.xp.hypot(a, b)", "self.r = self.xp.sqrt(a * a + b * b)", "overflows"),
+        (4, "4.2", "safe_r = self.xp.where(self.r > 0, self.r, 1.0)", "safe_r = self.r", "0/0"),
+        (4, "4.2", _HYPOT_GRADS, "return grad_output * self.a / safe_r", "one gradient per input"),
+        (4, "4.2", _HYPOT_GRADS, "return self.a / safe_r, self.b / safe_r", "backward disagrees"),
+    ],
+    ids=[
+        "geometry-one-sided-padding",
+        "geometry-no-dilation",
+        "geometry-true-division",
+        "geometry-no-jump",
+        "geometry-no-error",
+        "im2col-transposed",
+        "im2col-channels-last",
+        "im2col-no-dilation",
+        "im2col-float64",
+        "gemm-axes",
+        "gemm-no-bias",
+        "weight-grad-columns",
+        "weight-grad-transposed",
+        "pool-starts-at-zero",
+        "pool-zero-padding",
+        "pool-last-of-ties",
+        "pool-ignores-stride",
+        "pool-window-index",
+        "unpool-repeated-index",
+        "unpool-one-plane",
+        "linear-weight-transposed",
+        "linear-bias-mean",
+        "linear-leading-axes",
+        "gradient-forward-difference",
+        "gradient-divides-by-eps",
+        "gradient-ignores-eps",
+        "gradient-leaves-x-changed",
+        "gradient-ravel-copy",
+        "hypot-overflow",
+        "hypot-nan-at-zero",
+        "hypot-one-gradient",
+        "hypot-ignores-grad-output",
+    ],
+)
+def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
+    result = _graded_with(tmp_path, number, exercise, old, new)
+    assert not result.passed and hint in result.message, result.message

@@ -104,6 +104,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         ),
         (1, 2),
         90,
+        real_data=True,
     ),
     Chapter(
         4,
@@ -117,6 +118,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         ),
         (1, 3),
         60,
+        real_data=True,
     ),
     Chapter(
         5,

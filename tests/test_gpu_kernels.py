@@ -71,3 +71,41 @@ def test_max_pool2d_window_with_no_real_pixel_follows_the_reference(name):
     expected = numpy_ref.max_pool2d_forward(x, *geometry)
     assert np.isneginf(expected[0]).all()
     _assert_same(_run(name, "max_pool2d_forward", x, *geometry), expected, f"{name}.max_pool2d_forward")
+
+
+# ---------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------
+
+
+def _attention_inputs(B: int, Lq: int, Lk: int, D: int, Dv: int, dtype=np.float64):
+    rng = np.random.default_rng(7)
+    return tuple(rng.standard_normal(shape).astype(dtype) for shape in ((B, Lq, D), (B, Lk, D), (B, Lk, Dv)))
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_attention_backward_causally_removed_entries_follow_the_reference(name):
+    """A NaN in grad_out meets the causally removed entries: P = 0 there, and the reference's
+    dS = P * (dO v^T - delta) = 0 * NaN is NaN, which reaches every dk. A kernel that skips
+    the removed entries inside its tile instead gives 0 there."""
+    q, k, v = _attention_inputs(1, 3, 3, 2, 2)
+    out, lse = numpy_ref.attention_forward(q, k, v, None, 0.5, True)
+    grad_out = np.ones_like(out)
+    grad_out[0, 0, 0] = np.nan
+    args = (grad_out, q, k, v, out, lse, None, 0.5, True)
+    expected = numpy_ref.attention_backward(*args)
+    assert np.isnan(expected[1]).all()
+    _assert_same(_run(name, "attention_backward", *args), expected, f"{name}.attention_backward")
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+@pytest.mark.parametrize("D, Dv", [(0, 2), (2, 0), (0, 0)])
+def test_attention_with_empty_heads_follows_the_reference(name, D, Dv):
+    """D = 0 makes every score 0 (an empty dot product): uniform weights. Dv = 0 gives empty rows."""
+    q, k, v = _attention_inputs(2, 3, 4, D, Dv)
+    forward = (q, k, v, None, 0.5, False)
+    out, lse = numpy_ref.attention_forward(*forward)
+    _assert_same(_run(name, "attention_forward", *forward), (out, lse), f"{name}.attention_forward")
+    args = (np.ones_like(out), q, k, v, out, lse, None, 0.5, False)
+    expected = numpy_ref.attention_backward(*args)
+    _assert_same(_run(name, "attention_backward", *args), expected, f"{name}.attention_backward")

@@ -109,3 +109,25 @@ def test_attention_with_empty_heads_follows_the_reference(name, D, Dv):
     args = (np.ones_like(out), q, k, v, out, lse, None, 0.5, False)
     expected = numpy_ref.attention_backward(*args)
     _assert_same(_run(name, "attention_backward", *args), expected, f"{name}.attention_backward")
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+@pytest.mark.parametrize("mask_shape", [(1, 3, 4), (3, 4), (2, 1, 4)])
+def test_attention_mask_broadcast_to_every_head(name, mask_shape):
+    """A mask shared by the heads (or by the queries) reads as its broadcast to (B, Lq, Lk)."""
+    q, k, v = _attention_inputs(2, 3, 4, 2, 2)
+    mask = np.random.default_rng(8).standard_normal(mask_shape)
+    full = np.ascontiguousarray(np.broadcast_to(mask, (2, 3, 4)))
+    out, lse = numpy_ref.attention_forward(q, k, v, full, 0.5, False)
+    _assert_same(_run(name, "attention_forward", q, k, v, mask, 0.5, False), (out, lse), f"{name}.attention_forward")
+    args = (np.ones_like(out), q, k, v, out, lse)
+    expected = numpy_ref.attention_backward(*args, full, 0.5, False)
+    actual = _run(name, "attention_backward", *args, mask, 0.5, False)
+    _assert_same(actual, expected, f"{name}.attention_backward")
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_attention_mask_that_does_not_broadcast_is_refused(name):
+    q, k, v = _attention_inputs(2, 3, 4, 2, 2)
+    with pytest.raises(ValueError, match=r"attention_forward: mask .*\(3, 3\).* \(B, Lq, Lk\) = \(2, 3, 4\)"):
+        _run(name, "attention_forward", q, k, v, np.zeros((3, 3)), 0.5, False)

@@ -70,6 +70,15 @@ def gemm_splits(
     return max(1, ceil_div(K, k_chunk)), k_chunk
 
 
+def broadcast_mask(op: str, xp, mask, shape: tuple[int, int, int]):
+    """``mask`` broadcast to ``shape = (B, Lq, Lk)`` as a view: a mask shared by the heads is
+    read through a zero stride, never copied once per head. Raises when it does not broadcast."""
+    try:
+        return xp.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"{op}: mask {tuple(mask.shape)} does not broadcast to (B, Lq, Lk) = {shape}") from None
+
+
 def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_block: int, lanes: int) -> tuple[int, int]:
     """``(blocks, threads per block)`` of a fused attention kernel.
 

@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numpy
 
-from tinymed.backends.launch import attention_grid, ceil_div, float_dtype, gemm_sizes, gemm_splits
+from tinymed.backends.launch import attention_grid, broadcast_mask, ceil_div, float_dtype, gemm_sizes, gemm_splits
 from tinymed.backends.numpy_ref import _output_size
 
 try:
@@ -323,7 +323,10 @@ def _attention_inputs(op: str, q, k, v, mask):
     if mask is None:
         mask, has_mask = xp.zeros((1, 1, 1), dtype), False
     else:
-        mask, has_mask = _contiguous(mask, dtype), True
+        # The kernels index mask[b, i, j]: a mask of another shape would be read out of bounds.
+        mask, has_mask = broadcast_mask(op, xp, xp.asarray(mask, dtype), (B, Lq, Lk)), True
+        if SIMULATOR:  # the simulator writes every argument back, so a read-only view will not do
+            mask = mask.copy()
     return dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv)
 
 

@@ -19,7 +19,7 @@ import pytest
 from test_backends import BACKENDS as GPU_BACKENDS
 
 import tinymed.backends as backends
-from tinymed.backends import numpy_ref
+from tinymed.backends import cupy_cuda, launch, numpy_ref
 
 
 def _run(name: str, primitive: str, *args):
@@ -131,3 +131,38 @@ def test_attention_mask_that_does_not_broadcast_is_refused(name):
     q, k, v = _attention_inputs(2, 3, 4, 2, 2)
     with pytest.raises(ValueError, match=r"attention_forward: mask .*\(3, 3\).* \(B, Lq, Lk\) = \(2, 3, 4\)"):
         _run(name, "attention_forward", q, k, v, np.zeros((3, 3)), 0.5, False)
+
+
+# ---------------------------------------------------------------------------------------
+# Limits: what the kernels index with 32-bit ints, and CUDA's grid limits (no GPU needed)
+# ---------------------------------------------------------------------------------------
+
+MAX_GRID_X, MAX_GRID_YZ = 2**31 - 1, 65535  # CUDA's limits on the blocks of a grid
+
+
+@pytest.mark.parametrize("M, N", [(1, 5_000_000), (5_000_000, 1), (3000, 3000)])
+def test_gemm_grid_stays_within_cuda_grid_limits(M, N):
+    """ceil(N/64) blocks along y failed past N = 4,194,240; the tiles are now numbered along x."""
+    blocks_x, blocks_y, splits = launch.gemm_grid(M, N, 1, cupy_cuda.GEMM_TILE)
+    assert blocks_x <= MAX_GRID_X and blocks_y <= MAX_GRID_YZ and splits <= MAX_GRID_YZ
+    assert blocks_x * blocks_y * cupy_cuda.GEMM_TILE**2 >= M * N  # every element has a tile
+
+
+def _launched(op: str, grid: int, threads: int, indexed: int | None = None) -> list:
+    """The launches that cupy_cuda._launch makes with a recording stand-in for a kernel."""
+    calls = []
+    cupy_cuda._launch(op, lambda *launch: calls.append(launch), grid, threads, (), indexed)
+    return calls
+
+
+def test_launch_guard_counts_what_the_kernel_indexes():
+    # One thread per element: the thread number itself is the int that must not overflow.
+    assert _launched("max_pool2d_forward", 2**23 - 1, 256) == [((2**23 - 1,), (256,), ())]
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: 2147483648 exceeds the kernels' 32-bit indices"):
+        _launched("max_pool2d_forward", 2**23, 256)
+    # conv2d_grad_weight numbers blocks, not threads: a 1024x1024x3x3 weight (9.4M blocks of
+    # 256, 2.4e9 threads) is fine; a sum of 2**31 terms is not.
+    weight = 1024 * 1024 * 3 * 3
+    assert len(_launched("conv2d_grad_weight", weight, 256, indexed=max(weight, 128 * 28 * 28 + 256))) == 1
+    with pytest.raises(ValueError, match="conv2d_grad_weight"):
+        _launched("conv2d_grad_weight", 9, 256, indexed=2**31 + 256)

@@ -50,6 +50,15 @@ def gemm_sizes(a, b, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
     return M, K, N
 
 
+def gemm_grid(M: int, N: int, splits: int, tile: int) -> tuple[int, int, int]:
+    """The grid of the tiled GEMM: ``(ceil(M/tile) * ceil(N/tile), 1, splits)`` blocks.
+
+    The output tiles are numbered along x alone: CUDA allows ``2**31 - 1`` blocks along x but
+    only 65535 along y and z, which ``ceil(N/64)`` passes at N = 4,194,241.
+    """
+    return ceil_div(M, tile) * ceil_div(N, tile), 1, splits
+
+
 def gemm_splits(
     M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_split: int, multiprocessors: int
 ) -> tuple[int, int]:

@@ -22,7 +22,15 @@ from types import ModuleType
 
 import numpy
 
-from tinymed.backends.launch import attention_grid, broadcast_mask, ceil_div, float_dtype, gemm_sizes, gemm_splits
+from tinymed.backends.launch import (
+    attention_grid,
+    broadcast_mask,
+    ceil_div,
+    float_dtype,
+    gemm_grid,
+    gemm_sizes,
+    gemm_splits,
+)
 from tinymed.backends.numpy_ref import _output_size
 
 try:
@@ -291,7 +299,7 @@ def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     partial = c.reshape(1, M, N) if splits == 1 else xp.empty((splits, M, N), dtype)
     _launch(
         gemm_kernels.gemm_kernel(dtype, GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE),
-        (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits),
+        gemm_grid(M, N, splits, GEMM_TILE),
         GEMM_THREADS_SIDE**2,
         a,
         b,

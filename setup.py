@@ -24,7 +24,9 @@ setup(
     install_requires=["numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.6", "numba>=0.59", "cuda-bindings>=12", "nvidia-cuda-nvrtc"],
-        "cuda": ["cupy-cuda13x", "numba-cuda"],
+        # The CUDA-toolkit extras bring what compiling needs: NVRTC and the CUDA headers for
+        # CuPy (ctk), NVVM for Numba (cu13); the plain wheels cannot compile a kernel.
+        "cuda": ["cupy-cuda13x[ctk]>=14", "numba-cuda[cu13]>=0.20"],
     },
     entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},
     classifiers=[

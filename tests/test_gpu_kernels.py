@@ -12,6 +12,8 @@ backend too on a GPU. The CUDA C side of the subnormal case, which only shows wi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,42 @@ def test_launch_guard_counts_what_the_kernel_indexes():
     assert len(_launched("conv2d_grad_weight", weight, 256, indexed=max(weight, 128 * 28 * 28 + 256))) == 1
     with pytest.raises(ValueError, match="conv2d_grad_weight"):
         _launched("conv2d_grad_weight", 9, 256, indexed=2**31 + 256)
+
+
+# ---------------------------------------------------------------------------------------
+# Installation: a GPU without a compiler is not a usable backend
+# ---------------------------------------------------------------------------------------
+
+
+class _CompileException(Exception):
+    """Stands in for cupy.cuda.compiler.CompileException."""
+
+
+def _cupy_that_cannot_compile(error: Exception) -> SimpleNamespace:
+    """A stand-in for a wheel-only CuPy: one GPU, and compiling any kernel raises ``error``."""
+
+    def kernel(code: str, name: str) -> SimpleNamespace:
+        def compile() -> None:
+            raise error
+
+        return SimpleNamespace(compile=compile)
+
+    runtime = SimpleNamespace(getDeviceCount=lambda: 1)
+    return SimpleNamespace(
+        RawKernel=kernel,
+        cuda=SimpleNamespace(runtime=runtime, compiler=SimpleNamespace(CompileException=_CompileException)),
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("Failed to find CUDA headers. Please install CUDA toolkit headers"),  # CuPy 14, no [ctk]
+        _CompileException("catastrophic error: cannot open source file"),
+    ],
+)
+def test_cupy_backend_with_a_gpu_but_no_compiler_says_what_to_install(monkeypatch, error):
+    monkeypatch.setattr(cupy_cuda, "cupy", _cupy_that_cannot_compile(error))
+    reason = cupy_cuda.unavailable_reason.__wrapped__()  # not the cached answer for this machine
+    assert reason is not None and "cannot compile" in reason and str(error) in reason
+    assert "pip install 'tinymed[cuda]'" in reason

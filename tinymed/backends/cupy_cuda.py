@@ -85,6 +85,16 @@ def unavailable_reason() -> str | None:
         return f"{explanation} ({type(error).__name__}: {error})"
     if devices == 0:
         return _CUDA_ERRORS[100]
+    # A GPU is not enough: compiling needs NVRTC and the CUDA headers, which plain
+    # cupy-cuda13x does not bring. Without this a wheel-only machine would say yes here
+    # and fail at its first kernel.
+    try:
+        cupy.RawKernel('extern "C" __global__ void tinymed_probe() {}', "tinymed_probe").compile()
+    except (cupy.cuda.compiler.CompileException, RuntimeError, OSError, ImportError) as error:
+        return (
+            f"CuPy cannot compile a CUDA kernel here ({type(error).__name__}: {error}); "
+            "pip install 'tinymed[cuda]' brings NVRTC and the CUDA headers (cupy-cuda13x[ctk])"
+        )
     return None
 
 

@@ -86,6 +86,7 @@ _INSTALL_HINT = (
 )
 
 
+@functools.cache
 def unavailable_reason() -> str | None:
     """``None`` when the Numba kernels can run here (GPU or simulator), else why not and what to do."""
     if numba is None:
@@ -96,7 +97,19 @@ def unavailable_reason() -> str | None:
         return f"Numba finds no usable CUDA GPU (no NVIDIA GPU, or its driver is missing or too old); {_INSTALL_HINT}"
     if cupy is None:
         return f"CuPy is not installed (on a GPU this backend keeps its arrays in CuPy); {_INSTALL_HINT}"
+    # A GPU is not enough: compiling needs NVVM from the CUDA toolkit, which plain numba-cuda
+    # does not bring. Without this a wheel-only machine would say yes here and fail at its
+    # first kernel. (NvvmError: NVVM refused the code or options; NvvmSupportError, an
+    # ImportError: no NVVM at all.)
+    try:
+        cuda.compile_ptx(_probe, (), cc=cuda.get_current_device().compute_capability)
+    except (cuda.cudadrv.error.NvvmError, numba.core.errors.NumbaError, ImportError, RuntimeError, OSError) as error:
+        return f"Numba cannot compile a CUDA kernel here ({type(error).__name__}: {error}); {_INSTALL_HINT}"
     return None
+
+
+def _probe() -> None:
+    """The smallest kernel: compiling it tells whether Numba finds its compiler."""
 
 
 def asarray(array):

@@ -12,6 +12,12 @@ backend too on a GPU. The CUDA C side of the subnormal case, which only shows wi
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,7 +27,7 @@ import pytest
 from test_backends import BACKENDS as GPU_BACKENDS
 
 import tinymed.backends as backends
-from tinymed.backends import cupy_cuda, launch, numpy_ref
+from tinymed.backends import accuracy, cupy_cuda, launch, numpy_ref
 
 
 def _run(name: str, primitive: str, *args):
@@ -207,3 +213,99 @@ def test_cupy_backend_with_a_gpu_but_no_compiler_says_what_to_install(monkeypatc
     reason = cupy_cuda.unavailable_reason.__wrapped__()  # not the cached answer for this machine
     assert reason is not None and "cannot compile" in reason and str(error) in reason
     assert "pip install 'tinymed[cuda]'" in reason
+
+
+# ---------------------------------------------------------------------------------------
+# Tolerances that scale with the problem (tinymed.backends.accuracy)
+# ---------------------------------------------------------------------------------------
+
+
+def _attention_backward_at_gpu_test_sizes() -> tuple:
+    """attention_backward's arguments at the GPU tests' largest sizes: L = 80, D = 70, scale 1.7."""
+    rng = np.random.default_rng(0)
+    q, k, v, grad_out = (rng.uniform(-2, 2, (1, 80, 70)).astype(np.float32) for _ in range(4))
+    out, lse = numpy_ref.attention_forward(q, k, v, None, 1.7, False)
+    return grad_out, q, k, v, out, lse, None, 1.7, False
+
+
+def test_float32_tolerance_scales_with_the_problem():
+    """At these sizes the float32 reference itself misses a fixed rtol 1e-4 / atol 1e-5; the
+    allowed error follows what float32 delivers, and still rejects a wrong answer."""
+    args = _attention_backward_at_gpu_test_sizes()
+    exact = accuracy.reference("attention_backward", *args)
+    float32 = numpy_ref.attention_backward(*args)
+    assert not np.allclose(float32[0], exact[0].astype(np.float32), rtol=1e-4, atol=1e-5)
+    allowed = accuracy.allowed_error("attention_backward", np.dtype(np.float32), *args)
+    for result, expected, limit in zip(float32, exact, allowed):
+        assert accuracy.relative_error(result, expected) <= limit
+        wrong = result.copy()
+        wrong.flat[7] += 1e-3 * np.abs(expected).max()  # a real error, far above rounding
+        assert accuracy.relative_error(wrong, expected) > limit
+    # Judged as float64, the float32 answer is far off.
+    allowed64 = accuracy.allowed_error("attention_backward", np.dtype(np.float64), *args)
+    assert all(accuracy.relative_error(r, e) > limit for r, e, limit in zip(float32, exact, allowed64))
+
+
+def test_relative_error_wants_nan_and_indices_in_place():
+    expected = np.array([1.0, np.nan, -np.inf])
+    assert accuracy.relative_error(expected.copy(), expected) == 0
+    assert accuracy.relative_error(np.array([1.0, 0.0, -np.inf]), expected) == np.inf
+    assert accuracy.relative_error(np.array([1, 2]), np.array([1, 3])) == np.inf
+
+
+# ---------------------------------------------------------------------------------------
+# The first-contact check (benchmarks/gpu_check.py)
+# ---------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gpu_check():
+    """benchmarks/gpu_check.py as a module."""
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_gpu_check_fails_a_wrong_or_irreproducible_kernel(name):
+    gpu_check, module = _gpu_check(), backends.get(name)
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), None, False, False)
+    dtype = np.dtype(np.float32)
+    assert gpu_check.check(module, "gemm", "5x4 @ 4x3", args, dtype, 1).ok
+    calls = []
+
+    def off_by_a_little(*arguments):
+        calls.append(None)
+        c = module.gemm(*arguments)
+        c[0, 0] += 1e-3 * len(calls)  # wrong, and different on every run
+        return c
+
+    wrong = SimpleNamespace(
+        **{n: getattr(module, n) for n in ("name", "xp", "asarray", "to_numpy")}, gemm=off_by_a_little
+    )
+    row = gpu_check.check(wrong, "gemm", "5x4 @ 4x3", args, dtype, 1)
+    assert row.error > row.allowed and not row.bit_identical and not row.ok
+
+
+@pytest.mark.skipif(
+    not backends.get("numba").SIMULATOR if "numba" in backends.available() else True,
+    reason="runs gpu_check --small in Numba's CUDA simulator (CI); on a GPU gpu_suite.sh runs it at full size",
+)
+def test_gpu_check_small_runs_end_to_end_in_the_simulator(tmp_path):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--small", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert not report["failures"]
+    assert {row["primitive"] for row in report["rows"]} == set(backends.PRIMITIVES)
+    assert {row["dtype"] for row in report["rows"]} == {"float32", "float64"}

@@ -125,7 +125,14 @@ def _module(family: str):
 
 
 def _kernel(family: str, kernel: str, dtype: numpy.dtype):
-    """The compiled kernel ``kernel<float>`` or ``kernel<double>`` of ``family``."""
+    """The compiled kernel ``kernel<float>`` or ``kernel<double>`` of ``family``, on the current GPU."""
+    return _function(family, kernel, dtype, cupy.cuda.runtime.getDevice())
+
+
+@functools.cache
+def _function(family: str, kernel: str, dtype: numpy.dtype, device: int):
+    """:func:`_kernel` looked up once per GPU: ``RawModule.get_function`` builds a new
+    ``RawKernel`` (and searches the compile cache for it) on every call, which every launch paid for."""
     return _module(family).get_function(f"{kernel}<{C_TYPES[dtype]}>")
 
 

@@ -127,11 +127,6 @@ def cases(shapes: Shapes, rng: np.random.Generator) -> list[tuple[str, str, tupl
     return out
 
 
-def _in_dtype(args: tuple, dtype: np.dtype) -> tuple:
-    """Every float array of ``args`` in ``dtype``; the rest (indices, sizes, flags) as they are."""
-    return tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
-
-
 def _timer(module) -> Callable[[Callable[[], tuple]], tuple[float, tuple]]:
     """A function that runs a callable once and returns its time in milliseconds and its
     result: timed between two CUDA events when the backend's arrays are CuPy's, else on the
@@ -159,7 +154,7 @@ def _timer(module) -> Callable[[Callable[[], tuple]], tuple[float, tuple]]:
 
 def check(module, primitive: str, label: str, args: tuple, dtype: np.dtype, repeat: int) -> Row:
     """Run ``primitive`` on the backend: its error, whether two runs agree bit for bit, its time."""
-    args = _in_dtype(args, dtype)
+    args = accuracy.in_dtype(args, dtype)
     exact = accuracy.reference(primitive, *args)
     allowed = accuracy.allowed_error(primitive, dtype, *args)
     moved = [module.asarray(a) if isinstance(a, np.ndarray) else a for a in args]

@@ -28,12 +28,21 @@ FACTOR = 8.0  # how many times the float32 reference's own error a backend may h
 _EPS32 = float(np.finfo(np.float32).eps)
 
 
+def in_dtype(args: tuple, dtype: np.dtype) -> tuple:
+    """``args`` with every float array in ``dtype``; the rest (indices, sizes, flags) as they are."""
+    return tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
+
+
+def _run_reference(primitive: str, args: tuple) -> tuple[np.ndarray, ...]:
+    """The reference's ``primitive(*args)``, always as a tuple of outputs."""
+    result = getattr(numpy_ref, primitive)(*args)
+    return result if isinstance(result, tuple) else (result,)
+
+
 def reference(primitive: str, *args) -> tuple[np.ndarray, ...]:
     """The reference's ``primitive(*args)`` computed with every float array widened to float64:
     the exact answer, as nearly as float64 holds it. Always a tuple of outputs."""
-    wide = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args]
-    result = getattr(numpy_ref, primitive)(*wide)
-    return result if isinstance(result, tuple) else (result,)
+    return _run_reference(primitive, in_dtype(args, np.dtype(np.float64)))
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -62,9 +71,7 @@ def allowed_error(primitive: str, dtype: np.dtype, *args) -> tuple[float, ...]:
     """For each output of ``primitive(*args)``: the :func:`relative_error` a backend computing
     in ``dtype`` may have, ``FACTOR * max(e32, eps32) * eps(dtype) / eps32`` with ``e32`` the
     error of the reference itself run in float32 on the same inputs."""
-    narrow = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args]
     exact = reference(primitive, *args)
-    result = getattr(numpy_ref, primitive)(*narrow)
-    float32 = result if isinstance(result, tuple) else (result,)
+    float32 = _run_reference(primitive, in_dtype(args, np.dtype(np.float32)))
     scale = float(np.finfo(dtype).eps) / _EPS32
     return tuple(FACTOR * max(relative_error(r, e), _EPS32) * scale for r, e in zip(float32, exact))

@@ -22,20 +22,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-# Every GPU backend; one that cannot run here is skipped, saying why.
-from test_backends import BACKENDS as GPU_BACKENDS
+from helpers import gpu_backend_params, run_on
 
 import tinymed.backends as backends
 from tinymed.backends import accuracy, cupy_cuda, launch, numpy_ref
 
+GPU_BACKENDS = gpu_backend_params()  # one that cannot run here is skipped, saying why
+
 
 def _run(name: str, primitive: str, *args):
     """``primitive(*args)`` on backend ``name``, NumPy arrays moved there and results back."""
-    module = backends.get(name)
-    moved = [module.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    result = getattr(module, primitive)(*moved)
-    return tuple(map(module.to_numpy, result)) if isinstance(result, tuple) else module.to_numpy(result)
+    return run_on(backends.get(name), primitive, *args)
 
 
 def _assert_same(actual, expected, what: str) -> None:

@@ -7,6 +7,8 @@ never from one another. Hypothesis strategies live in :mod:`strategies`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 
 import tinymed as tm
-from tinymed.data import make_phantoms
+from tinymed.data import make_phantoms, medmnist
+from tinymed.train import classifier
 
 # float32 keeps about 7 digits; 1e-4 leaves room for the different summation orders of
 # tinymed's and PyTorch's kernels over the small sums of the tests. float64 results agree to
@@ -198,3 +201,57 @@ def write_tiny_phantoms(path: Any, n_train: int = 64, n_eval: int = 32) -> Any:
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = phantoms.images, phantoms.labels
     np.savez(path, **arrays)
     return path
+
+
+# ---- data files, checkpoints and trainer faults shared by the data, checkpoint and CLI tests
+
+
+def write_medmnist_file(path, splits=("train", "val", "test"), n=6, seed=0):
+    """A small file in the official layout; returns {split: (images, labels)}."""
+    rng = np.random.default_rng(seed)
+    arrays, content = {}, {}
+    for split in splits:
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 2, (n, 1), dtype=np.uint8)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+        content[split] = (images, labels)
+    np.savez_compressed(path, **arrays)
+    return content
+
+
+def publish(served, monkeypatch, md5=None):
+    """Puts a pneumoniamnist.npz on the server and makes the table expect md5 (default: its own)."""
+    content = write_medmnist_file(served / "pneumoniamnist.npz")
+    actual = hashlib.md5((served / "pneumoniamnist.npz").read_bytes()).hexdigest()
+    flag = dataclasses.replace(medmnist.FLAGS["pneumoniamnist"], md5=md5 or actual)
+    monkeypatch.setitem(medmnist.FLAGS, "pneumoniamnist", flag)
+    return content
+
+
+def complete_metadata(kind="classifier", model=None, **changes):
+    """Metadata with every field the schema of ``kind`` asks for (28x28 grayscale phantoms),
+    ``model`` the ``{"name", "config"}`` spec (LeNet's by default), ``changes`` on top."""
+    metadata = {
+        "kind": kind,
+        "model": model or {"name": "lenet", "config": {}},
+        "epoch": 1,
+        "dataset": {"name": "phantoms", "labels": ["normal", "opacity"], "image_size": [28, 28], "md5": None},
+        "normalization": {"mean": [0.5], "std": [0.5]},
+    }
+    if kind == "gan":
+        metadata["dataset"].update(label="all", class_counts=[24, 24])
+    return {**metadata, **changes}
+
+
+def fail_at_call(monkeypatch, n, make_failure):
+    """Make the trainer's n-th loss computation (1-based, validation batches included) fail:
+    ``make_failure(loss)`` is returned or raised instead of the loss."""
+    calls = []
+    original = classifier._loss
+
+    def loss(*args):
+        calls.append(1)
+        value = original(*args)
+        return make_failure(value) if len(calls) == n else value
+
+    monkeypatch.setattr(classifier, "_loss", loss)

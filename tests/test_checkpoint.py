@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import assert_same
+from helpers import assert_same, complete_metadata
 
 import tinymed as tm
 from tinymed import optim
@@ -94,11 +94,11 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "c.npz", {"model": {"w": np.zeros(3)}}, META)
     before = path.read_bytes()
 
-    def broken_savez(file, **entries):
-        file.write(b"PK\x03\x04 half a zip")
+    def broken_write_array(member, array, **kwargs):
+        member.write(b"\x93NUMPY half an array")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    monkeypatch.setattr(checkpoint.np.lib.format, "write_array", broken_write_array)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"model": {"w": np.ones(3)}}, META)
     assert path.read_bytes() == before
@@ -129,7 +129,7 @@ def test_wrong_files_are_refused_with_their_reason(tmp_path):
     save_checkpoint(tmp_path / "gan.npz", {}, {"kind": "gan", "model": {"name": "dcgan", "config": {}}})
     with pytest.raises(CheckpointError, match="gan checkpoint, not a classifier"):
         load_checkpoint(tmp_path / "gan.npz", kind="classifier")
-    save_checkpoint(tmp_path / "lenet.npz", {}, META)
+    save_checkpoint(tmp_path / "lenet.npz", {}, complete_metadata())
     with pytest.raises(CheckpointError, match="'lenet' model, expected 'medcnn'"):
         load_checkpoint(tmp_path / "lenet.npz", model="medcnn")
     assert load_checkpoint(tmp_path / "lenet.npz", kind="classifier", model=("medcnn", "lenet")).state == {}
@@ -139,7 +139,7 @@ def test_load_model_rebuilds_from_the_metadata_alone(tmp_path):
     tm.manual_seed(0)
     config = {"channels": [4, 8, 8], "num_heads": 2}
     model = build_model("medcnn", config).eval()
-    meta = {"kind": "classifier", "model": {"name": "medcnn", "config": config}}
+    meta = complete_metadata(model={"name": "medcnn", "config": config})
     save_checkpoint(tmp_path / "c.npz", {"model": model.state_dict(), "first": model.block1.state_dict()}, meta)
     rebuilt, metadata = load_model(tmp_path / "c.npz", kind="classifier")
     assert not rebuilt.training and metadata["model"]["config"] == config
@@ -149,7 +149,7 @@ def test_load_model_rebuilds_from_the_metadata_alone(tmp_path):
     part, _ = load_model(tmp_path / "c.npz", kind="classifier", weights={"first": "block1"})
     assert np.array_equal(part.block1[0].weight.numpy(), model.block1[0].weight.numpy())
 
-    meta["model"]["config"] = {"channels": [4, 8, 16], "num_heads": 2}
+    meta["model"] = {"name": "medcnn", "config": {"channels": [4, 8, 16], "num_heads": 2}}
     save_checkpoint(tmp_path / "wrong.npz", {"model": model.state_dict()}, meta)
     with pytest.raises(CheckpointError, match="weights do not fit a medcnn model"):
         load_model(tmp_path / "wrong.npz", kind="classifier")

@@ -1,6 +1,7 @@
 """The ``tinymed`` command: train, evaluate and explain, and one-line errors for user mistakes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from helpers import write_tiny_phantoms
 
 from tinymed import backends
-from tinymed.cli import COMMANDS, main
+from tinymed.cli import BROKEN_PIPE_STATUS, COMMANDS, main
 from tinymed.train.checkpoint import save_checkpoint
 
 
@@ -80,7 +81,11 @@ def test_train_prints_each_epoch_and_writes_its_outputs(trained, capsys):
 
 def test_evaluate_prints_and_writes_the_metrics(trained, capsys):
     report = trained / "eval.json"
-    assert main(["evaluate", str(trained / "run" / "best.npz"), "--split", "val", "--json", str(report)]) == 0
+    data = str(trained / "tiny.npz")
+    assert (
+        main(["evaluate", str(trained / "run" / "best.npz"), "--split", "val", "--data", data, "--json", str(report)])
+        == 0
+    )
     out = capsys.readouterr().out
     for label in ("ACC", "AUC", "sensitivity", "specificity", "confusion matrix"):
         assert label in out
@@ -91,15 +96,33 @@ def test_evaluate_prints_and_writes_the_metrics(trained, capsys):
     assert result["auc"] == pytest.approx(metrics["val"]["auc"])
 
 
-def test_evaluate_defaults_to_the_test_split_of_the_training_data(trained, capsys):
-    assert main(["evaluate", str(trained / "run" / "last.npz")]) == 0
+def test_evaluate_defaults_to_the_test_split_and_asks_for_the_file_it_was_trained_on(trained, capsys):
+    # The checkpoint names its data file by MD5 only; the phantoms made in memory are other data.
+    assert main(["evaluate", str(trained / "run" / "last.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "was trained on a phantoms file with MD5" in err and "--data" in err
+    assert main(["evaluate", str(trained / "run" / "last.npz"), "--data", str(trained / "tiny.npz")]) == 0
     assert "test split, 32 images" in capsys.readouterr().out
 
 
 def test_explain_draws_the_overlay(trained, capsys):
     out = trained / "explain.png"
     assert (
-        main(["explain", str(trained / "run" / "best.npz"), "--image", "3", "--split", "val", "--out", str(out)]) == 0
+        main(
+            [
+                "explain",
+                str(trained / "run" / "best.npz"),
+                "--image",
+                "3",
+                "--split",
+                "val",
+                "--data",
+                str(trained / "tiny.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
     )
     assert "val image 3: true" in capsys.readouterr().out
     assert out.read_bytes()[:4] == b"\x89PNG"
@@ -107,6 +130,7 @@ def test_explain_draws_the_overlay(trained, capsys):
 
 def _user_error_cases(root):
     best = str(root / "run" / "best.npz")
+    data = ["--data", str(root / "tiny.npz")]
     (root / "garbage.npz").write_bytes(b"this is not a checkpoint")
     save_checkpoint(root / "gan.npz", {}, {"kind": "gan", "model": {"name": "dcgan", "config": {}}})
     cases = {
@@ -115,8 +139,8 @@ def _user_error_cases(root):
         "missing checkpoint": (["evaluate", str(root / "none.npz")], "checkpoint not found"),
         "corrupted checkpoint": (["evaluate", str(root / "garbage.npz")], "not a readable checkpoint"),
         "checkpoint of another kind": (["explain", str(root / "gan.npz"), "--image", "0"], "gan checkpoint"),
-        "image out of range": (["explain", best, "--image", "99", "--split", "val"], "out of range"),
-        "unknown layer": (["explain", best, "--image", "0", "--layer", "conv9"], "no layer 'conv9'"),
+        "image out of range": (["explain", best, "--image", "99", "--split", "val", *data], "out of range"),
+        "unknown layer": (["explain", best, "--image", "0", "--layer", "conv9", *data], "no layer 'conv9'"),
         "other data set's shape": (
             ["evaluate", best, "--dataset", "bloodmnist", "--data", str(root / "tiny.npz")],
             "channel",
@@ -189,3 +213,18 @@ def test_python_dash_m_exits_non_zero_with_one_line():
     )
     assert result.returncode == 1
     assert result.stderr.startswith("tinymed: error: unknown data set") and "Traceback" not in result.stderr
+
+
+# argparse itself ignores a failed write of --help, and exits 0.
+@pytest.mark.parametrize("argv, status", [(["course", "list"], BROKEN_PIPE_STATUS), (["--help"], 0)])
+def test_a_closed_standard_output_ends_quietly(argv, status):
+    """``tinymed course list | head -1``: the reader is gone before the command writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tinymed", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == status and result.stderr == ""

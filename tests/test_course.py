@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymed import plots
+from tinymed import cli, plots
 from tinymed.course import CHAPTERS, CourseError, fast, find_chapter, pick, show, xray_dataset
 from tinymed.course.check import grade_file, student_file
-from tinymed.course.command import main
 from tinymed.course.graders import exercises_of
 from tinymed.course.grading import Exercise
 from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, graded_cells, read_cells
@@ -32,6 +31,11 @@ nbclient = pytest.importorskip("nbclient", reason="the course tests need the cou
 ROOT = Path(__file__).resolve().parent.parent
 WRITTEN = [c for c in CHAPTERS if c.exists()]
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def main(argv: list[str]) -> int:
+    """``tinymed course ARGV...``; returns the exit status."""
+    return cli.main(["course", *argv])
 
 
 @pytest.fixture
@@ -249,7 +253,7 @@ def test_check_exit_status_and_lines(capsys, released):
 def test_check_names_what_is_missing(capsys, tmp_path):
     assert main(["check", "1", "--path", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("tinymed course: error: no 01_autograd.py or 01_autograd.ipynb in") and err.count("\n") == 1
+    assert err.startswith("tinymed: error: no 01_autograd.py or 01_autograd.ipynb in") and err.count("\n") == 1
     assert main(["check", "99"]) == 2
     assert "no chapter '99'; the chapters are: 1 (01_autograd)" in capsys.readouterr().err
 

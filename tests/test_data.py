@@ -1,15 +1,11 @@
 """tinymed.data: MedMNIST files and download, phantoms, transforms, DataLoader."""
 
-import dataclasses
-import functools
-import hashlib
-import http.server
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import publish, write_medmnist_file
 
 from tinymed.data import (
     DataLoader,
@@ -36,19 +32,6 @@ from tinymed.data.transforms import (
 from tinymed.metrics import roc_auc_score
 
 SHARED_PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist_trainval.npz"
-
-
-def write_medmnist_file(path, splits=("train", "val", "test"), n=6, seed=0):
-    """A small file in the official layout; returns {split: (images, labels)}."""
-    rng = np.random.default_rng(seed)
-    arrays, content = {}, {}
-    for split in splits:
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 2, (n, 1), dtype=np.uint8)
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
-        content[split] = (images, labels)
-    np.savez_compressed(path, **arrays)
-    return content
 
 
 # ---- reading MedMNIST files --------------------------------------------------------------
@@ -138,34 +121,6 @@ def test_shared_pneumoniamnist_file():
 
 
 # ---- downloading from a local HTTP server ------------------------------------------------
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    """Serves tmp_path/served on 127.0.0.1; yields (base URL, served directory)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def publish(served, monkeypatch, md5=None):
-    """Puts a pneumoniamnist.npz on the server and makes the table expect md5 (default: its own)."""
-    content = write_medmnist_file(served / "pneumoniamnist.npz")
-    actual = hashlib.md5((served / "pneumoniamnist.npz").read_bytes()).hexdigest()
-    flag = dataclasses.replace(medmnist.FLAGS["pneumoniamnist"], md5=md5 or actual)
-    monkeypatch.setitem(medmnist.FLAGS, "pneumoniamnist", flag)
-    return content
 
 
 def test_download_verifies_md5_and_loads(http_server, tmp_path, monkeypatch):

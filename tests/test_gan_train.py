@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import complete_metadata
 
 import tinymed
 from tinymed.cli import main
@@ -174,13 +175,7 @@ def _classifier_checkpoint(path):
     save_checkpoint(
         path,
         {"model": model.state_dict()},
-        {
-            "kind": "classifier",
-            "model": model_spec(model),
-            "normalization": {"mean": [0.5], "std": [0.5]},
-            "dataset": {"name": "pneumoniamnist"},
-            "epoch": 0,
-        },
+        complete_metadata(model=model_spec(model)),
     )
     return str(path)
 
@@ -322,6 +317,17 @@ def test_an_empty_class_selection_is_refused(tmp_path, capsys):
 def test_a_mask_covering_everything_is_refused(tmp_path, gan_checkpoint, data_file, capsys):
     _one_line_error(
         capsys,
-        ["repair", str(gan_checkpoint), "--image", "0", "--box-size", "28", "--out", str(tmp_path / "r.png")],
+        [
+            "repair",
+            str(gan_checkpoint),
+            "--image",
+            "0",
+            "--box-size",
+            "28",
+            "--data",
+            data_file,
+            "--out",
+            str(tmp_path / "r.png"),
+        ],
         "covers the whole 28x28 image",
     )

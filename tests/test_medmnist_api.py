@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 # Reused from the data tests: a small file in the official layout, and a local HTTP server.
-from test_data import http_server, publish, write_medmnist_file  # noqa: F401
+from helpers import publish, write_medmnist_file
 
 import tinymed as tm
 import tinymed.data as medmnist

@@ -3,18 +3,20 @@ structure), an optimizer resumes identically, and malformed files are refused cl
 
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
 import pytest
 
 # Equal structure, types, dtypes and bits: the checkpoint tests' comparison.
-from test_checkpoint import assert_same
+from helpers import assert_same
 
 import tinymed as tm
 import tinymed.nn as nn
 import tinymed.optim as optim
 from tinymed import backends
+from tinymed.errors import SerializationError
 from tinymed.serialization import load, save
 
 DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_]
@@ -149,3 +151,31 @@ def test_load_refuses_malformed_files(tmp_path):
     (tmp_path / "flipped").write_bytes(data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1 :])
     with pytest.raises(ValueError, match="flipped is not a readable .npz file"):
         load(tmp_path / "flipped")
+
+
+def test_the_same_object_is_the_same_bytes_in_a_file_of_the_umasks_mode(tmp_path):
+    obj = nested()
+    save(obj, tmp_path / "a")
+    buffer = io.BytesIO()
+    save(obj, buffer)
+    assert (tmp_path / "a").read_bytes() == buffer.getvalue()
+    mask = os.umask(0o027)
+    try:
+        save(obj, tmp_path / "sub" / "b")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "sub" / "b").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "sub" / "b").read_bytes() == buffer.getvalue()
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["b"], "no .part file is left behind"
+
+
+def test_an_entry_claiming_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    save({"w": np.zeros(4)}, tmp_path / "f")
+    # obj/w.npy rewritten, with a right CRC, to claim 10^12 float64 values (8 TB) in its header.
+    lie = io.BytesIO()
+    np.lib.format.write_array_header_1_0(lie, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(tmp_path / "f") as source, zipfile.ZipFile(tmp_path / "huge", "w") as target:
+        for name in source.namelist():
+            target.writestr(name, lie.getvalue() + bytes(32) if name == "obj/w.npy" else source.read(name))
+    with pytest.raises(SerializationError, match="huge is not a readable .npz file.*claims shape"):
+        load(tmp_path / "huge")

@@ -5,9 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_same, write_tiny_phantoms
+from helpers import assert_same, fail_at_call, write_tiny_phantoms
 
-from tinymed.train import classifier
 from tinymed.train.checkpoint import load_checkpoint
 from tinymed.train.classifier import TrainConfig, load_classifier, train_classifier
 from tinymed.train.run import TrainingError
@@ -26,20 +25,6 @@ def tiny_data(tmp_path):
 def train(tiny_data, out, resume=False, **changes):
     config = TrainConfig(**{**TINY, **changes}, data_file=tiny_data, out=str(out))
     return train_classifier(config, resume=resume, progress=False, log=lambda line: None)
-
-
-def fail_at_call(monkeypatch, n, make_failure):
-    """Make the trainer's n-th loss computation (1-based, validation batches included) fail:
-    ``make_failure(loss)`` is returned or raised instead of the loss."""
-    calls = []
-    original = classifier._loss
-
-    def loss(*args):
-        calls.append(1)
-        value = original(*args)
-        return make_failure(value) if len(calls) == n else value
-
-    monkeypatch.setattr(classifier, "_loss", loss)
 
 
 def test_a_run_writes_checkpoints_metrics_history_and_plots(tmp_path, tiny_data):

@@ -24,15 +24,12 @@ import numpy as np
 import tinymed
 import tinymed.functional as F
 from tinymed import optim
+from tinymed.errors import RepairError
 from tinymed.models.dcgan import DCGAN
 
 __all__ = ["MASKS", "RepairError", "RepairResult", "make_mask", "inpaint"]
 
 MASKS = ("box", "random")
-
-
-class RepairError(ValueError):
-    """A repair cannot be done: a mask that leaves nothing known, or nothing missing."""
 
 
 def make_mask(

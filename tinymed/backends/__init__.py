@@ -102,6 +102,8 @@ import importlib
 from types import ModuleType
 from typing import Any, Protocol
 
+from tinymed.errors import TinymedError
+
 Array = Any  # a numpy.ndarray or a cupy.ndarray: the backend's own arrays
 Pair = tuple[int, int]
 
@@ -185,7 +187,7 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(TinymedError, RuntimeError):
     """Raised when a backend is asked for on a machine where it cannot run."""
 
 

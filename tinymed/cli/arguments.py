@@ -10,26 +10,40 @@ here:
   learning rate, the output directory and ``--resume``; :func:`training_config` turns them,
   with the common options, into the fields both trainers' configs share;
 * :func:`add_checkpoint_argument` (the commands that read a checkpoint), with
-  :func:`checkpoint_split`, the data the checkpoint was trained on unless the options name
-  other data, and :func:`add_image_options` with :func:`image_at`, one image of it.
+  :func:`checkpoint_split`, the data the options name, or else the data set the checkpoint
+  was trained on, checked against the checkpoint; and :func:`add_image_options` with
+  :func:`image_at`, one image of it;
+* :func:`output_path`, which every command applies to each file it will write before it
+  starts its work, and :func:`write_json_report`.
+
+A checkpoint never chooses a path: it names its data by data set name and MD5, and the data
+is read from where the options (or the defaults) say.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
 
-from tinymed import backends
 from tinymed.data import DATASETS, DatasetError, ImageDataset, load_dataset
 from tinymed.data.medmnist import SPLITS
+from tinymed.device import KERNELS
+from tinymed.errors import OutputError
+from tinymed.outputs import atomic_write, check_output
+from tinymed.train.checkpoint import is_checkpoint
+from tinymed.train.divergence import DEFAULT_FACTOR
 
 __all__ = [
+    "at_least",
     "positive",
+    "FIGURE_SUFFIXES",
     "add_common_options",
     "add_training_options",
     "training_config",
@@ -37,8 +51,12 @@ __all__ = [
     "checkpoint_split",
     "add_image_options",
     "image_at",
+    "output_path",
     "write_json_report",
 ]
+
+# The file types matplotlib draws figures into (--out of explain and repair), by suffix.
+FIGURE_SUFFIXES = tuple(f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes())
 
 # The checkpoint a command reads, by its kind: the metavar and help of its argument.
 CHECKPOINTS = {
@@ -47,20 +65,27 @@ CHECKPOINTS = {
 }
 
 
-def positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` (int or float) greater than zero."""
+def at_least(kind: type, low: float, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite number of ``kind`` (int or float) at least ``low`` (above it
+    when ``strict``)."""
+    expected = f"expected a finite {kind.__name__} {'above' if strict else 'of at least'} {low}"
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > low if strict else value >= low)):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of ``kind`` (int or float) greater than zero."""
+    return at_least(kind, 0, strict=True)
 
 
 def add_common_options(
@@ -87,11 +112,11 @@ def add_common_options(
     parser.add_argument(
         "--backend",
         default="numpy",
-        choices=backends.NAMES,
+        choices=KERNELS,
         help="where the arrays live and the kernels run (default: numpy)",
     )
     if seed:
-        parser.add_argument("--seed", type=int, default=0, metavar="N", help=f"{seed} (default: 0)")
+        parser.add_argument("--seed", type=at_least(int, 0), default=0, metavar="N", help=f"{seed} (default: 0)")
 
 
 def add_training_options(
@@ -123,12 +148,24 @@ def add_training_options(
     parser.add_argument(
         "--lr", type=positive(float), default=defaults.lr, metavar="X", help=f"{lr_help} (default: {defaults.lr})"
     )
+    parser.add_argument(
+        "--divergence-factor",
+        type=at_least(float, 1, strict=True),
+        default=DEFAULT_FACTOR,
+        metavar="X",
+        help=f"stop when a loss exceeds X times where it began, max(first loss, 1) (default: {DEFAULT_FACTOR:g})",
+    )
     parser.add_argument("--out", metavar="DIR", help=f"output directory (default: {out})")
     may_change = ", ".join(f"--{name.replace('_', '-')}" for name in resumable)
-    parser.add_argument(
+    run = parser.add_mutually_exclusive_group()
+    run.add_argument(
         "--resume",
         action="store_true",
-        help=f"continue the run in --out from its last.npz, with the options it was started with (only {may_change} may differ)",
+        help=f"continue the run in --out from its last.npz, with the options and data it was started with "
+        f"(only {may_change} and where the data and --out are may differ)",
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out, if it holds any"
     )
 
 
@@ -144,6 +181,7 @@ def training_config(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "seed": args.seed,
         "out": args.out,
+        "divergence_factor": args.divergence_factor,
     }
 
 
@@ -153,15 +191,39 @@ def add_checkpoint_argument(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("checkpoint", metavar=metavar, help=help)
 
 
-def checkpoint_split(args: argparse.Namespace, metadata: Mapping[str, Any], split: str) -> ImageDataset:
-    """The ``split`` of the data set (and file) the checkpoint was trained on, unless the
-    options name another data set or file."""
-    trained_on = metadata["dataset"]
+def checkpoint_split(
+    args: argparse.Namespace, metadata: Mapping[str, Any], split: str, channels: int, classes: int | None = None
+) -> ImageDataset:
+    """The ``split`` of the data set the options name (default: the one the checkpoint
+    ``args.checkpoint`` was trained on), read from where they say (default: the data set's
+    default place), checked against the checkpoint: images of its size with ``channels``
+    channels (and ``classes`` classes, when given); and, when the options name no file, the
+    file the checkpoint was trained on, by its MD5."""
+    trained_on, checkpoint = metadata["dataset"], args.checkpoint
     name = args.dataset or trained_on["name"]
-    data_dir, data_file = args.data_dir, args.data
-    if name == trained_on["name"] and data_dir is None and data_file is None:
-        data_dir, data_file = trained_on.get("data_dir"), trained_on.get("data_file")
-    return load_dataset(name, split, data_dir=data_dir, data_file=data_file)
+    dataset = load_dataset(name, split, data_dir=args.data_dir, data_file=args.data)
+    info, md5 = dataset.info, trained_on["md5"]
+    if args.data is None and name == trained_on["name"] and md5 is not None and dataset.md5 != md5:
+        found = "is generated in memory" if dataset.md5 is None else f"in its default place has MD5 {dataset.md5}"
+        raise DatasetError(
+            f"{checkpoint} was trained on a {name} file with MD5 {md5}; the {name} data {found}. "
+            f"Give that file with --data FILE.npz"
+        )
+    shape = (info.n_channels, *dataset.image_size)
+    if shape != (channels, *trained_on["image_size"]):
+        raise DatasetError(
+            f"{checkpoint} holds a model for {channels}x{'x'.join(map(str, trained_on['image_size']))} images "
+            f"(channels x height x width); the {split} split of {name} has {'x'.join(map(str, shape))} images"
+        )
+    if classes is not None and len(info.labels) != classes:
+        raise DatasetError(f"{checkpoint} holds a model for {classes} classes; {name} has {len(info.labels)}")
+    for stat in ("mean", "std"):
+        if len(metadata["normalization"][stat]) not in (1, channels):
+            raise DatasetError(
+                f"{checkpoint}: its normalization {stat} has {len(metadata['normalization'][stat])} values "
+                f"for {channels}-channel images"
+            )
+    return dataset
 
 
 def add_image_options(parser: argparse.ArgumentParser, split: str) -> None:
@@ -180,8 +242,25 @@ def image_at(dataset: ImageDataset, index: int, split: str) -> tuple[np.ndarray,
     return dataset.batch(np.array([index]))
 
 
-def write_json_report(path: str, report: Mapping[str, Any]) -> None:
-    """``--json PATH``: the report as JSON, and a line saying where it went."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+def output_path(
+    path: str | Path, what: str, inputs: Iterable[str | None] = (), suffixes: Iterable[str] | None = None
+) -> Path:
+    """``path``, checked before the command's work (see :func:`tinymed.outputs.check_output`):
+    writable, not a directory, none of ``inputs`` (the files the command reads; None for an
+    option not given), not a tinymed checkpoint, and ending in one of ``suffixes`` when given.
+    ``what`` names it in the message (``"--json"``)."""
+    out = check_output(path, what, [source for source in inputs if source is not None])
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise OutputError(f"{what} {out}: the name must end in one of {', '.join(suffixes)}, which say its format")
+    if is_checkpoint(out):
+        raise OutputError(f"{what} {out} is a tinymed checkpoint; writing it would destroy it, choose another path")
+    return out
+
+
+def write_json_report(path: Path, report: Mapping[str, Any]) -> None:
+    """``--json PATH`` (checked by :func:`output_path`): the report as JSON, and a line saying
+    where it went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(json.dumps(report, indent=2).encode() + b"\n")
     print(f"wrote {path}")

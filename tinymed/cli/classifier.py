@@ -10,12 +10,14 @@ import tinymed
 import tinymed.functional as F
 from tinymed import plots
 from tinymed.cli.arguments import (
+    FIGURE_SUFFIXES,
     add_checkpoint_argument,
     add_common_options,
     add_image_options,
     add_training_options,
     checkpoint_split,
     image_at,
+    output_path,
     training_config,
     write_json_report,
 )
@@ -23,12 +25,12 @@ from tinymed.data import ImageDataset
 from tinymed.data.medmnist import SPLITS
 from tinymed.explain import attention_map, gradcam
 from tinymed.models import CLASSIFIERS
-from tinymed.train.checkpoint import CheckpointError
 from tinymed.train.classifier import (
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,
     RESUMABLE,
     TrainConfig,
+    check_every_class,
     classification_metrics,
     evaluation_loader,
     input_normalization,
@@ -47,18 +49,10 @@ __all__ = [
 ]
 
 
-def classifier_split(args: argparse.Namespace, metadata: dict[str, Any]) -> ImageDataset:
-    """``--split`` of the data the checkpoint was trained on (see :func:`checkpoint_split`),
-    checked against the images and classes its model takes."""
-    dataset = checkpoint_split(args, metadata, args.split)
-    config = metadata["model"]["config"]
-    if (dataset.info.n_channels, len(dataset.info.labels)) != (config["in_channels"], config["num_classes"]):
-        raise CheckpointError(
-            f"{args.checkpoint} holds a model for {config['in_channels']}-channel images and "
-            f"{config['num_classes']} classes; {dataset.info.name} has {dataset.info.n_channels} channel(s) and "
-            f"{len(dataset.info.labels)} classes"
-        )
-    return dataset
+def classifier_split(args: argparse.Namespace, model: Any, metadata: dict[str, Any]) -> ImageDataset:
+    """``--split`` of the data (see :func:`checkpoint_split`), checked against the images and
+    classes the checkpoint's ``model`` takes."""
+    return checkpoint_split(args, metadata, args.split, model.config["in_channels"], model.config["num_classes"])
 
 
 # ---------------------------------------------------------------------- tinymed train cnn
@@ -88,7 +82,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def train(args: argparse.Namespace) -> None:
     """Train the classifier the options describe (see :func:`train_classifier`)."""
     config = TrainConfig(**training_config(args), model=args.model, augment=not args.no_augment)
-    train_classifier(config, resume=args.resume)
+    train_classifier(config, resume=args.resume, overwrite=args.overwrite)
 
 
 # ---------------------------------------------------------------------- tinymed evaluate
@@ -106,8 +100,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """Print the checkpoint's ACC, AUC, sensitivity, specificity and confusion matrix on a split."""
+    json_out = args.json and output_path(args.json, "--json", [args.checkpoint, args.data])
     model, metadata = load_classifier(args.checkpoint, args.backend)
-    dataset = classifier_split(args, metadata)
+    dataset = classifier_split(args, model, metadata)
+    check_every_class(dataset, args.split)
     loader = evaluation_loader(dataset, metadata["normalization"])
     result = predict(model, loader, args.backend, dataset.info.multilabel)
     scores = classification_metrics(result.labels, result.scores, dataset.info.multilabel)
@@ -136,8 +132,8 @@ def evaluate(args: argparse.Namespace) -> None:
         print("  " + " " * label_width + "".join(f"{i:>{cell}}" for i in range(len(rows))))
         for label, row in zip(rows, matrix):
             print(f"  {label:<{label_width}}" + "".join(f"{count:>{cell}}" for count in row))
-    if args.json:
-        write_json_report(args.json, report)
+    if json_out:
+        write_json_report(json_out, report)
 
 
 # ---------------------------------------------------------------------- tinymed explain
@@ -152,14 +148,18 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="Grad-CAM's target layer, a name from the model (default: its last convolution block)",
     )
-    parser.add_argument("--out", metavar="PNG", help="the figure (default: CHECKPOINT_DIR/explain-SPLIT-N.png)")
+    parser.add_argument(
+        "--out", metavar="PNG", help="the figure, .png, .pdf, .svg, ... (default: CHECKPOINT_DIR/explain-SPLIT-N.png)"
+    )
     add_common_options(parser, None)
 
 
 def explain(args: argparse.Namespace) -> None:
     """Draw Grad-CAM (and, for a model with attention, the attention received) over one image."""
+    default = Path(args.checkpoint).parent / f"explain-{args.split}-{args.image}.png"
+    out = output_path(args.out or default, "--out", [args.checkpoint, args.data], FIGURE_SUFFIXES)
     model, metadata = load_classifier(args.checkpoint, args.backend)
-    dataset = classifier_split(args, metadata)
+    dataset = classifier_split(args, model, metadata)
     images, labels = image_at(dataset, args.image, args.split)
     x = tinymed.from_numpy(input_normalization(metadata["normalization"])(images)).to(args.backend)
     with tinymed.no_grad():
@@ -178,7 +178,6 @@ def explain(args: argparse.Namespace) -> None:
         f"predicted {names[predicted]} (p = {probabilities[predicted]:.3f})"
     )
     image = images[0, 0] if images.shape[1] == 1 else images[0].transpose(1, 2, 0)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"explain-{args.split}-{args.image}.png"
     plots.plot_explanation(image, heatmaps, out, title=title)
     print(title)
     print(f"wrote {out}")

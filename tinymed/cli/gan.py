@@ -10,17 +10,19 @@ import numpy as np
 import tinymed
 from tinymed import plots
 from tinymed.cli.arguments import (
+    FIGURE_SUFFIXES,
     add_checkpoint_argument,
     add_common_options,
     add_image_options,
     add_training_options,
     checkpoint_split,
     image_at,
+    output_path,
     positive,
     training_config,
     write_json_report,
 )
-from tinymed.data import DatasetError
+from tinymed.outputs import atomic_write
 from tinymed.repair import MASKS, inpaint, make_mask
 from tinymed.train.checkpoint import CheckpointError
 from tinymed.train.classifier import load_classifier
@@ -104,7 +106,7 @@ def train(args: argparse.Namespace) -> None:
         ngf=args.ngf,
         ndf=args.ndf,
     )
-    train_gan(config, resume=args.resume)
+    train_gan(config, resume=args.resume, overwrite=args.overwrite)
 
 
 # ---------------------------------------------------------------------- tinymed sample
@@ -113,7 +115,7 @@ def train(args: argparse.Namespace) -> None:
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """``tinymed sample``'s arguments."""
     add_checkpoint_argument(parser, "gan")
-    parser.add_argument("--n", type=int, required=True, metavar="N", help="how many images to generate")
+    parser.add_argument("--n", type=positive(int), required=True, metavar="N", help="how many images to generate")
     parser.add_argument(
         "--label",
         type=int,
@@ -130,9 +132,8 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Generate ``--n`` images into a MedMNIST-layout ``.npz``."""
-    if args.n < 1:
-        raise DatasetError(f"--n must be at least 1, got {args.n}")
+    """Generate ``--n`` images into a MedMNIST-layout ``.npz`` at exactly ``--out``."""
+    out = output_path(args.out, "--out", [args.checkpoint])
     gan, metadata = load_gan(args.checkpoint, args.backend)
     classes = metadata["dataset"]["labels"]
     if args.label is not None and not (gan.num_classes and 0 <= args.label < gan.num_classes):
@@ -153,9 +154,10 @@ def sample(args: argparse.Namespace) -> None:
     images = to_uint8(generate(gan.generator, z, labels, args.backend))
     images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
     arrays = {"images": images} if labels is None else {"images": images, "labels": labels.astype(np.uint8)[:, None]}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    # Through a file object: given a name, np.savez_compressed would add .npz to it.
+    with atomic_write(out) as f:
+        np.savez_compressed(f, **arrays)
     mix = "" if labels is None else ", " + ", ".join(f"{np.sum(labels == i)} {c}" for i, c in enumerate(classes))
     print(f"wrote {args.n} generated images{mix} to {out}")
 
@@ -178,9 +180,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """Print (and with ``--json`` write) the GAN's scores from :func:`evaluate_gan`."""
+    json_out = args.json and output_path(args.json, "--json", [args.checkpoint, args.classifier, args.data])
     gan, metadata = load_gan(args.checkpoint, args.backend)
     classifier, classifier_metadata = load_classifier(args.classifier, args.backend)
-    train_set, val_set = (checkpoint_split(args, metadata, split) for split in ("train", "val"))
+    train_set, val_set = (
+        checkpoint_split(args, metadata, split, gan.config["channels"], gan.num_classes or None)
+        for split in ("train", "val")
+    )
     report = evaluate_gan(gan, metadata, classifier, classifier_metadata, train_set, val_set, args.backend, args.seed)
     print(
         f"{args.checkpoint}: DCGAN trained on {metadata['dataset']['name']} (label {metadata['dataset']['label']}, "
@@ -198,8 +204,8 @@ def evaluate(args: argparse.Namespace) -> None:
         ("recall", f"recall (k={report['k']})"),
     ):
         print(f"  {label:<40} {report[key]:.4f}")
-    if args.json:
-        write_json_report(args.json, report)
+    if json_out:
+        write_json_report(json_out, report)
 
 
 # ---------------------------------------------------------------------- tinymed repair
@@ -215,7 +221,9 @@ def add_repair_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MASKS,
         help="box: a square hole; random: scattered missing pixels (default: box)",
     )
-    parser.add_argument("--box-size", type=int, default=10, metavar="PX", help="side of the box hole (default: 10)")
+    parser.add_argument(
+        "--box-size", type=positive(int), default=10, metavar="PX", help="side of the box hole (default: 10)"
+    )
     parser.add_argument(
         "--missing",
         type=float,
@@ -223,15 +231,23 @@ def add_repair_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="fraction of pixels missing for --mask random (default: 0.6)",
     )
-    parser.add_argument("--steps", type=int, default=300, metavar="N", help="optimisation steps (default: 300)")
-    parser.add_argument("--out", metavar="PNG", help="the figure (default: CHECKPOINT_DIR/repair-SPLIT-N-MASK.png)")
+    parser.add_argument(
+        "--steps", type=positive(int), default=300, metavar="N", help="optimisation steps (default: 300)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PNG",
+        help="the figure, .png, .pdf, .svg, ... (default: CHECKPOINT_DIR/repair-SPLIT-N-MASK.png)",
+    )
     add_common_options(parser, None, seed="places the mask and the start latents")
 
 
 def repair(args: argparse.Namespace) -> None:
     """Inpaint a masked region of one image (see :func:`tinymed.repair.inpaint`) and draw it."""
+    default = Path(args.checkpoint).parent / f"repair-{args.split}-{args.image}-{args.mask}.png"
+    out = output_path(args.out or default, "--out", [args.checkpoint, args.data], FIGURE_SUFFIXES)
     gan, metadata = load_gan(args.checkpoint, args.backend)
-    dataset = checkpoint_split(args, metadata, args.split)
+    dataset = checkpoint_split(args, metadata, args.split, gan.config["channels"], gan.num_classes or None)
     images, labels = image_at(dataset, args.image, args.split)
     image = images[0]
     tinymed.manual_seed(args.seed)
@@ -246,11 +262,6 @@ def repair(args: argparse.Namespace) -> None:
     masked = np.where(known, image, 0.5)
     panels = [masked, result.generated, result.repaired, image]
     titles = ["masked input", "G(z*), generated", "repaired", "truth"]
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.checkpoint).parent / f"repair-{args.split}-{args.image}-{args.mask}.png"
-    )
     pictures = np.stack([p[0] if p.shape[0] == 1 else p.transpose(1, 2, 0) for p in panels])
     plots.plot_image_grid(
         pictures,

@@ -1,5 +1,7 @@
 """``python -m tinymed.course ...`` runs ``tinymed course ...``."""
 
-from tinymed.course.command import main
+import sys
 
-raise SystemExit(main())
+from tinymed.cli import main
+
+raise SystemExit(main(["course", *sys.argv[1:]]))

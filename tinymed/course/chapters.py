@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tinymed
+from tinymed.errors import TinymedError
 
 __all__ = ["Chapter", "CHAPTERS", "CourseError", "chapters_dir", "find_chapter", "outline_markdown"]
 
 
-class CourseError(ValueError):
-    """A mistake the course commands can name in one line (an unknown chapter, a missing file)."""
+class CourseError(TinymedError, ValueError):
+    """A mistake the course commands can name in one line (an unknown chapter, a missing file).
+
+    The command exits with status 2 for it, as ``grep`` does for an error: ``tinymed course
+    check`` exits with 1 when an exercise fails, which a script must be able to tell apart."""
+
+    exit_status = 2
 
 
 @dataclass(frozen=True)

@@ -9,24 +9,23 @@
     tinymed course check CHAPTER [--path D]  grade a student's chapter; exit 0 when all pass
 
 :func:`add_course_parser` adds the command to the ``tinymed`` parser; each sub-command sets
-``run``, the function :func:`tinymed.cli.main` calls. A mistake a user can make prints one line
-``tinymed course: error: ...`` and exits with status 2.
+``run``, the function :func:`tinymed.cli.main` calls. A mistake a user can make raises a
+:class:`~tinymed.course.chapters.CourseError`, which ``main`` prints as one line
+``tinymed: error: ...`` before exiting with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinymed.course.chapters import CHAPTERS, CourseError, outline_markdown
+from tinymed.course.chapters import CHAPTERS, outline_markdown
 from tinymed.course.check import check
 from tinymed.course.notebook import write_notebooks
 from tinymed.course.release import release
 
-__all__ = ["add_course_parser", "build_parser", "main"]
+__all__ = ["add_course_parser"]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -59,19 +58,6 @@ def _check(args: argparse.Namespace) -> int:
     return check(args.chapter, args.path)
 
 
-def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``run``, printing a :class:`CourseError` as one line and returning status 2."""
-
-    def guarded(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except CourseError as e:
-            print(f"tinymed course: error: {e}", file=sys.stderr)
-            return 2
-
-    return guarded
-
-
 def add_course_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``course`` and its sub-commands to ``subparsers`` (what ``add_subparsers`` returned)."""
     course = subparsers.add_parser(
@@ -84,28 +70,15 @@ def add_course_parser(subparsers: Any) -> argparse.ArgumentParser:
     listing.add_argument(
         "--markdown", action="store_true", help="print the outline of the instructor's guide (Markdown)"
     )
-    listing.set_defaults(run=_guarded(_list))
+    listing.set_defaults(run=_list)
     notebooks = commands.add_parser("notebooks", help="write every chapter as a Jupyter notebook (.ipynb)")
     notebooks.add_argument("dir", nargs="?", type=Path, default=Path("notebooks"), help="where (default: notebooks)")
-    notebooks.set_defaults(run=_guarded(_notebooks))
+    notebooks.set_defaults(run=_notebooks)
     releasing = commands.add_parser("release", help="write the student version (.py and .ipynb) into OUT")
     releasing.add_argument("out", type=Path, help="the folder to write (created if missing)")
-    releasing.set_defaults(run=_guarded(_release))
+    releasing.set_defaults(run=_release)
     checking = commands.add_parser("check", help="grade your answers to a chapter's exercises")
     checking.add_argument("chapter", help="the chapter's number or name, e.g. 1 or 01_autograd")
     checking.add_argument("--path", type=Path, default=Path("."), help="the folder with your chapter (default: .)")
-    checking.set_defaults(run=_guarded(_check))
+    checking.set_defaults(run=_check)
     return course
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser whose only command is ``course`` (what ``python -m tinymed.course`` reads)."""
-    parser = argparse.ArgumentParser(prog="python -m tinymed")
-    add_course_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``course ...`` from ``argv`` (``python -m tinymed.course check 1`` is ``tinymed course check 1``)."""
-    args = build_parser().parse_args(["course", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)

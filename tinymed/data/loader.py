@@ -15,10 +15,11 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinymed.data.medmnist import FLAGS, SPLITS, DatasetError, load_medmnist, read_npz_split
+from tinymed.data.medmnist import DEFAULT_ROOT, FLAGS, SPLITS, DatasetError, file_md5, load_medmnist, read_npz_split
 from tinymed.data.phantoms import LABELS as PHANTOM_LABELS
 from tinymed.data.phantoms import TASK as PHANTOM_TASK
 from tinymed.data.phantoms import load_phantoms
@@ -48,15 +49,20 @@ class ImageDataset:
 
     images uint8 ``(N, H, W)`` or ``(N, H, W, C)`` (MedMNIST's layouts), kept as
     ``self.images`` ``(N, C, H, W)``; labels ``(N,)`` or ``(N, 1)`` class indices, kept as int64
-    ``(N,)``, or ``(N, K)`` 0/1 for a multi-label task.
+    ``(N,)``, or ``(N, K)`` 0/1 for a multi-label task. Labels must be integers (or booleans):
+    a float label such as 0.9 is not a class, and truncating it would train on the wrong one.
+    ``md5`` is the MD5 of the file the data was read from (None for data made in memory): what
+    identifies the data in a checkpoint.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, info: DatasetInfo):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, info: DatasetInfo, md5: str | None = None):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(
                 f"ImageDataset: images must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}"
             )
+        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+            raise ValueError(f"ImageDataset: {info.name} labels must be integer class indices, got {labels.dtype}")
         self.images = images[:, None] if images.ndim == 3 else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         if info.multilabel:
             shape, n_values = (len(images), len(info.labels)), 2
@@ -75,7 +81,12 @@ class ImageDataset:
                 f"images {images.shape} have {self.images.shape[1]}"
             )
         self.labels = labels.astype(np.int64)
-        self.info = info
+        self.info, self.md5 = info, md5
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images."""
+        return self.images.shape[2], self.images.shape[3]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -105,10 +116,12 @@ def load_dataset(
     ``phantoms`` is generated in memory (data_dir and download do not apply); a data_file in
     the MedMNIST layout is read instead when given. A MedMNIST flag reads data_file, or
     ``{data_dir}/{name}.npz`` (default ``~/.medmnist``), downloaded when missing and
-    download is True. Every failure raises :class:`DatasetError` with a one-line message.
+    download is True. The data set's ``md5`` is that of the file read. Every failure raises
+    :class:`DatasetError` with a one-line message.
     """
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; the splits are: {', '.join(SPLITS)}")
+    source = data_file
     if name == "phantoms":
         info = DatasetInfo(name, PHANTOM_TASK, PHANTOM_LABELS, n_channels=1)
         if data_file is None:
@@ -120,10 +133,11 @@ def load_dataset(
         flag = FLAGS[name]
         info = DatasetInfo(name, flag.task, flag.labels, flag.n_channels)
         images, labels = load_medmnist(name, split, root=data_dir, data_file=data_file, download=download)
+        source = Path(data_file or Path(data_dir or DEFAULT_ROOT) / f"{name}.npz").expanduser()
     else:
         raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
     try:
-        return ImageDataset(images, labels, info)
+        return ImageDataset(images, labels, info, md5=None if source is None else file_md5(source))
     except ValueError as e:
         source = data_file if data_file is not None else name
         raise DatasetError(f"{source} ({split}): {e}") from e

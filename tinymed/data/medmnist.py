@@ -16,16 +16,19 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from tinymed.errors import DatasetError
+from tinymed.npz import NpzError, read_npz
+from tinymed.outputs import atomic_write, remove_abandoned_parts
 
 __all__ = [
     "DatasetError",
@@ -36,6 +39,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "URL_ENV_VAR",
     "medmnist_url",
+    "file_md5",
     "download_medmnist",
     "verified_medmnist",
     "read_npz_split",
@@ -46,13 +50,6 @@ SPLITS = ("train", "val", "test")
 DEFAULT_ROOT = Path("~/.medmnist")
 DEFAULT_BASE_URL = "https://zenodo.org/records/10519652/files"
 URL_ENV_VAR = "TINYMED_MEDMNIST_URL"
-
-
-class DatasetError(ValueError):
-    """A data set cannot be loaded: unknown name, missing or corrupted file, failed download.
-
-    The message is one line that says what to do, so the command line can print it alone.
-    """
 
 
 @dataclass(frozen=True)
@@ -357,10 +354,14 @@ def medmnist_url(flag: str, base_url: str | None = None) -> str:
     """
     _flag_info(flag)
     base = base_url or os.environ.get(URL_ENV_VAR) or DEFAULT_BASE_URL
+    if urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
+        given = f"{URL_ENV_VAR}={base!r}" if base == os.environ.get(URL_ENV_VAR) else f"base URL {base!r}"
+        raise DatasetError(f"{given} is not an http://, https:// or file:// URL")
     return f"{base.rstrip('/')}/{flag}.npz?download=1"
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: str | os.PathLike) -> str:
+    """The MD5 of a file, as hexadecimal digits."""
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -377,11 +378,12 @@ def download_medmnist(
 ) -> Path:
     """Downloads ``{flag}.npz`` into root (default ``~/.medmnist``) and returns its path.
 
-    The bytes go to a temporary file in root; only once their MD5 matches the published one
-    is it renamed to ``{root}/{flag}.npz`` (an atomic rename on one file system), so an
+    The bytes go to a temporary ``.part`` file in root (see :func:`tinymed.outputs.atomic_write`);
+    only once their MD5 matches the published one is it renamed to ``{root}/{flag}.npz``, so an
     interrupted or corrupted download never sits where a good file is expected. On failure
     the temporary file is removed and DatasetError gives the URL, the expected MD5 and the
-    path to place the file at by hand.
+    path to place the file at by hand; ``.part`` files of downloads killed outright are
+    removed by the next download.
     """
     expected_md5 = _flag_info(flag).md5
     root = Path(root or DEFAULT_ROOT).expanduser()
@@ -392,27 +394,25 @@ def download_medmnist(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetError(f"cannot create the data directory {root} ({e}); {by_hand}") from e
-    fd, partial = tempfile.mkstemp(prefix=f".{flag}.", suffix=".part", dir=root)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        remove_abandoned_parts(root, target.name)
+        digest = hashlib.md5()
+        with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"{flag}.npz", disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
+                    digest.update(block)
                     bar.update(len(block))
-        actual_md5 = _file_md5(Path(partial))
-        if actual_md5 != expected_md5:
-            raise DatasetError(
-                f"the download of {flag}.npz has MD5 {actual_md5}, expected {expected_md5}; nothing was kept; {by_hand}"
-            )
-        os.replace(partial, target)
+            if digest.hexdigest() != expected_md5:
+                raise DatasetError(
+                    f"the download of {flag}.npz has MD5 {digest.hexdigest()}, expected {expected_md5}; "
+                    f"nothing was kept; {by_hand}"
+                )
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         # str() of an HTTPError reads "HTTP Error 404: ..."; a URLError's reason is clearer than its str().
         why = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
         raise DatasetError(f"cannot download {flag}.npz ({why}); {by_hand}") from e
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return target
 
 
@@ -421,7 +421,7 @@ def verified_medmnist(flag: str, root: str | os.PathLike | None = None, base_url
     published one (torchvision's ``download_url`` rule, which the medmnist package's
     ``download=True`` follows). Returns its path."""
     path = Path(root or DEFAULT_ROOT).expanduser() / f"{flag}.npz"
-    if not path.is_file() or _file_md5(path) != _flag_info(flag).md5:
+    if not path.is_file() or file_md5(path) != _flag_info(flag).md5:
         download_medmnist(flag, path.parent, base_url)
     return path
 
@@ -440,17 +440,15 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
         raise DatasetError(f"data file not found: {path}")
     keys = (f"{split}_images", f"{split}_labels")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise DatasetError(
-                    f"{path} has no {' or '.join(missing)} (it holds the keys: {', '.join(npz.files) or 'none'})"
-                )
-            images, labels = npz[keys[0]], npz[keys[1]]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        if isinstance(e, DatasetError):
-            raise
+        arrays = read_npz(path, keys)
+    except (OSError, NpzError) as e:
         raise DatasetError(f"{path} is not a readable .npz file ({e}); delete it, or download it again") from e
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        with zipfile.ZipFile(path) as archive:
+            held = [name.removesuffix(".npy") for name in archive.namelist()]
+        raise DatasetError(f"{path} has no {' or '.join(missing)} (it holds the keys: {', '.join(held) or 'none'})")
+    images, labels = arrays[keys[0]], arrays[keys[1]]
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise DatasetError(
             f"{path}: {keys[0]} must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}"

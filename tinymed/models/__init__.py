@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tinymed import nn
+from tinymed.errors import ModelError
 from tinymed.models.dcgan import DCGAN
 from tinymed.models.lenet import LeNet
 from tinymed.models.medcnn import MedCNN
@@ -26,10 +27,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 # The models that classify images (``tinymed train cnn --model``), the default first.
 CLASSIFIERS: tuple[str, ...] = ("medcnn", "lenet")
-
-
-class ModelError(ValueError):
-    """A model cannot be built: an unknown name or a config its constructor refuses."""
 
 
 def build_model(name: str, config: Mapping[str, Any] | None = None) -> nn.Module:

@@ -15,8 +15,14 @@ augmentation, normalised with mean 0.5 / std 0.5, best epoch by val AUC):
 
 A run writes to its output directory: ``best.npz`` and ``last.npz`` (checkpoints, see
 :mod:`tinymed.train.checkpoint`), ``history.csv`` (one row per epoch), ``metrics.json``,
-and the plots ``curves.png`` (loss and AUC per epoch), ``roc.png`` and
+``timings.json``, and the plots ``curves.png`` (loss and AUC per epoch), ``roc.png`` and
 ``confusion_matrix.png`` (the best model on the validation split).
+
+Before any work the run checks what it was given: the output directory (see
+:class:`~tinymed.train.run.RunDirectory`), non-empty splits, training images that are not
+all one value (their standard deviation normalises them), every class in the validation
+split (its AUC chooses the best epoch), and images the model can take (one is passed
+through it).
 
 Reproducibility: the run is a function of its seed. The weights are initialised and dropout
 drawn from tinymed's generator (seeded at the start, its state saved in every checkpoint),
@@ -42,10 +48,18 @@ import tinymed
 import tinymed.functional as F
 from tinymed import metrics, nn, optim, plots
 from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xray_augmentation, load_dataset
+from tinymed.errors import DatasetError
 from tinymed.models import build_model, model_spec
-from tinymed.train.checkpoint import Checkpoint, load_model
-from tinymed.train.divergence import DivergenceGuard
-from tinymed.train.run import RunDirectory, check_positive, progress_bar, require_backend
+from tinymed.train.checkpoint import Checkpoint, check_metadata, load_model
+from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
+from tinymed.train.run import (
+    RunDirectory,
+    check_images_fit,
+    check_not_empty,
+    check_options,
+    progress_bar,
+    require_backend,
+)
 
 __all__ = [
     "TrainConfig",
@@ -56,6 +70,7 @@ __all__ = [
     "load_classifier",
     "input_normalization",
     "evaluation_loader",
+    "check_every_class",
 ]
 
 # Epochs by data set, where the default differs. PneumoniaMNIST (4708 training images)
@@ -73,6 +88,8 @@ class TrainConfig:
     epochs None means ``DEFAULT_EPOCHS.get(dataset, FALLBACK_EPOCHS)``; out None means
     ``runs/cnn-<dataset>``. model_config is passed to the model's constructor on top of the
     data set's ``in_channels`` and ``num_classes`` (e.g. ``{"channels": [8, 16, 32]}``).
+    divergence_factor: how far above its start the loss may climb before the run is stopped
+    (see :mod:`tinymed.train.divergence`).
     """
 
     dataset: str = "phantoms"
@@ -88,18 +105,29 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     out: str | None = None
+    divergence_factor: float = DEFAULT_FACTOR
 
     def __post_init__(self) -> None:
         if self.epochs is None:
             self.epochs = DEFAULT_EPOCHS.get(self.dataset, FALLBACK_EPOCHS)
         if self.out is None:
             self.out = os.path.join("runs", f"cnn-{self.dataset}")
-        check_positive("train cnn", {"epochs": self.epochs, "batch_size": self.batch_size}, self.lr)
+        check_options("train cnn", self, ("epochs", "batch_size"))
 
 
-# Options a resumed run may change without changing its result (where it runs and writes);
-# not the epochs, which set the length of the one-cycle schedule.
-RESUMABLE = ("backend", "out")
+# Options a resumed run may change without changing its result (where it runs, and when it
+# would stop), besides where it reads and writes; not the epochs, which set the length of the
+# one-cycle schedule.
+RESUMABLE = ("backend", "divergence_factor")
+
+# The pieces of state in last.npz, besides the random generator's.
+PIECES = ("model", "optimizer", "scheduler")
+
+# What resuming reads from last.npz's metadata besides what every run's holds.
+RESUME_FIELDS = {
+    "best.epoch": ("an integer", lambda v: type(v) is int),
+    "best.val_auc": ("a number", lambda v: type(v) in (int, float)),
+}
 
 
 def input_normalization(normalization: dict[str, list[float]]) -> Normalize:
@@ -116,7 +144,33 @@ def evaluation_loader(dataset: ImageDataset, normalization: dict[str, list[float
 def _normalization(train: ImageDataset) -> dict[str, list[float]]:
     """Per-channel mean and standard deviation of the training images, in [0, 1] units."""
     pixels = train.images.astype(np.float64) / 255.0
-    return {"mean": pixels.mean(axis=(0, 2, 3)).tolist(), "std": pixels.std(axis=(0, 2, 3)).tolist()}
+    std = pixels.std(axis=(0, 2, 3))
+    if not std.all():
+        channel = int(np.argmin(std))
+        raise DatasetError(
+            f"the training images of {train.info.name} are all one value in channel {channel} "
+            f"(every pixel {train.images[0, channel, 0, 0]}); there is nothing to learn from"
+        )
+    return {"mean": pixels.mean(axis=(0, 2, 3)).tolist(), "std": std.tolist()}
+
+
+def check_every_class(dataset: ImageDataset, split: str) -> None:
+    """Refuse a split whose AUC is undefined: one lacking a class (for a multi-label task, a
+    label always 0 or always 1)."""
+    info = dataset.info
+    if info.multilabel:
+        counts = dataset.labels.sum(axis=0)
+        lacking = [
+            f"{name} always {0 if n == 0 else 1}" for name, n in zip(info.labels, counts) if n in (0, len(dataset))
+        ]
+    else:
+        counts = np.bincount(dataset.labels, minlength=len(info.labels))
+        lacking = [f"no {k} ({name})" for k, (name, n) in enumerate(zip(info.labels, counts)) if n == 0]
+    if lacking:
+        raise DatasetError(
+            f"the {split} split of {info.name} has {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
+            f"its AUC needs every class"
+        )
 
 
 def _loss(logits: tinymed.Tensor, labels: np.ndarray, multilabel: bool) -> tinymed.Tensor:
@@ -179,12 +233,25 @@ def load_classifier(path: str | os.PathLike, backend: str = "numpy") -> tuple[nn
 class _Run:
     """One training run: the objects it is made of, and what it has recorded so far."""
 
-    def __init__(self, config: TrainConfig, log: Callable[[str], None]) -> None:
+    def __init__(self, config: TrainConfig, log: Callable[[str], None], resume: bool, overwrite: bool) -> None:
         self.config, self.log = config, log
         require_backend(config.backend)
+        self.directory = RunDirectory(
+            config, "classifier", config.model, RESUMABLE, PIECES, True, log, resume=resume, overwrite=overwrite
+        )
+        self.out = self.directory.path
+        self.guard = DivergenceGuard(self.directory, "loss", config.divergence_factor)
         source = dict(data_dir=config.data_dir, data_file=config.data_file)
         self.train_set = load_dataset(config.dataset, "train", **source)
         self.val_set = load_dataset(config.dataset, "val", **source)
+        check_not_empty(self.train_set, "train")
+        check_not_empty(self.val_set, "val")
+        check_every_class(self.val_set, "val")
+        if self.val_set.image_size != self.train_set.image_size:
+            raise DatasetError(
+                f"{config.dataset}: the val images are {'x'.join(map(str, self.val_set.image_size))}, the train "
+                f"images {'x'.join(map(str, self.train_set.image_size))}; a model takes one size"
+            )
         info = self.train_set.info
         self.multilabel = info.multilabel
         self.normalization = _normalization(self.train_set)
@@ -203,27 +270,27 @@ class _Run:
         tinymed.manual_seed(config.seed)
         model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
         self.model = build_model(config.model, model_config).to(config.backend)
+        check_images_fit(self.model, self.train_set, config.model, config.backend)
         self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = optim.OneCycleLR(
             self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_loader)
         )
-        # Absolute paths, so `tinymed evaluate` finds the data from any directory.
+        # The data by name and MD5, never by path: `tinymed evaluate` is told where it is.
         self.dataset_meta = {
             "name": info.name,
             "task": info.task,
             "labels": list(info.labels),
-            **{key: os.path.abspath(value) if value else None for key, value in source.items()},
+            "image_size": list(self.train_set.image_size),
+            "md5": self.train_set.md5,
         }
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
         self.epoch = 0
-        self.directory = RunDirectory(config, "classifier", config.model, RESUMABLE, keeps_best=True, log=log)
-        self.out = self.directory.path
-        self.guard = DivergenceGuard(self.directory, "loss")
 
     # ---------------------------------------------------------------- checkpoints
-    def save(self, val_metrics: dict[str, Any], improved: bool) -> None:
-        """``last.npz`` after every epoch, ``best.npz`` when the epoch improved val AUC."""
+    def save(self, val_metrics: dict[str, Any], improved: bool, seconds: float) -> None:
+        """``last.npz`` after every epoch, ``best.npz`` when the epoch improved val AUC;
+        ``seconds`` of training so far."""
         metadata = {
             "model": model_spec(self.model),
             "dataset": self.dataset_meta,
@@ -238,11 +305,13 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
-        self.directory.save(state, metadata, best={"model": state["model"]} if improved else None)
+        best = {"model": state["model"]} if improved else None
+        self.directory.save(state, metadata, seconds, best=best)
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.start`): every piece of
+        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.open`): every piece of
         state as it was after its epoch."""
+        check_metadata(checkpoint.path, checkpoint.metadata, RESUME_FIELDS)
         self.model.load_state_dict(checkpoint.state["model"])
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         self.scheduler.load_state_dict(checkpoint.state["scheduler"])
@@ -277,11 +346,12 @@ class _Run:
             f"training {config.model} on {config.dataset}: {len(self.train_set)} train / {len(self.val_set)} val "
             f"images, {config.epochs} epochs, batch {config.batch_size}, backend {config.backend}, out {self.out}"
         )
-        elapsed = self.history[-1]["seconds"] if self.history else 0.0
+        elapsed = self.directory.elapsed()
         while self.epoch < config.epochs:
             self.epoch += 1
             start = time.perf_counter()
             train_loss = self.train_epoch(progress)
+            self.guard.check_weights(self.model.named_parameters(), self.epoch)
             val = predict(self.model, self.val_loader, config.backend, self.multilabel)
             val_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
             elapsed += time.perf_counter() - start
@@ -296,10 +366,9 @@ class _Run:
                     "val_acc": val_metrics["acc"],
                     "val_auc": val_metrics["auc"],
                     "lr": self.scheduler.get_last_lr()[0],
-                    "seconds": elapsed,
                 }
             )
-            self.save(val_metrics, improved)
+            self.save(val_metrics, improved, elapsed)
             self.log(
                 f"epoch {self.epoch:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
@@ -310,10 +379,11 @@ class _Run:
     # ---------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
         """Write history.csv, metrics.json and the plots, for the best model on val."""
+        rows = self.directory.timed(self.history)
         with open(self.out / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(self.history)
+            writer.writerows(rows)
         best_model, _ = load_classifier(self.out / "best.npz", self.config.backend)
         val = predict(best_model, self.val_loader, self.config.backend, self.multilabel)
         best_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
@@ -323,7 +393,7 @@ class _Run:
             "best_epoch": self.best["epoch"],
             "val": best_metrics,
             "epochs": self.epoch,
-            "seconds": self.history[-1]["seconds"],
+            "seconds": self.directory.elapsed(),
             "tinymed_version": tinymed.__version__,
             "train_config": self.directory.options,
         }
@@ -353,13 +423,16 @@ class _Run:
 
 
 def train_classifier(
-    config: TrainConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = tqdm.write
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = tqdm.write,
 ) -> dict[str, Any]:
-    """Train (or with ``resume``, continue) the run ``config`` describes; returns the
-    summary written to ``metrics.json``. Raises TrainingError if the loss stops being
-    finite (``last.npz`` is then the last epoch that finished well)."""
-    run = _Run(config, log)
-    checkpoint = run.directory.start(resume)
-    if checkpoint is not None:
-        run.restore(checkpoint)
-    return run.run(progress)
+    """Train (or with ``resume``, continue; with ``overwrite``, replace) the run ``config``
+    describes; returns the summary written to ``metrics.json``. Raises TrainingError if the
+    loss diverges (see :mod:`tinymed.train.divergence`; ``last.npz`` is then the last epoch
+    that finished well)."""
+    run = _Run(config, log, resume, overwrite)
+    with run.directory.open(run.dataset_meta, run.restore):
+        return run.run(progress)

@@ -18,7 +18,9 @@ DCGAN paper's: a smaller beta1 lets the momentum follow the opponent's moves.
 A run writes to its output directory: ``last.npz`` (both networks, both optimisers, the
 random state and the fixed latent batch, see :mod:`tinymed.train.checkpoint`), a grid of
 samples per epoch from that fixed latent batch (``samples_epoch_NNN.png``, so the epochs are
-comparable), ``losses.png`` and ``metrics.json``.
+comparable), ``losses.png``, ``metrics.json`` and ``timings.json``. Before any work it checks
+the output directory (:class:`~tinymed.train.run.RunDirectory`) and that the discriminator
+takes the training images (one is passed through it).
 
 Reproducibility, as for the classifier: tinymed's generator is seeded at the start (weights,
 the fixed batch, every z) and its state is saved in each checkpoint; the DataLoader derives
@@ -49,8 +51,16 @@ from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
 from tinymed.tensor import Tensor
 from tinymed.train.checkpoint import Checkpoint, load_model
-from tinymed.train.divergence import DivergenceGuard
-from tinymed.train.run import RunDirectory, TrainingError, check_positive, progress_bar, require_backend
+from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
+from tinymed.train.run import (
+    RunDirectory,
+    TrainingError,
+    check_images_fit,
+    check_not_empty,
+    check_options,
+    progress_bar,
+    require_backend,
+)
 
 __all__ = [
     "GANConfig",
@@ -78,7 +88,8 @@ NORMALIZATION = {"mean": [0.5], "std": [0.5]}
 @dataclass
 class GANConfig:
     """Everything a GAN run is a function of. ``label`` is ``"all"`` or one class index;
-    ``conditional`` trains a class-conditional pair (needs ``label="all"``)."""
+    ``conditional`` trains a class-conditional pair (needs ``label="all"``);
+    ``divergence_factor`` as :class:`~tinymed.train.classifier.TrainConfig`'s."""
 
     dataset: str = "phantoms"
     data_dir: str | None = None
@@ -96,6 +107,7 @@ class GANConfig:
     ndf: int = 64
     seed: int = 0
     out: str | None = None
+    divergence_factor: float = DEFAULT_FACTOR
 
     def __post_init__(self) -> None:
         if self.epochs is None:
@@ -103,17 +115,19 @@ class GANConfig:
         if self.out is None:
             suffix = "" if self.label == "all" else f"-label{self.label}"
             self.out = os.path.join("runs", f"gan-{self.dataset}{suffix}")
-        counts = ("epochs", "batch_size", "latent_dim", "ngf", "ndf")
-        check_positive("train gan", {name: getattr(self, name) for name in counts}, self.lr)
+        check_options("train gan", self, ("epochs", "batch_size", "latent_dim", "ngf", "ndf"))
         if not 0.0 <= self.label_smoothing < 0.5:
             raise TrainingError(f"train gan: label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.conditional and self.label != "all":
             raise TrainingError(f"train gan: a conditional GAN learns every class; use --label all, not {self.label}")
 
 
-# Options a resumed run may change: where it runs and writes, and how many epochs in all
-# (Adam has no schedule that depends on them).
-RESUMABLE = ("backend", "out", "epochs")
+# Options a resumed run may change besides where it reads and writes: where it runs, when it
+# would stop, and how many epochs in all (Adam has no schedule that depends on them).
+RESUMABLE = ("backend", "epochs", "divergence_factor")
+
+# The pieces of state in last.npz, besides the random generator's.
+PIECES = ("generator", "discriminator", "optimizer_g", "optimizer_d", "fixed_z")
 
 
 # ---------------------------------------------------------------------- the training step
@@ -263,10 +277,16 @@ def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, di
 class _GANRun:
     """One GAN training run: data, networks, trainer, and what it has recorded so far."""
 
-    def __init__(self, config: GANConfig, log: Callable[[str], None]) -> None:
+    def __init__(self, config: GANConfig, log: Callable[[str], None], resume: bool, overwrite: bool) -> None:
         self.config, self.log = config, log
         require_backend(config.backend)
+        self.directory = RunDirectory(
+            config, "gan", "dcgan", RESUMABLE, PIECES, False, log, resume=resume, overwrite=overwrite
+        )
+        self.out = self.directory.path
+        self.guard = DivergenceGuard(self.directory, "GAN losses", config.divergence_factor)
         full = load_dataset(config.dataset, "train", data_dir=config.data_dir, data_file=config.data_file)
+        check_not_empty(full, "train")
         self.train_set = select_label(full, config.label)
         info = self.train_set.info
         if len(self.train_set) < 2:
@@ -295,6 +315,7 @@ class _GANRun:
                 "num_classes": num_classes,
             },
         ).to(config.backend)
+        check_images_fit(self.gan.discriminator, self.train_set, "DCGAN discriminator", config.backend, num_classes > 0)
         self.trainer = GANTrainer(self.gan, config.lr, config.betas, config.label_smoothing)
         # One latent batch for every epoch's picture, so the pictures show the same samples improving.
         grid = 64
@@ -307,18 +328,16 @@ class _GANRun:
             "labels": list(info.labels),
             "label": config.label,
             "class_counts": None if counts is None else counts.tolist(),
-            "data_file": config.data_file,
-            "data_dir": config.data_dir,
+            "image_size": list(self.train_set.image_size),
+            "md5": self.train_set.md5,
         }
         self.history: list[dict[str, float]] = []
         self.epoch = 0
-        self.directory = RunDirectory(config, "gan", "dcgan", RESUMABLE, keeps_best=False, log=log)
-        self.out = self.directory.path
-        self.guard = DivergenceGuard(self.directory, "GAN losses")
 
     # ---------------------------------------------------------------- checkpoints
-    def save(self) -> None:
-        """``last.npz``: both networks, both optimisers and the fixed latent batch."""
+    def save(self, seconds: float) -> None:
+        """``last.npz``: both networks, both optimisers and the fixed latent batch;
+        ``seconds`` of training so far."""
         metadata = {
             "model": model_spec(self.gan),
             "dataset": self.dataset_meta,
@@ -330,10 +349,10 @@ class _GANRun:
         state = {**self.trainer.state_dict(), "fixed_z": self.fixed_z}
         if self.fixed_labels is not None:
             state["fixed_labels"] = self.fixed_labels
-        self.directory.save(state, metadata)
+        self.directory.save(state, metadata, seconds)
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.start`)."""
+        """Continue from ``last.npz`` (checked by :meth:`RunDirectory.open`)."""
         self.trainer.load_state_dict(checkpoint.state)
         self.fixed_z = checkpoint.state["fixed_z"]
         self.fixed_labels = checkpoint.state.get("fixed_labels")
@@ -373,18 +392,19 @@ class _GANRun:
             f"training a {what} on {config.dataset} (label {config.label}): {len(self.train_set)} images, "
             f"{config.epochs} epochs, batch {self.loader.batch_size}, backend {config.backend}, out {self.out}"
         )
-        elapsed = self.history[-1]["seconds"] if self.history else 0.0
+        elapsed = self.directory.elapsed()
         while self.epoch < config.epochs:
             self.epoch += 1
             start = time.perf_counter()
             row = self.train_epoch(progress)
+            self.guard.check_weights(self.gan.named_parameters(), self.epoch)
             elapsed += time.perf_counter() - start
-            self.history.append({"epoch": self.epoch, **row, "seconds": elapsed})
+            self.history.append({"epoch": self.epoch, **row})
             images = generate(self.gan.generator, self.fixed_z, self.fixed_labels, config.backend)
             _grid(
                 images, self.out / f"samples_epoch_{self.epoch:03d}.png", title=f"{config.dataset}, epoch {self.epoch}"
             )
-            self.save()
+            self.save(elapsed)
             self.log(
                 f"epoch {self.epoch:>3}/{config.epochs}  loss D {row['loss_d']:.4f}  loss G {row['loss_g']:.4f}  "
                 f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  [{elapsed:.0f} s]"
@@ -393,13 +413,14 @@ class _GANRun:
 
     def report(self) -> dict[str, Any]:
         """Write metrics.json and losses.png."""
+        history = self.directory.timed(self.history)
         summary = {
             "dataset": self.dataset_meta,
             "model": model_spec(self.gan),
             "epochs": self.epoch,
-            "seconds": self.history[-1]["seconds"],
-            "final": self.history[-1],
-            "history": self.history,
+            "seconds": self.directory.elapsed(),
+            "final": history[-1],
+            "history": history,
             "tinymed_version": tinymed.__version__,
             "train_config": self.directory.options,
         }
@@ -412,12 +433,14 @@ class _GANRun:
 
 
 def train_gan(
-    config: GANConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = tqdm.write
+    config: GANConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = tqdm.write,
 ) -> dict[str, Any]:
-    """Train (or with ``resume``, continue) the GAN run ``config`` describes; returns the
-    summary written to ``metrics.json``."""
-    run = _GANRun(config, log)
-    checkpoint = run.directory.start(resume)
-    if checkpoint is not None:
-        run.restore(checkpoint)
-    return run.run(progress)
+    """Train (or with ``resume``, continue; with ``overwrite``, replace) the GAN run ``config``
+    describes; returns the summary written to ``metrics.json``."""
+    run = _GANRun(config, log, resume, overwrite)
+    with run.directory.open(run.dataset_meta, run.restore):
+        return run.run(progress)

@@ -1,54 +1,134 @@
 """What every training run shares, whatever it trains: the checks made before it starts (the
-backend, the options' ranges), its directory and the checkpoints in it, the check that
-``--resume`` continues the same run, the progress bar, and ``metrics.json``.
+backend, the options' ranges, the output directory), its directory and the checkpoints in it,
+the check that ``--resume`` continues the same run, the progress bar, and ``metrics.json``.
 
 A run is a function of its options (a config dataclass) and its seed. Every checkpoint a
 :class:`RunDirectory` writes carries both: the options under ``metadata["train_config"]``
 and the state of tinymed's random generator under ``state["rng"]``. Resuming loads
 ``last.npz``, refuses it if the options differ (except those a trainer names as changing only
-where the run happens, such as the backend), and restores the generator, so that a resumed
-run ends with exactly the weights of an uninterrupted one.
+where or how long the run happens, such as the backend), or if the data differs (its name,
+image size and MD5), and restores the generator, so that a resumed run ends with exactly the
+weights of an uninterrupted one.
 
-A trainer builds its data and networks first (a bad data file then fails before anything is
-written), then calls :meth:`RunDirectory.start`, then writes through :meth:`RunDirectory.save`
-once an epoch.
+Where a run reads and writes (:data:`LOCATIONS`: ``data_dir``, ``data_file``, ``out``) is never
+stored: a checkpoint names its data by name and MD5 alone, and a resumed run may find the same
+data or directory at another path. Nor is wall-clock time: it goes to ``timings.json`` beside
+the checkpoints, which are therefore the same bytes whenever the same run writes them.
+
+A run directory belongs to one run at a time:
+
+* a lock file ``.lock`` holds the owner's pid and host; a second run into the directory is
+  refused while that process lives, and a lock whose process is gone (a run killed with
+  SIGKILL) is stale and taken over;
+* a fresh run into a directory holding another run's checkpoints is refused unless
+  ``overwrite`` (``--overwrite``) replaces them or ``resume`` (``--resume``) continues them;
+* :meth:`RunDirectory.last_good` names only a checkpoint this run wrote (or resumed from);
+* ``.part`` files left by a writer killed mid-save are deleted when the next run starts.
+
+A trainer makes its :class:`RunDirectory` first (a bad ``--out`` or a directory in use then
+fails before any data is read), builds its data and networks, then opens the directory with
+:meth:`RunDirectory.open` (the lock taken, ``last.npz`` loaded when resuming), and writes
+through :meth:`RunDirectory.save` once an epoch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 import tinymed
-from tinymed import backends
-from tinymed.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tinymed import nn
+from tinymed.data import ImageDataset
+from tinymed.errors import CheckpointError, DatasetError, OutputError, TrainingError
+from tinymed.outputs import atomic_write, check_output, process_alive, remove_abandoned_parts
+from tinymed.train.checkpoint import Checkpoint, check_metadata, load_checkpoint, save_checkpoint
 
-__all__ = ["TrainingError", "RunDirectory", "require_backend", "check_positive", "progress_bar"]
+__all__ = [
+    "TrainingError",
+    "LOCATIONS",
+    "RunDirectory",
+    "require_backend",
+    "check_options",
+    "check_not_empty",
+    "check_images_fit",
+    "progress_bar",
+]
+
+# The options that say where a run reads and writes: never stored, free to change on resume.
+LOCATIONS = ("data_dir", "data_file", "out")
+
+# What identifies a run's data; a resumed run must find the same.
+DATA_IDENTITY = ("name", "image_size", "md5")
+
+# What resuming reads from last.npz's metadata, whatever the trainer.
+RESUME_FIELDS = {
+    "train_config": ("an object", lambda v: type(v) is dict),
+    "history": ("a list of objects", lambda v: type(v) is list and all(type(row) is dict for row in v)),
+}
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (an option out of range, a loss that diverged, or a resume that
-    does not match its run). The message is one line, so the command line can print it alone."""
+def require_backend(name: str) -> tinymed.device:
+    """The device ``name``, after failing now, before any data is read, if it cannot run on this
+    machine (asking a device for its kernel module raises, in one line, what is missing)."""
+    device = tinymed.device(name)
+    device.backend.name  # noqa: B018 (the look-up itself is the check)
+    return device
 
 
-def require_backend(name: str) -> None:
-    """Fail now, before any data is read, if the backend ``name`` cannot run on this machine."""
-    backends.get(name)
-
-
-def check_positive(command: str, integers: Mapping[str, Any], lr: float) -> None:
-    """Refuse a config whose counts (``integers``: epochs, batch size, widths) are not positive
-    integers or whose learning rate is not positive."""
-    for name, value in integers.items():
-        if not isinstance(value, int) or value < 1:
+def check_options(command: str, config: Any, counts: Iterable[str]) -> None:
+    """Refuse a config whose ``counts`` (epochs, batch size, widths) are not positive integers,
+    whose ``lr`` is not a positive finite number, whose ``seed`` is negative, or whose
+    ``divergence_factor`` is not above 1."""
+    for name in counts:
+        value = getattr(config, name)
+        if type(value) is not int or value < 1:
             raise TrainingError(f"{command}: {name} must be a positive integer, got {value!r}")
-    if not lr > 0:
-        raise TrainingError(f"{command}: lr must be positive, got {lr}")
+    if not 0 < config.lr < float("inf"):
+        raise TrainingError(f"{command}: lr must be a positive finite number, got {config.lr}")
+    if type(config.seed) is not int or config.seed < 0:
+        raise TrainingError(f"{command}: seed must be a non-negative integer, got {config.seed!r}")
+    if not 1 < config.divergence_factor < float("inf"):
+        raise TrainingError(
+            f"{command}: divergence_factor must be a finite number above 1, got {config.divergence_factor}"
+        )
+
+
+def check_not_empty(dataset: ImageDataset, split: str) -> None:
+    """Refuse a split with no images: nothing to train on, or to measure with."""
+    if len(dataset) == 0:
+        raise DatasetError(f"the {split} split of {dataset.info.name} has no images")
+
+
+def check_images_fit(
+    model: nn.Module, dataset: ImageDataset, name: str, backend: str, conditional: bool = False
+) -> None:
+    """Pass one image of ``dataset`` (with its label, for a ``conditional`` model) through
+    ``model`` in eval mode without gradients, and raise a DatasetError if the model cannot take
+    images of that size or channel count."""
+    images, labels = dataset.batch(np.arange(1))
+    inputs = [tinymed.from_numpy(a).to(backend) for a in ((images, labels) if conditional else (images,))]
+    was_training = model.training
+    model.eval()
+    try:
+        with tinymed.no_grad():
+            model(*inputs)
+    except (ValueError, IndexError, RuntimeError) as e:
+        h, w = dataset.image_size
+        raise DatasetError(
+            f"{dataset.info.name} images of {dataset.info.n_channels}x{h}x{w} do not fit the {name} model "
+            f"({' '.join(str(e).split())})"
+        ) from e
+    finally:
+        model.train(was_training)
 
 
 def progress_bar(batches: Iterable[Any], epoch: int, epochs: int, enabled: bool) -> tqdm:
@@ -61,9 +141,12 @@ def progress_bar(batches: Iterable[Any], epoch: int, epochs: int, enabled: bool)
 class RunDirectory:
     """The output directory of one training run (``config.out``) and the checkpoints in it.
 
-    ``last.npz`` is written after every epoch with everything needed to resume; a run that
-    ``keeps_best`` also writes ``best.npz`` (the model alone) whenever an epoch improves on the
-    best so far. ``resumable`` names the options a resumed run may change.
+    ``last.npz`` is written after every epoch with everything needed to resume (the pieces of
+    state ``pieces`` names, and the random generator's); a run that ``keeps_best`` also
+    writes ``best.npz`` (the model alone) whenever an epoch improves on the best so far.
+    ``resumable`` names the options a resumed run may change besides :data:`LOCATIONS`.
+    Made with ``resume`` or ``overwrite`` as the command line says; the checks that need no
+    data (the directory can be written, is not in use, holds no other run) are made here.
     """
 
     def __init__(
@@ -72,59 +155,192 @@ class RunDirectory:
         kind: str,
         model: str,
         resumable: Iterable[str],
+        pieces: Iterable[str],
         keeps_best: bool,
         log: Callable[[str], None],
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
-        self.path = Path(config.out)
+        if resume and overwrite:
+            raise TrainingError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+        self.path = check_output(config.out, "--out", directory=True)
         # As JSON gives it back (tuples become lists), so the saved options and these compare.
-        self.options: dict[str, Any] = json.loads(json.dumps(asdict(config)))
-        self.kind, self.model, self.resumable = kind, model, tuple(resumable)
-        self.keeps_best, self.log = keeps_best, log
+        options = json.loads(json.dumps(asdict(config)))
+        self.options: dict[str, Any] = {name: value for name, value in options.items() if name not in LOCATIONS}
+        self.kind, self.model, self.resumable, self.pieces = kind, model, tuple(resumable), (*pieces, "rng")
+        self.keeps_best, self.log, self.resume, self.overwrite = keeps_best, log, resume, overwrite
         self.last, self.best = self.path / "last.npz", self.path / "best.npz"
+        self.lock, self.timings = self.path / ".lock", self.path / "timings.json"
+        # Seconds of training at the end of each epoch, from the first; kept out of checkpoints.
+        self.seconds: list[float] = []
+        self._ours = False  # whether last.npz is this run's: written or resumed from by it
+        self._check_owner()
+        written = [p.name for p in (self.last, self.best) if p.exists()]
+        if resume and not self.last.exists():
+            raise CheckpointError(f"checkpoint not found: {self.last}; --resume continues a run that wrote it")
+        if written and not (resume or overwrite):
+            raise TrainingError(
+                f"{self.path} holds the checkpoints of an earlier run ({', '.join(written)}); "
+                f"--resume continues that run, --overwrite replaces it, or choose another --out"
+            )
 
-    def start(self, resume: bool) -> Checkpoint | None:
-        """Open the directory for this run. With ``resume``, load ``last.npz``, check that it is
-        this run (same kind, model and options), restore the random generator from it and
-        return it, for the trainer to restore the rest; otherwise return None."""
-        if resume:
-            return self._resume()
-        if self.last.exists():
-            which = "checkpoints (--resume continues them)" if self.keeps_best else "checkpoint (--resume continues it)"
-            self.log(f"note: starting over in {self.path}, replacing its {which}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        return None
+    # ---------------------------------------------------------------- ownership
+    def _owner(self) -> tuple[int, str] | None:
+        """The pid and host holding the lock, if a process still holds it (a lock of another
+        host cannot be checked, and counts as held)."""
+        try:
+            pid_text, host = self.lock.read_text().split()
+            pid = int(pid_text)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable or half-written by a killed process: nobody holds it
+        if host == socket.gethostname() and not process_alive(pid):
+            return None
+        return pid, host
 
-    def _resume(self) -> Checkpoint:
+    def _check_owner(self) -> None:
+        owner = self._owner()
+        if owner is not None:
+            pid, host = owner
+            raise TrainingError(
+                f"{self.path} is in use by another run (pid {pid} on {host}, lock file {self.lock}); "
+                f"wait for it to finish, or choose another --out (delete the lock file only if that run is gone)"
+            )
+
+    def _take_lock(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"--out {self.path}: cannot create the directory ({e.strerror})") from e
+        # The lock appears with its content or not at all: written aside, then linked into place,
+        # which fails if another run's lock is there.
+        claim = self.path / f".lock.{os.getpid()}"
+        claim.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(claim, self.lock)
+                    return
+                except FileExistsError:
+                    self._check_owner()
+                    self.log(f"note: taking over the stale lock {self.lock}; the run that held it is gone")
+                    self.lock.unlink(missing_ok=True)
+            raise TrainingError(f"{self.path}: another run keeps taking its lock {self.lock}; choose another --out")
+        finally:
+            claim.unlink(missing_ok=True)
+
+    def _release_lock(self) -> None:
+        if self._owner() == (os.getpid(), socket.gethostname()):
+            self.lock.unlink(missing_ok=True)
+
+    @contextmanager
+    def open(self, data: Mapping[str, Any], restore: Callable[[Checkpoint], None]) -> Iterator[None]:
+        """Own the directory for this run while the block runs: take the lock, delete the
+        ``.part`` files killed writers left, and, with ``overwrite``, the earlier run's
+        checkpoints. With ``resume``, load ``last.npz``, check that it is this run (same kind,
+        model, options and ``data``, the data set metadata the trainer saves), restore the
+        random generator from it and hand it to ``restore``, the trainer's, for the rest."""
+        self._take_lock()
+        try:
+            for name in (self.last.name, self.best.name, self.timings.name):
+                remove_abandoned_parts(self.path, name)
+            if self.overwrite:
+                for old in (self.last, self.best, self.timings):
+                    old.unlink(missing_ok=True)
+            if self.resume:
+                checkpoint = self._resume(data)
+                try:
+                    restore(checkpoint)
+                except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+                    if isinstance(e, CheckpointError):
+                        raise
+                    raise CheckpointError(
+                        f"{self.last}: cannot restore the run from it ({type(e).__name__}: {e})"
+                    ) from e
+            yield
+        finally:
+            self._release_lock()
+
+    def _resume(self, data: Mapping[str, Any]) -> Checkpoint:
         checkpoint = load_checkpoint(self.last, kind=self.kind, model=self.model)
+        check_metadata(self.last, checkpoint.metadata, RESUME_FIELDS)
+        missing = [piece for piece in self.pieces if piece not in checkpoint.state]
+        if missing:
+            raise CheckpointError(
+                f"{self.last} lacks {', '.join(missing)}, which --resume needs (is it a copy of best.npz?); "
+                f"train again with --overwrite"
+            )
         saved = checkpoint.metadata["train_config"]
         changed = [
             f"{name} {saved.get(name)!r} -> {value!r}"
             for name, value in self.options.items()
             if name not in self.resumable and saved.get(name) != value
         ]
+        trained_on = checkpoint.metadata["dataset"]
+        changed += [
+            f"data {key} {trained_on.get(key)!r} -> {data.get(key)!r}"
+            for key in DATA_IDENTITY
+            if trained_on.get(key) != data.get(key)
+        ]
         if changed:
             raise TrainingError(
-                f"--resume continues {self.last} with the options it was started with; "
+                f"--resume continues {self.last} with the options and data it was started with; "
                 f"these differ: {'; '.join(changed)}"
             )
+        epoch, epochs = checkpoint.metadata["epoch"], self.options["epochs"]
+        if epochs < epoch:
+            raise TrainingError(f"--resume: {self.last} has trained {epoch} epochs already; --epochs {epochs} is fewer")
         tinymed.set_rng_state(checkpoint.state["rng"])
+        self.seconds = self._saved_seconds(epoch)
+        self._ours = True
         return checkpoint
 
+    def _saved_seconds(self, epochs: int) -> list[float]:
+        """The timings of the first ``epochs`` epochs, if ``timings.json`` still has them."""
+        try:
+            seconds = json.loads(self.timings.read_text())["seconds"][:epochs]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        valid = len(seconds) == epochs and all(type(s) in (int, float) for s in seconds)
+        return seconds if valid else []
+
+    # ---------------------------------------------------------------- writing
     def save(
-        self, state: Mapping[str, Any], metadata: Mapping[str, Any], best: Mapping[str, Any] | None = None
+        self,
+        state: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        seconds: float,
+        best: Mapping[str, Any] | None = None,
     ) -> None:
         """Write ``last.npz``: ``state`` plus the random generator's state, ``metadata`` plus
         the run's kind and options. ``best``, when given, is written to ``best.npz`` first,
-        with the same metadata."""
+        with the same metadata. ``seconds`` (of training so far) goes to ``timings.json``."""
         metadata = {"kind": self.kind, **metadata, "train_config": self.options}
         if best is not None:
             save_checkpoint(self.best, best, metadata)
         save_checkpoint(self.last, {**state, "rng": tinymed.get_rng_state()}, metadata)
+        self._ours = True
+        self.seconds = self.seconds[: metadata["epoch"] - 1] + [seconds]
+        with atomic_write(self.timings) as f:
+            f.write(json.dumps({"seconds": self.seconds}).encode() + b"\n")
+
+    def elapsed(self) -> float:
+        """Seconds of training so far (0 when the timings of a resumed run are lost)."""
+        return self.seconds[-1] if self.seconds else 0.0
+
+    def timed(self, history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The history rows with the seconds at the end of each epoch (None where unknown)."""
+        rows = list(history)
+        seconds = self.seconds if len(self.seconds) == len(rows) else [None] * len(rows)
+        return [{**row, "seconds": s} for row, s in zip(rows, seconds)]
 
     def last_good(self) -> Path | None:
-        """The checkpoint a run that stops now can be continued from, if there is one."""
-        return self.last if self.last.exists() else None
+        """The checkpoint a run that stops now can be continued from: this run's ``last.npz``,
+        if it has written or resumed from one."""
+        return self.last if self._ours and self.last.exists() else None
 
     def write_metrics(self, summary: Mapping[str, Any]) -> None:
         """The run's summary as ``metrics.json``."""
-        (self.path / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_write(self.path / "metrics.json") as f:
+            f.write(json.dumps(summary, indent=2).encode() + b"\n")

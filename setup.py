@@ -41,7 +41,9 @@ setup(
             "tinymed[distributed]",  # the tests run mpiexec -n 2
             "tinymed[course]",  # and every chapter as a notebook
         ],
-        "cuda": ["cupy-cuda13x", "numba-cuda"],
+        # The CUDA-toolkit extras bring what compiling needs: NVRTC and the CUDA headers for
+        # CuPy (ctk), NVVM for Numba (cu13); the plain wheels cannot compile a kernel.
+        "cuda": ["cupy-cuda13x[ctk]>=14", "numba-cuda[cu13]>=0.20"],
         # MPI for tinymed.distributed: the bindings, and MPICH with its mpiexec (on a cluster,
         # install mpi4py alone, built against the site's MPI).
         "distributed": ["mpi4py>=4", "mpich"],

@@ -1,5 +1,5 @@
-"""What the test modules share: the tolerance table, the comparison with PyTorch, array makers,
-and the tiny data file the trainer tests train on.
+"""What the test modules share: the tolerance table, the GPU backends to test and how to run
+one, the comparison with PyTorch, array makers, and the tiny data file the trainer tests train on.
 
 Test modules import from here (``from helpers import ...``; pytest puts ``tests/`` on the path),
 never from one another. Hypothesis strategies live in :mod:`strategies`.
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 
 import tinymed as tm
 from tinymed.data import make_phantoms, medmnist
@@ -51,6 +52,35 @@ def assert_close(actual: Any, expected: Any, what: str = "", dtype: Any = None) 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Windows along one axis: ``(size + 2 padding - dilation (kernel - 1) - 1) // stride + 1``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# --------------------------------------------------------------------------- the GPU backends
+
+
+def gpu_backend_params() -> list:
+    """Every backend but the reference, as pytest parameters: one that cannot run here is
+    skipped, saying why."""
+    params = []
+    for name in tm.backends.NAMES:
+        if name == "numpy":
+            continue
+        try:
+            tm.backends.get(name)
+        except tm.backends.BackendUnavailableError as error:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=str(error))))
+        else:
+            params.append(name)
+    return params
+
+
+def run_on(backend: Any, primitive: str, *args: Any) -> Any:
+    """``backend.primitive(*args)`` with every NumPy array moved onto the backend; the result
+    (or each of a tuple of results) back as a NumPy array."""
+    moved = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    result = getattr(backend, primitive)(*moved)
+    if isinstance(result, tuple):
+        return tuple(backend.to_numpy(r) for r in result)
+    return backend.to_numpy(result)
 
 
 # --------------------------------------------------------------------------- PyTorch, the oracle

@@ -1,13 +1,14 @@
 """Kind 4, the backends: every primitive of every available GPU backend against the NumPy reference.
 
 Hypothesis draws the shapes, strides, paddings, dilations, masks and values; each backend's
-result must match :mod:`tinymed.backends.numpy_ref` within the tolerance table of
-``tests/helpers.py`` (float32: rtol 1e-4, atol 1e-5; float64: rtol 1e-10, atol 1e-12),
-forward and backward. Attention is also swept over every Lq, Lk from 1 to 7, the edges of
-its tiles that random draws reach rarely. The expected float32 values are the reference
-run in float64 on the same inputs and rounded to float32 once: on draws whose sums cancel
-heavily (attention's backward, say) the reference's own float32 error reaches the tolerance,
-and comparing with it would measure two errors instead of the backend's alone.
+result must match :mod:`tinymed.backends.numpy_ref` run in float64 on the same inputs (the
+exact answer), forward and backward, within the tolerance table of ``tests/helpers.py``;
+integer outputs (pooling's indices) must be equal. The float32 table alone is too tight: at
+the GPU sizes (head size 70, scale 1.7) the float32 reference itself misses rtol 1e-4 /
+atol 1e-5 on a third of random draws. So a float32 result that misses the table is judged
+against what float32 delivers on that input (:mod:`tinymed.backends.accuracy`, the judge
+``benchmarks/gpu_check.py`` uses). Attention is also swept over every Lq, Lk from 1 to 7, the edges of
+its tiles that random draws reach rarely.
 
 The Numba kernels run in Numba's CUDA simulator when there is no GPU (tests/conftest.py turns
 it on); it runs every GPU thread as Python, so its shapes are tiny, with its tiles shrunk to
@@ -29,35 +30,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, gpu_backend_params, run_on, tolerance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import arrays, dtypes, window_geometries
 
 import tinymed.backends as backends
-from tinymed.backends import numpy_ref
+from tinymed.backends import accuracy, numpy_ref
 
 SETTINGS = settings(max_examples=10, deadline=None)
 CONTRACT_EXTRAS = ("name", "xp", "unavailable_reason", "asarray", "to_numpy")
-
-
-def _backend_params() -> list:
-    """Every backend but the reference; one that cannot run here is skipped, saying why."""
-    params = []
-    for name in backends.NAMES:
-        if name == "numpy":
-            continue
-        try:
-            backends.get(name)
-        except backends.BackendUnavailableError as error:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=str(error))))
-        else:
-            params.append(name)
-    return params
-
-
-BACKENDS = _backend_params()
+BACKENDS = gpu_backend_params()
 
 
 @dataclass(frozen=True)
@@ -82,36 +66,33 @@ def _backend(name: str):
     return module, SIMULATOR_SIZES if getattr(module, "SIMULATOR", False) else GPU_SIZES
 
 
-def _run(module, primitive: str, *args):
-    """``module.primitive(*args)`` with every NumPy argument moved to the backend; results as NumPy."""
-    moved = [module.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    result = getattr(module, primitive)(*moved)
-    if isinstance(result, tuple):
-        return tuple(module.to_numpy(r) for r in result)
-    return module.to_numpy(result)
-
-
-def _expected(primitive: str, *args):
-    """The reference's ``primitive(*args)``, computed in float64 and rounded to the inputs'
-    float type: the exact answer as nearly as that type holds it. Integer outputs (pooling's
-    indices) come out as they are; float32 values are exact in float64, so they do not move."""
-    dtype = next(a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
-    wide = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args]
-    result = getattr(numpy_ref, primitive)(*wide)
-    results = result if isinstance(result, tuple) else (result,)
-    results = tuple(r.astype(dtype) if r.dtype.kind == "f" else r for r in results)
-    return results if isinstance(result, tuple) else results[0]
-
-
 def _check(module, primitive: str, *args, reference: str | None = None):
     """The backend's ``primitive(*args)`` matches the reference's primitive ``reference`` (by
-    default of the same name), output by output. Returns the reference's result."""
-    expected = _expected(reference or primitive, *args)
-    actual = _run(module, primitive, *args)
-    expected_outputs, actual_outputs = (r if isinstance(r, tuple) else (r,) for r in (expected, actual))
-    for i, (a, e) in enumerate(zip(actual_outputs, expected_outputs, strict=True)):
-        assert_close(a, e, f"{module.name}.{primitive} output {i}")
-    return expected
+    default of the same name) run in float64, output by output. Returns that exact answer
+    rounded to the inputs' float type (float32 values are exact in float64, so they do not
+    move), as a tuple or a single array as the primitive returns it.
+
+    Integer outputs must be equal, float ones within the tolerance table of
+    ``tests/helpers.py``, element by element; a float32 output that misses it may instead have
+    :func:`accuracy.allowed_error` relative to its largest value, what float32 delivers on this
+    input. (Neither rule serves alone: the table is too tight for long float32 sums, and the
+    relative rule has no absolute part for a result that is pure cancellation, such as gq
+    with a single key, whose rounding noise need not match the reference's.)"""
+    reference = reference or primitive
+    dtype = next(a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    exact = accuracy.reference(reference, *args)
+    rounded = accuracy.in_dtype(exact, dtype)
+    actual = run_on(module, primitive, *args)
+    outputs = actual if isinstance(actual, tuple) else (actual,)
+    for i, (a, e, r) in enumerate(zip(outputs, exact, rounded, strict=True)):
+        what = f"{module.name}.{primitive} output {i}"
+        assert (a.shape, a.dtype) == (r.shape, r.dtype), f"{what}: {a.shape} {a.dtype}, expected {r.shape} {r.dtype}"
+        if dtype == np.float32 and e.dtype.kind == "f" and not np.allclose(a, r, equal_nan=True, **tolerance(dtype)):
+            limit, error = accuracy.allowed_error(reference, dtype, *args)[i], accuracy.relative_error(a, e)
+            assert error <= limit, f"{what}: error {error:.3g} relative to its largest value, allowed {limit:.3g}"
+        else:
+            assert_close(a, r, what)
+    return rounded if isinstance(actual, tuple) else rounded[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,11 +139,7 @@ def test_max_pool2d_matches_reference(name, data):
         x.flat[at] = np.nan
 
     geometry = (kernel, stride, padding, dilation)
-    y, indices = _expected("max_pool2d_forward", x, *geometry)
-    actual_y, actual_indices = _run(module, "max_pool2d_forward", x, *geometry)
-    assert_close(actual_y, y, f"{name}.max_pool2d_forward y")
-    assert actual_indices.dtype == np.int64
-    np.testing.assert_array_equal(actual_indices, indices, err_msg=f"{name}.max_pool2d_forward indices")
+    y, indices = _check(module, "max_pool2d_forward", x, *geometry)
 
     grad_output = data.draw(arrays(dtype, y.shape), label="grad_output")
     _check(module, "max_pool2d_backward", grad_output, indices, size, *geometry)
@@ -280,7 +257,7 @@ def test_backward_primitives_are_bit_identical_from_run_to_run(name):
     if hasattr(module, "attention_backward_naive"):
         calls.append(("attention_backward_naive", calls[-1][1]))
     for primitive, args in calls:
-        first, second = _run(module, primitive, *args), _run(module, primitive, *args)
+        first, second = run_on(module, primitive, *args), run_on(module, primitive, *args)
         first, second = (r if isinstance(r, tuple) else (r,) for r in (first, second))
         for a, b in zip(first, second):
             assert a.tobytes() == b.tobytes(), f"{name}.{primitive} differs between runs"

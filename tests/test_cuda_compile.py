@@ -1,7 +1,8 @@
 """The CUDA C kernels compile, without a GPU; the CuPy backend says why it cannot run here.
 
 Every ``kernels/cuda/*.cu`` is compiled by NVRTC, the run-time compiler CuPy itself uses,
-through ``cuda-bindings`` and the ``nvidia-cuda-nvrtc`` wheel; neither needs a GPU. Each file
+through ``cuda-bindings`` and the ``nvidia-cuda-nvrtc`` wheel; neither needs a GPU, and with
+the options CuPy really passes (``CUPY_OPTIONS``: ``-ftz=true`` among them). Each file
 is compiled twice: to PTX for the oldest architecture CUDA 13 supports, where every kernel
 name the CuPy backend looks up must appear for float and for double, and to machine code
 for the H100 (``sm_90``), which also runs the assembler (ptxas) and so catches a kernel that
@@ -24,6 +25,15 @@ from tinymed.kernels import cuda_source
 CUDA_SOURCES = resources.files("tinymed.kernels").joinpath("cuda")
 FAMILIES = sorted(path.name.removesuffix(".cu") for path in CUDA_SOURCES.iterdir() if path.name.endswith(".cu"))
 TARGETS = ("compute_75", "sm_90")
+
+# What cupy.RawModule hands NVRTC besides the caller's options (CuPy 14:
+# cupy/_core/core.pyx assemble_cupy_compiler_options, cupy/cuda/compiler.py
+# _compile_with_cache_cuda and _compile_using_nvrtc_no_warning). It puts include paths for
+# its own and the CUDA headers first (the kernels include none, so they are left out here),
+# then appends these after the caller's options, then -arch. NVRTC obeys the last of two
+# contradicting options, so a caller cannot undo -ftz=true: the kernels must give the right
+# answer with subnormal float32 values flushed to zero.
+CUPY_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +80,7 @@ def compile_family(nvrtc, family: str, target: str) -> tuple[str, dict[str, str]
         expressions = cupy_cuda.name_expressions(family)
         for expression in expressions:
             _ok(nvrtc, nvrtc.nvrtcAddNameExpression(program, expression.encode()))
-        options = [*cupy_cuda.NVRTC_OPTIONS, f"--gpu-architecture={target}", "--ptxas-options=-v"]
+        options = [*cupy_cuda.NVRTC_OPTIONS, *CUPY_OPTIONS, f"--gpu-architecture={target}", "--ptxas-options=-v"]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
         log = _bytes_of(nvrtc, program, nvrtc.nvrtcGetProgramLogSize, nvrtc.nvrtcGetProgramLog).decode()
         print(log)  # pytest shows it when the test fails; -s shows registers and shared memory
@@ -105,6 +115,22 @@ def test_cuda_source_compiles_with_every_kernel_for_float_and_double(nvrtc, fami
             )
     else:
         assert code.startswith(b"\x7fELF"), f"{family}.cu: NVRTC gave no machine code for {target}"
+
+
+def _ptx_of_kernel(ptx: str, lowered_name: str) -> str:
+    """The body of one ``.entry`` of a PTX file (its device functions are inlined into it)."""
+    start = re.search(rf"\.entry\s+{re.escape(lowered_name)}\s*\(", ptx).start()
+    return ptx[start : ptx.index("\n}", start)]
+
+
+def test_max_pool_argmax_is_immune_to_flush_to_zero(nvrtc):
+    """With -ftz=true a float32 ``setp`` compares flushed values: 1e-45 > 0 is false, and a
+    2x2 window of zeros with 1e-45 last would point at its first zero where the reference
+    points at the subnormal. The forward kernel must make no flushing comparison."""
+    _, lowered, code = compile_family(nvrtc, "pool", "compute_75")
+    body = _ptx_of_kernel(code.decode(), lowered["max_pool2d_forward<float>"])
+    flushing = [line.strip() for line in body.splitlines() if re.search(r"\bsetp\.\w+\.ftz\.", line)]
+    assert not flushing, f"max_pool2d_forward<float> compares floats as -ftz=true flushes them: {flushing}"
 
 
 def _int_constants(family: str) -> dict[str, int]:

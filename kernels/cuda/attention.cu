@@ -33,6 +33,8 @@
 // 0. No kernel uses atomics: every sum runs in a fixed order, so results are bit-identical
 // from run to run.
 
+#include "float_bits.cuh"  // negative_infinity
+
 constexpr unsigned ALL_LANES = 0xffffffffu;
 constexpr int WARP = 32;
 
@@ -54,12 +56,6 @@ template <> struct AttentionTile<double> {
     static constexpr int ROWS = 4;
     static constexpr int TILE = 16;
 };
-
-template <typename T>
-__device__ __forceinline__ T negative_infinity()
-{
-    return static_cast<T>(__int_as_float(0xff800000u));  // the bit pattern of float -inf
-}
 
 // a . b over n elements, always added in the order 0, 1, ..., n-1, so the backward
 // kernels recompute exactly the scores the forward kernel computed.

@@ -167,7 +167,8 @@ conv2d_grad_input(const T* gy, const T* w, T* gx, int N, int C, int H, int W, in
 //      thread t < s adds the partial sum of thread t + s, and all threads wait
 //      (__syncthreads) before the next round reads what this one wrote.
 // Which thread adds which term, and the tree, never change: the result is the same bit for
-// bit on every run, unlike atomicAdd from many threads. Launch O*C*KH*KW blocks of 256.
+// bit on every run, unlike atomicAdd from many threads. Launch O*C*KH*KW blocks of 256; the
+// block number and N*OH*OW + 256 must fit an int (the launcher checks).
 template <typename T>
 __global__ void conv2d_grad_weight(const T* x, const T* gy, T* gw,
                                    int N, int C, int H, int W, int O, int KH, int KW, int OH,
@@ -182,7 +183,8 @@ __global__ void conv2d_grad_weight(const T* x, const T* gy, T* gw,
     const int t = threadIdx.x;
 
     T acc = T(0);
-    for (int term = t; term < N * OH * OW; term += GRAD_WEIGHT_THREADS) {
+    const int terms = N * OH * OW;
+    for (int term = t; term < terms; term += GRAD_WEIGHT_THREADS) {
         const int j = term % OW;
         const int i = (term / OW) % OH;
         const int n = term / (OW * OH);

@@ -55,11 +55,14 @@ __device__ __forceinline__ void load_slice(T (*slice)[GEMM_TILE + 1], const T* x
 }
 
 // One 64 x 64 tile of c (or of the partial product of K chunk blockIdx.z).
-// Block (blockIdx.x, blockIdx.y) owns rows m0 .. m0+63 and columns n0 .. n0+63. Thread
+// Block blockIdx.x owns tile (blockIdx.x / column_tiles, blockIdx.x % column_tiles) of c: rows
+// m0 .. m0+63 and columns n0 .. n0+63. (The tiles are numbered along x alone because a grid
+// may have 2^31 - 1 blocks along x but only 65535 along y and z: a 1 x 5,000,000 product
+// has 78,125 column tiles.) Thread
 // (tx, ty) computes the rows m0 + ty + 16*r and columns n0 + tx + 16*s for r, s in 0..3:
 // spreading its patch out (rather than 4 adjacent rows and columns) makes the 16 threads
 // with the same ty read 16 adjacent shared-memory words, which the hardware serves at once,
-// and write 16 adjacent words of c. Launch with grid (ceil(M/64), ceil(N/64), splits) and
+// and write 16 adjacent words of c. Launch with grid (ceil(M/64) * ceil(N/64), 1, splits) and
 // 256 threads; k_chunk is the length of each K chunk.
 template <typename T>
 __global__ void gemm_tiled(const T* a, const T* b, const T* bias, int has_bias, T* c,
@@ -73,8 +76,9 @@ __global__ void gemm_tiled(const T* a, const T* b, const T* bias, int has_bias, 
 
     const int tx = threadIdx.x % GEMM_THREADS_SIDE;
     const int ty = threadIdx.x / GEMM_THREADS_SIDE;
-    const int m0 = blockIdx.x * GEMM_TILE;
-    const int n0 = blockIdx.y * GEMM_TILE;
+    const int column_tiles = (N + GEMM_TILE - 1) / GEMM_TILE;
+    const int m0 = blockIdx.x / column_tiles * GEMM_TILE;
+    const int n0 = blockIdx.x % column_tiles * GEMM_TILE;
     const int k_begin = blockIdx.z * k_chunk;
     const int k_end = min(K, k_begin + k_chunk);
 

@@ -9,14 +9,24 @@
 // batch and channel axes are merged into one "plane" axis of N*C planes. See conv.cu for a
 // first introduction to kernels, threads and blocks.
 
-#include "windows.cuh"  // outputs_reaching, for the backward pass
+#include "float_bits.cuh"  // ordered, is_nan, negative_infinity: comparisons CuPy's -ftz cannot change
+#include "windows.cuh"     // outputs_reaching, for the backward pass
+
+// The first tap of a window that is not in the top (or left) padding, along one axis: the
+// window starts at row `start` (negative inside the padding) and its taps are `dilation` apart.
+__device__ __forceinline__ int first_tap_past_padding(int start, int dilation)
+{
+    return start >= 0 ? start : start + (-start + dilation - 1) / dilation * dilation;
+}
 
 // y and indices: one thread per output element (plane nc, row i, column j), j fastest.
 // The thread walks its window in row-major order, skipping taps that fall in the padding
 // (a -inf there could never beat a real value, and has no position in the unpadded plane).
-// It starts from "nothing seen yet" (best_at = -1), so a window whose real values are all -inf
-// still picks its first real element, as PyTorch does. Launch with at least
-// planes * OH * OW threads in a 1-D grid.
+// It starts, as the reference and PyTorch do, from best = -inf at the window's first tap
+// past the top and left padding: the first real pixel, so a window whose real values are
+// all -inf still points at one; and a window with no real pixel at all (possible with
+// dilation) gives y = -inf at that same position. Launch with at least planes * OH * OW
+// threads in a 1-D grid.
 template <typename T>
 __global__ void max_pool2d_forward(const T* x, T* y, long long* indices,
                                    int planes, int H, int W, int OH, int OW, int KH, int KW,
@@ -31,8 +41,9 @@ __global__ void max_pool2d_forward(const T* x, T* y, long long* indices,
     const int nc = t / (OW * OH);
     const T* x_plane = x + (size_t)nc * H * W;
 
-    T best = T(0);
-    int best_at = -1;
+    T best = negative_infinity<T>();
+    long long best_at = (long long)first_tap_past_padding(i * sh - ph, dh) * W
+                      + first_tap_past_padding(j * sw - pw, dw);
     for (int p = 0; p < KH; ++p) {
         const int h = i * sh - ph + p * dh;
         if (h < 0 || h >= H) {
@@ -44,11 +55,13 @@ __global__ void max_pool2d_forward(const T* x, T* y, long long* indices,
                 continue;
             }
             const T value = x_plane[h * W + v];
-            // Strictly greater keeps the first of equal maxima; once best is NaN nothing
-            // replaces it, so the first NaN wins.
-            if (best_at < 0 || value > best || (isnan(value) && !isnan(best))) {
+            // Compared through the bits (float_bits.cuh), not with `value > best`, which
+            // -ftz=true would compile to a comparison that reads a subnormal as 0. Strictly
+            // greater keeps the first of equal maxima; once best is NaN nothing replaces it,
+            // so the first NaN wins.
+            if (!is_nan(best) && (is_nan(value) || ordered(value) > ordered(best))) {
                 best = value;
-                best_at = h * W + v;
+                best_at = (long long)h * W + v;
             }
         }
     }

@@ -56,16 +56,22 @@ def dot(a, b, n):
     The fixed order means the backward kernels recompute exactly the scores that the
     forward kernel computed.
     """
-    total = a[0] * b[0]
-    for e in range(1, n):
+    total = a.dtype.type(0)  # a zero of the rows' own type: float32 sums stay float32
+    for e in range(n):
         total += a[e] * b[e]
     return total
 
 
 @cuda.jit(device=True)
-def score(q_row, k_row, scale, mask, has_mask, b, i, j):
-    """``s[b,i,j] = scale * q_row . k_row + mask[b, i, j]`` (the caller handles ``is_causal``)."""
-    s = scale * dot(q_row, k_row, q_row.shape[0])
+def score(q_row, k_row, n, scale, mask, has_mask, is_causal, b, i, j):
+    """``s[b,i,j] = scale * q_row[:n] . k_row[:n] + mask[b, i, j]``, ``-inf`` where ``is_causal`` and ``j > i``.
+
+    A causally removed entry is a score of ``-inf`` like any other removed one, not a skipped
+    term: its ``P = 0`` then meets ``dO . v`` as in the reference (``0 * NaN`` is NaN).
+    """
+    if is_causal and j > i:
+        return q_row.dtype.type(-math.inf)
+    s = scale * dot(q_row, k_row, n)
     if has_mask:
         s += mask[b, i, j]
     return s
@@ -145,6 +151,12 @@ def store_scaled(row, acc, factor, n, lane, lanes):
             row[e] = factor * acc[r]
 
 
+def allocated(n: int) -> int:
+    """The length to allocate for ``n`` values in a shared or local array: Numba cannot
+    compile an empty one, so a head of size 0 gets one column that is never read."""
+    return max(n, 1)
+
+
 def odd_stride(n: int) -> int:
     """The row length of a shared tile that a team reads row-wise (lane ``l`` reads row ``l``).
 
@@ -174,10 +186,7 @@ def attention_scores(q, k, mask, has_mask, scale, is_causal, s):
     j = idx % Lk
     i = (idx // Lk) % Lq
     b = idx // (Lk * Lq)
-    if is_causal and j > i:
-        s[b, i, j] = -math.inf
-    else:
-        s[b, i, j] = score(q[b, i], k[b, j], scale, mask, has_mask, b, i, j)
+    s[b, i, j] = score(q[b, i], k[b, j], q.shape[2], scale, mask, has_mask, is_causal, b, i, j)
 
 
 @functools.cache
@@ -279,8 +288,9 @@ def attention_forward_kernel(dtype: np.dtype, d: int, dv: int, rows: int, tile: 
     ``ceil(Lq / rows) * B`` blocks of ``rows * lanes`` threads.
     """
     scalar = numba.from_dtype(dtype)
-    dims_per_lane = (dv + lanes - 1) // lanes
+    dims_per_lane = allocated((dv + lanes - 1) // lanes)
     k_stride = odd_stride(d)
+    d_columns, dv_columns = allocated(d), allocated(dv)  # shared rows of q or k, and of v or dO
 
     @cuda.jit
     def attention_forward(q, k, v, mask, has_mask, scale, is_causal, out, lse):
@@ -290,9 +300,9 @@ def attention_forward_kernel(dtype: np.dtype, d: int, dv: int, rows: int, tile: 
         i = row0 + team  # this team's query
         row_valid = i < Lq  # rows past Lq still help copy the tiles
 
-        q_rows = cuda.shared.array((rows, d), scalar)
+        q_rows = cuda.shared.array((rows, d_columns), scalar)
         k_tile = cuda.shared.array((tile, k_stride), scalar)
-        v_tile = cuda.shared.array((tile, dv), scalar)
+        v_tile = cuda.shared.array((tile, dv_columns), scalar)
         s_tile = cuda.shared.array((rows, tile), scalar)  # each team's scores of the tile
         load_rows(q, b, row0, q_rows)
 
@@ -311,8 +321,8 @@ def attention_forward_kernel(dtype: np.dtype, d: int, dv: int, rows: int, tile: 
             if lane < tile:
                 j = k0 + lane
                 s = scalar(-math.inf)
-                if row_valid and j < Lk and not (is_causal and j > i):
-                    s = score(q_rows[team], k_tile[lane], scale, mask, has_mask, b, i, j)
+                if row_valid and j < Lk:
+                    s = score(q_rows[team], k_tile[lane], d, scale, mask, has_mask, is_causal, b, i, j)
                 s_tile[team, lane] = s
             cuda.syncthreads()  # the team's scores are all written before its lanes read them
 
@@ -363,7 +373,8 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
     blocks of ``rows * lanes`` threads.
     """
     scalar = numba.from_dtype(dtype)
-    dims_per_lane = (max(d, dv) + lanes - 1) // lanes
+    dims_per_lane = allocated((max(d, dv) + lanes - 1) // lanes)
+    d_columns, dv_columns = allocated(d), allocated(dv)  # shared rows of q or k, and of v or dO
     q_stride, go_stride = odd_stride(d), odd_stride(dv)
 
     @cuda.jit
@@ -374,8 +385,8 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
         j = key0 + team  # this team's key
         key_valid = j < Lk
 
-        k_rows = cuda.shared.array((rows, d), scalar)
-        v_rows = cuda.shared.array((rows, dv), scalar)
+        k_rows = cuda.shared.array((rows, d_columns), scalar)
+        v_rows = cuda.shared.array((rows, dv_columns), scalar)
         q_tile = cuda.shared.array((tile, q_stride), scalar)
         go_tile = cuda.shared.array((tile, go_stride), scalar)
         p_tile = cuda.shared.array((rows, tile), scalar)
@@ -401,8 +412,9 @@ def attention_backward_dkdv_kernel(dtype: np.dtype, d: int, dv: int, rows: int, 
                 i = i0 + lane
                 p = scalar(0)
                 ds = scalar(0)
-                if key_valid and i < Lq and lse[b, i] != -math.inf and not (is_causal and j > i):
-                    p = math.exp(score(k_rows[team], q_tile[lane], scale, mask, has_mask, b, i, j) - lse[b, i])
+                if key_valid and i < Lq and lse[b, i] != -math.inf:
+                    s = score(k_rows[team], q_tile[lane], d, scale, mask, has_mask, is_causal, b, i, j)
+                    p = math.exp(s - lse[b, i])
                     ds = p * (dot(v_rows[team], go_tile[lane], dv) - delta[b, i])
                 p_tile[team, lane] = p
                 ds_tile[team, lane] = ds
@@ -430,7 +442,8 @@ def attention_backward_dq_kernel(dtype: np.dtype, d: int, dv: int, rows: int, ti
     team: no atomics. Launch with ``ceil(Lq / rows) * B`` blocks of ``rows * lanes`` threads.
     """
     scalar = numba.from_dtype(dtype)
-    dims_per_lane = (d + lanes - 1) // lanes
+    dims_per_lane = allocated((d + lanes - 1) // lanes)
+    d_columns, dv_columns = allocated(d), allocated(dv)  # shared rows of q or k, and of v or dO
     k_stride, v_stride = odd_stride(d), odd_stride(dv)
 
     @cuda.jit
@@ -444,8 +457,8 @@ def attention_backward_dq_kernel(dtype: np.dtype, d: int, dv: int, rows: int, ti
         lse_i = lse[b, i] if row_live else scalar(0)
         delta_i = delta[b, i] if row_live else scalar(0)
 
-        q_rows = cuda.shared.array((rows, d), scalar)
-        go_rows = cuda.shared.array((rows, dv), scalar)
+        q_rows = cuda.shared.array((rows, d_columns), scalar)
+        go_rows = cuda.shared.array((rows, dv_columns), scalar)
         k_tile = cuda.shared.array((tile, k_stride), scalar)
         v_tile = cuda.shared.array((tile, v_stride), scalar)
         ds_tile = cuda.shared.array((rows, tile), scalar)
@@ -464,8 +477,10 @@ def attention_backward_dq_kernel(dtype: np.dtype, d: int, dv: int, rows: int, ti
             if lane < tile:
                 j = k0 + lane
                 ds = scalar(0)
-                if row_live and j < Lk and not (is_causal and j > i):
-                    p = math.exp(score(q_rows[team], k_tile[lane], scale, mask, has_mask, b, i, j) - lse_i)
+                if row_live and j < Lk:
+                    p = math.exp(
+                        score(q_rows[team], k_tile[lane], d, scale, mask, has_mask, is_causal, b, i, j) - lse_i
+                    )
                     ds = p * (dot(go_rows[team], v_tile[lane], dv) - delta_i)
                 ds_tile[team, lane] = ds
             cuda.syncthreads()

@@ -62,7 +62,9 @@ def load_slice(tile_slice, x, k_contiguous, r0, k0, k_end):
 def gemm_kernel(dtype: np.dtype, tile: int, k_step: int, threads_side: int):
     """Build the tiled GEMM: one ``tile x tile`` square of ``c`` per block.
 
-    Block ``(blockIdx.x, blockIdx.y)`` owns rows ``m0 ..`` and columns ``n0 ..`` of ``c``.
+    Block ``blockIdx.x`` owns tile ``(blockIdx.x // column_tiles, blockIdx.x % column_tiles)``
+    of ``c``: rows ``m0 ..`` and columns ``n0 ..``. (The tiles are numbered along x alone
+    because a grid may have ``2**31 - 1`` blocks along x but only 65535 along y and z.)
     It has ``threads_side**2`` threads; thread ``(tx, ty)`` computes rows
     ``m0 + ty + threads_side*r`` and columns ``n0 + tx + threads_side*s`` of the tile for
     ``r, s < tile / threads_side``. Spreading its patch out (rather than taking adjacent
@@ -71,7 +73,7 @@ def gemm_kernel(dtype: np.dtype, tile: int, k_step: int, threads_side: int):
 
     ``c`` is ``(splits, M, N)``: block ``z = blockIdx.z`` sums ``k`` over
     ``[z*k_chunk, (z+1)*k_chunk)`` into ``c[z]``, and adds the bias only when there is a
-    single chunk. Launch with a grid of ``(ceil(M/tile), ceil(N/tile), splits)`` blocks of
+    single chunk. Launch with a grid of ``(ceil(M/tile) * ceil(N/tile), 1, splits)`` blocks of
     ``threads_side**2`` threads.
     """
     scalar = numba.from_dtype(dtype)
@@ -89,8 +91,9 @@ def gemm_kernel(dtype: np.dtype, tile: int, k_step: int, threads_side: int):
         b_slice = cuda.shared.array((k_step, padded), scalar)
         tx = cuda.threadIdx.x % threads_side
         ty = cuda.threadIdx.x // threads_side
-        m0 = cuda.blockIdx.x * tile
-        n0 = cuda.blockIdx.y * tile
+        column_tiles = (N + tile - 1) // tile
+        m0 = cuda.blockIdx.x // column_tiles * tile
+        n0 = cuda.blockIdx.x % column_tiles * tile
         z = cuda.blockIdx.z
         k_end = (z + 1) * k_chunk  # this block's chunk of K ends here, or at K
         if k_end > K:

@@ -22,6 +22,15 @@ from numba import cuda
 from tinymed.kernels.numba.windows import outputs_reaching
 
 
+@cuda.jit(device=True)
+def first_tap_past_padding(start, dilation):
+    """The first tap of a window that is not in the top (or left) padding, along one axis:
+    the window starts at row ``start`` (negative inside the padding), taps ``dilation`` apart."""
+    if start >= 0:
+        return start
+    return start + (-start + dilation - 1) // dilation * dilation
+
+
 @functools.cache
 def max_pool2d_forward_kernel(dtype: np.dtype):
     """Build the forward pass: one thread per output element ``y[n,c,i,j]``.
@@ -29,7 +38,14 @@ def max_pool2d_forward_kernel(dtype: np.dtype):
     The thread walks its window in row-major order and keeps the first strict maximum, so
     ties go to the first one; a NaN beats any number (and the first NaN beats later ones),
     as ``numpy.argmax`` and PyTorch treat NaN. Padding is ``-inf``, which can never win, so
-    padded positions are skipped instead of read. Launch with at least ``y.size`` threads.
+    padded positions are skipped instead of read. As in the reference and PyTorch, the
+    thread starts from ``-inf`` at the window's first tap past the top and left padding:
+    the first real pixel, so a window of ``-inf`` values still points at one, and a window
+    with no real pixel (possible with dilation) gives ``y = -inf`` at that position.
+
+    Numba compiles without fast-math by default, so ``value > best`` compares subnormal
+    numbers exactly; the CUDA C twin compares the bits instead, because CuPy compiles with
+    ``-ftz=true`` (see ``kernels/cuda/float_bits.cuh``). Launch with at least ``y.size`` threads.
     """
     scalar = numba.from_dtype(dtype)
 
@@ -46,7 +62,7 @@ def max_pool2d_forward_kernel(dtype: np.dtype):
         n = nc // C
         c = nc % C
         best = scalar(-math.inf)
-        best_index = -1
+        best_index = first_tap_past_padding(i * sh - ph, dh) * W + first_tap_past_padding(j * sw - pw, dw)
         for p in range(kh):
             h = i * sh + p * dh - ph
             if h < 0 or h >= H:
@@ -56,8 +72,7 @@ def max_pool2d_forward_kernel(dtype: np.dtype):
                 if v < 0 or v >= W:
                     continue
                 value = x[n, c, h, v]
-                # best_index < 0: the first real pixel is kept even if it is -inf.
-                if best_index < 0 or value > best or (math.isnan(value) and not math.isnan(best)):
+                if not math.isnan(best) and (value > best or math.isnan(value)):
                     best = value
                     best_index = h * W + v
         y[n, c, i, j] = best

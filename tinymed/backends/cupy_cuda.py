@@ -24,6 +24,7 @@ from tinymed.backends.launch import (
     attention_grid,
     ceil_div,
     float_dtype,
+    gemm_grid,
     gemm_sizes,
     gemm_splits,
     shared_docstring,
@@ -92,6 +93,16 @@ def unavailable_reason() -> str | None:
         return f"{explanation} ({type(error).__name__}: {error})"
     if devices == 0:
         return _CUDA_ERRORS[100]
+    # A GPU is not enough: compiling needs NVRTC and the CUDA headers, which plain
+    # cupy-cuda13x does not bring. Without this a wheel-only machine would say yes here
+    # and fail at its first kernel.
+    try:
+        cupy.RawKernel('extern "C" __global__ void tinymed_probe() {}', "tinymed_probe").compile()
+    except (cupy.cuda.compiler.CompileException, RuntimeError, OSError, ImportError) as error:
+        return (
+            f"CuPy cannot compile a CUDA kernel here ({type(error).__name__}: {error}); "
+            "pip install 'tinymed[cuda]' brings NVRTC and the CUDA headers (cupy-cuda13x[ctk])"
+        )
     return None
 
 
@@ -127,7 +138,14 @@ def _module(family: str):
 
 
 def _kernel(family: str, kernel: str, dtype: numpy.dtype):
-    """The compiled kernel ``kernel<float>`` or ``kernel<double>`` of ``family``."""
+    """The compiled kernel ``kernel<float>`` or ``kernel<double>`` of ``family``, on the current GPU."""
+    return _function(family, kernel, dtype, cupy.cuda.runtime.getDevice())
+
+
+@functools.cache
+def _function(family: str, kernel: str, dtype: numpy.dtype, device: int):
+    """:func:`_kernel` looked up once per GPU: ``RawModule.get_function`` builds a new
+    ``RawKernel`` (and searches the compile cache for it) on every call, which every launch paid for."""
     return _module(family).get_function(f"{kernel}<{C_TYPES[dtype]}>")
 
 
@@ -143,10 +161,15 @@ def _ints(*values) -> tuple[numpy.int32, ...]:
     return tuple(numpy.int32(value) for value in values)
 
 
-def _launch(op: str, kernel, grid: int, threads: int, args: tuple) -> None:
-    """Launch ``grid`` blocks of ``threads`` threads in a 1-D grid; skip an empty launch."""
-    if grid * threads >= 2**31:
-        raise ValueError(f"{op}: {grid * threads} GPU threads exceed the kernels' 32-bit indices")
+def _launch(op: str, kernel, grid: int, threads: int, args: tuple, indexed: int | None = None) -> None:
+    """Launch ``grid`` blocks of ``threads`` threads in a 1-D grid; skip an empty launch.
+
+    ``indexed`` is the largest count the kernel numbers with a 32-bit int; by default the
+    threads of the grid, which most kernels number in one int (blockIdx.x * blockDim.x + ...).
+    """
+    indexed = grid * threads if indexed is None else indexed
+    if indexed >= 2**31:
+        raise ValueError(f"{op}: {indexed} exceeds the kernels' 32-bit indices (launching {grid} blocks of {threads})")
     if grid > 0:  # CUDA refuses a grid of zero blocks
         kernel((grid,), (threads,), args)
 
@@ -234,6 +257,8 @@ def conv2d_grad_weight(x, grad_output, kernel_size, stride, padding, dilation):
         gw.size,
         GRAD_WEIGHT_THREADS,
         (x, grad_output, gw, *_ints(N, C, H, W, O, KH, KW, OH, OW, *stride, *padding, *dilation)),
+        # Its block number, and the terms of each sum, which a thread steps past by up to a block.
+        indexed=max(gw.size, N * OH * OW + GRAD_WEIGHT_THREADS),
     )
     return gw
 
@@ -294,9 +319,8 @@ def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     multiprocessors = _multiprocessors(cupy.cuda.runtime.getDevice())
     splits, k_chunk = gemm_splits(M, N, K, GEMM_TILE, GEMM_K_STEP, GEMM_MIN_STEPS_PER_SPLIT, multiprocessors)
     partial = c if splits == 1 else cupy.empty((splits, M, N), dtype)
-    grid = (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits)
     _kernel("gemm", "gemm_tiled", dtype)(
-        grid,
+        gemm_grid(M, N, splits, GEMM_TILE),
         (THREADS_PER_BLOCK,),
         (a, b, bias, has_bias, partial, *_ints(M, N, K, trans_a, trans_b, k_chunk)),
     )

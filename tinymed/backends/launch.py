@@ -50,6 +50,15 @@ def gemm_sizes(a, b, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
     return M, K, N
 
 
+def gemm_grid(M: int, N: int, splits: int, tile: int) -> tuple[int, int, int]:
+    """The grid of the tiled GEMM: ``(ceil(M/tile) * ceil(N/tile), 1, splits)`` blocks.
+
+    The output tiles are numbered along x alone: CUDA allows ``2**31 - 1`` blocks along x but
+    only 65535 along y and z, which ``ceil(N/64)`` passes at N = 4,194,241.
+    """
+    return ceil_div(M, tile) * ceil_div(N, tile), 1, splits
+
+
 def gemm_splits(
     M: int, N: int, K: int, tile: int, k_step: int, min_steps_per_split: int, multiprocessors: int
 ) -> tuple[int, int]:
@@ -68,6 +77,15 @@ def gemm_splits(
     k_chunk = max(1, ceil_div(k_steps, splits)) * k_step
     # Rounding the chunks up to whole K steps can leave fewer chunks than asked for.
     return max(1, ceil_div(K, k_chunk)), k_chunk
+
+
+def broadcast_mask(op: str, xp, mask, shape: tuple[int, int, int]):
+    """``mask`` broadcast to ``shape = (B, Lq, Lk)`` as a view: a mask shared by the heads is
+    read through a zero stride, never copied once per head. Raises when it does not broadcast."""
+    try:
+        return xp.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"{op}: mask {tuple(mask.shape)} does not broadcast to (B, Lq, Lk) = {shape}") from None
 
 
 def attention_grid(op: str, rows: int, batch: int, D: int, Dv: int, rows_per_block: int, lanes: int) -> tuple[int, int]:

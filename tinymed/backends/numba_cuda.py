@@ -25,8 +25,10 @@ import numpy
 from tinymed.backends import output_size
 from tinymed.backends.launch import (
     attention_grid,
+    broadcast_mask,
     ceil_div,
     float_dtype,
+    gemm_grid,
     gemm_sizes,
     gemm_splits,
     shared_docstring,
@@ -85,6 +87,7 @@ _INSTALL_HINT = (
 )
 
 
+@functools.cache
 def unavailable_reason() -> str | None:
     """``None`` when the Numba kernels can run here (GPU or simulator), else why not and what to do."""
     if numba is None:
@@ -95,7 +98,19 @@ def unavailable_reason() -> str | None:
         return f"Numba finds no usable CUDA GPU (no NVIDIA GPU, or its driver is missing or too old); {_INSTALL_HINT}"
     if cupy is None:
         return f"CuPy is not installed (on a GPU this backend keeps its arrays in CuPy); {_INSTALL_HINT}"
+    # A GPU is not enough: compiling needs NVVM from the CUDA toolkit, which plain numba-cuda
+    # does not bring. Without this a wheel-only machine would say yes here and fail at its
+    # first kernel. (NvvmError: NVVM refused the code or options; NvvmSupportError, an
+    # ImportError: no NVVM at all.)
+    try:
+        cuda.compile_ptx(_probe, (), cc=cuda.get_current_device().compute_capability)
+    except (cuda.cudadrv.error.NvvmError, numba.core.errors.NumbaError, ImportError, RuntimeError, OSError) as error:
+        return f"Numba cannot compile a CUDA kernel here ({type(error).__name__}: {error}); {_INSTALL_HINT}"
     return None
+
+
+def _probe() -> None:
+    """The smallest kernel: compiling it tells whether Numba finds its compiler."""
 
 
 def asarray(array):
@@ -275,7 +290,7 @@ def gemm(a, b, bias=None, trans_a=False, trans_b=False):
     partial = c.reshape(1, M, N) if splits == 1 else xp.empty((splits, M, N), dtype)
     _launch(
         gemm_kernels.gemm_kernel(dtype, GEMM_TILE, GEMM_K_STEP, GEMM_THREADS_SIDE),
-        (ceil_div(M, GEMM_TILE), ceil_div(N, GEMM_TILE), splits),
+        gemm_grid(M, N, splits, GEMM_TILE),
         GEMM_THREADS_SIDE**2,
         a,
         b,
@@ -307,7 +322,10 @@ def _attention_inputs(op: str, q, k, v, mask):
     if mask is None:
         mask, has_mask = xp.zeros((1, 1, 1), dtype), False
     else:
-        mask, has_mask = _contiguous(mask, dtype), True
+        # The kernels index mask[b, i, j]: a mask of another shape would be read out of bounds.
+        mask, has_mask = broadcast_mask(op, xp, xp.asarray(mask, dtype), (B, Lq, Lk)), True
+        if SIMULATOR:  # the simulator writes every argument back, so a read-only view will not do
+            mask = mask.copy()
     return dtype, q, k, v, mask, has_mask, (B, Lq, Lk, D, Dv)
 
 

@@ -420,7 +420,8 @@ assert shapes["bottom"][1:] == (32, 7, 7) and shapes["head"][1:] == (1, 28, 28)
 
 # %% [markdown]
 # The same shapes, drawn as the letter that gives the network its name: down the left, up the
-# right, the skip connections across.
+# right, the skip connections across. First the text of each box; a decoder level's box shows
+# the concatenation, where the channels of the upsampled map and of the skip add up.
 
 
 # %%
@@ -440,6 +441,9 @@ boxes = {
     "level 0": ((4.8, 2), f"up.1: {size('up.1')}\ncat skip: {joined('up.1', 'down.0')}\ndecode.1: {size('decode.1')}"),
     "head": ((6.4, 2), f"head (1x1 conv)\n{size('head')}"),
 }
+print(boxes["level 1"][1])
+
+# %%
 fig = Figure(figsize=(10, 4.6), layout="constrained")
 ax = fig.subplots()
 drawn = {}  # name -> its box, so that arrows start and stop at the box's edge
@@ -839,6 +843,7 @@ for name, found, dice in [("soft Dice", predicted, per_image[has_opacity]), ("cr
 
 # %%
 both = [{"epoch": a["epoch"], "dice": a["dice"], "bce": b["dice"]} for a, b in zip(history, bce_history)]
-panel = plots.Panel("validation", "mean Dice on the opacities", {"soft Dice loss": "dice", "cross-entropy": "bce"})
+losses = {"soft Dice loss": "dice", "cross-entropy": "bce"}
+panel = plots.Panel("validation, after each epoch", "mean Dice on the opacities", losses, ylim=(0, 1.02))
 fig = plots.plot_curves(both, [panel], title="the same U-Net trained with two losses")
 course.show(fig, "experiment-losses")

@@ -20,6 +20,16 @@ It is computed, as scikit-learn does, as the trapezoid area under the ROC curve 
 the *distinct* score thresholds; a run of tied scores becomes one diagonal step of the curve,
 whose trapezoid is exactly that half credit.
 
+Segmentation compares a predicted binary mask B with the true mask A, pixel by pixel::
+
+    Dice = 2 |A n B| / (|A| + |B|),      IoU = |A n B| / |A u B| = Dice / (2 - Dice)
+
+Both are 1 for a perfect mask and 0 for masks that do not overlap, and, unlike pixel accuracy,
+neither counts the background both masks agree on, so a small structure weighs as much as a
+large one. When both masks are empty the fractions are 0/0; tinymed scores that 1 (nothing to
+find, and nothing found), as MONAI's ``ignore_empty=False`` does. A mask found where the truth is
+empty, or an empty prediction for a non-empty truth, scores 0.
+
 The Frechet distance between Gaussians is the FID formula (Heusel et al., 2017).
 """
 
@@ -38,6 +48,8 @@ __all__ = [
     "specificity",
     "frechet_distance",
     "frechet_distance_from_features",
+    "dice_score",
+    "iou_score",
 ]
 
 
@@ -253,6 +265,52 @@ def specificity(y_true, y_pred, pos_label: int = 1) -> float:
     if tn + fp == 0:
         raise ValueError(f"specificity: y_true has no negative sample (every label is {pos_label})")
     return tn / (tn + fp)
+
+
+def _overlap(name: str, y_true, y_pred, axis) -> tuple[np.ndarray, np.ndarray]:
+    """``(|A n B|, |A| + |B|)`` of two binary masks of the same shape, counted over ``axis``."""
+    masks = []
+    for arg, value in (("y_true", y_true), ("y_pred", y_pred)):
+        a = np.asarray(value)
+        if not np.isin(a, (0, 1)).all():
+            raise ValueError(
+                f"{name}: {arg} must be a binary mask (bool, or 0 and 1), got the values {np.unique(a)[:10].tolist()}; "
+                "threshold probabilities first, e.g. y_pred > 0.5"
+            )
+        masks.append(a.astype(bool))
+    if masks[0].shape != masks[1].shape:
+        raise ValueError(
+            f"{name}: y_true and y_pred must have the same shape, got {masks[0].shape} and {masks[1].shape}"
+        )
+    true, pred = masks
+    intersection = np.sum(true & pred, axis=axis, dtype=np.int64)
+    sizes = np.sum(true, axis=axis, dtype=np.int64) + np.sum(pred, axis=axis, dtype=np.int64)
+    return intersection, sizes
+
+
+def _score(ratio: np.ndarray, axis) -> float | np.ndarray:
+    return float(ratio) if axis is None else ratio
+
+
+def dice_score(y_true, y_pred, axis: int | tuple[int, ...] | None = None) -> float | np.ndarray:
+    """Dice coefficient of binary masks: ``2 |A n B| / (|A| + |B|)``, 1 when both are empty.
+
+    y_true, y_pred: masks of the same shape, bool or 0/1. ``axis=None`` scores the whole arrays
+    as one mask and returns a float; ``axis=(1, 2)`` on ``(N, H, W)`` masks returns the ``(N,)``
+    scores of the N images (average those for the usual "mean Dice"). See the module docstring
+    for the empty-mask convention.
+    """
+    intersection, sizes = _overlap("dice_score", y_true, y_pred, axis)
+    return _score(np.where(sizes == 0, 1.0, 2.0 * intersection / np.maximum(sizes, 1)), axis)
+
+
+def iou_score(y_true, y_pred, axis: int | tuple[int, ...] | None = None) -> float | np.ndarray:
+    """Intersection over union (Jaccard index) of binary masks: ``|A n B| / |A u B|``, 1 when
+    both are empty. Arguments and result as :func:`dice_score`; ``IoU = Dice / (2 - Dice)``.
+    """
+    intersection, sizes = _overlap("iou_score", y_true, y_pred, axis)
+    union = sizes - intersection
+    return _score(np.where(union == 0, 1.0, intersection / np.maximum(union, 1)), axis)
 
 
 def _sqrt_psd(name: str, matrix: np.ndarray) -> np.ndarray:

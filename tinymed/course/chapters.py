@@ -194,6 +194,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         "10_segmentation",
         "Segmenting what the classifier only points at",
         (
+            "Explain with numbers why pixel accuracy flatters a segmenter of small structures, and what Dice and IoU "
+            "count instead.",
             "Build a small U-Net from transposed convolutions and skip connections.",
             "Train it with a Dice loss on the phantoms' masks.",
             "Measure Dice and IoU, and draw predicted masks over the images.",

@@ -15,14 +15,16 @@ from tinymed.errors import ModelError
 from tinymed.models.dcgan import DCGAN
 from tinymed.models.lenet import LeNet
 from tinymed.models.medcnn import MedCNN
+from tinymed.models.unet import UNet
 
-__all__ = ["MODELS", "CLASSIFIERS", "ModelError", "build_model", "model_spec", "LeNet", "MedCNN", "DCGAN"]
+__all__ = ["MODELS", "CLASSIFIERS", "ModelError", "build_model", "model_spec", "LeNet", "MedCNN", "DCGAN", "UNet"]
 
 # The one list of trainable models: registry name -> constructor.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet": LeNet,
     "medcnn": MedCNN,
     "dcgan": DCGAN,
+    "unet": UNet,
 }
 
 # The models that classify images (``tinymed train cnn --model``), the default first.

@@ -14,7 +14,7 @@ from tinymed.nn.conv import Conv2d, ConvTranspose2d
 from tinymed.nn.dropout import Dropout
 from tinymed.nn.flatten import Flatten
 from tinymed.nn.linear import Identity, Linear
-from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, DiceLoss, L1Loss, MSELoss, NLLLoss
 from tinymed.nn.module import Module
 from tinymed.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from tinymed.nn.parameter import Parameter
@@ -32,6 +32,7 @@ __all__ = [
     "Conv2d",
     "ConvTranspose2d",
     "CrossEntropyLoss",
+    "DiceLoss",
     "Dropout",
     "Flatten",
     "GELU",

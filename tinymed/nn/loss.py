@@ -109,3 +109,16 @@ class L1Loss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class DiceLoss(_Loss):
+    """Soft Dice loss of probabilities against a mask, per sample:
+    ``1 - (2 sum p g + eps) / (sum p + sum g + eps)`` (MONAI's name; PyTorch has none).
+    See :func:`tinymed.functional.dice_loss`."""
+
+    def __init__(self, *, eps: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.eps = eps
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.dice_loss(input, target, eps=self.eps, reduction=self.reduction)

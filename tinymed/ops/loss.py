@@ -359,3 +359,34 @@ def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: 
 def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """Mean absolute error |x - y| (gradient sign(x - y), 0 at 0 as PyTorch); ``weight`` as mse_loss."""
     return _regression_loss("l1_loss", lambda d: d.abs(), input, target, reduction, weight)
+
+
+def dice_loss(input: Tensor, target: Tensor, *, eps: float = 1.0, reduction: str = "mean") -> Tensor:
+    """Soft Dice loss of probabilities against a mask, one value per sample (MONAI's DiceLoss;
+    PyTorch has none)::
+
+        loss[n] = 1 - (2 sum_i p_i g_i + eps) / (sum_i p_i + sum_i g_i + eps)
+
+    the sums running over every element of sample n (all dims but the first). input ``(N, ...)``:
+    probabilities in [0, 1] (a sigmoid's output); target: the same shape and dtype, the mask
+    (0/1, or soft). ``eps > 0`` scores an empty prediction of an empty mask 0, not 0/0, and
+    makes a false positive on an empty mask cost ``S / (S + eps)`` for a predicted mass
+    ``S = sum p``: a cost that grows with S, where a tiny eps would jump to 1. ``reduction``: the mean over samples (default), their sum, or ``"none"``,
+    the ``(N,)`` losses. A composition of existing ops, so autograd gives the gradient.
+    """
+    op = "dice_loss"
+    float_tensor(op, "input", input)
+    _same_shape(op, input, target)
+    _check_reduction(op, reduction)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: input must be (N, ...), a batch of at least 1-D samples, got shape {input.shape}")
+    if not eps > 0:
+        raise ValueError(f"{op}: eps must be positive (it defines the loss of an empty mask), got {eps}")
+    if bool(((input.data < 0) | (input.data > 1)).any()):
+        raise ValueError(
+            f"{op}: all elements of input must be between 0 and 1 (probabilities); apply sigmoid to logits"
+        )
+    dims = tuple(range(1, input.ndim))
+    overlap = (input * target).sum(dims)
+    sizes = input.sum(dims) + target.sum(dims)
+    return _reduce(1 - (2 * overlap + eps) / (sizes + eps), reduction)

@@ -41,8 +41,10 @@ def main(argv: list[str]) -> int:
 @pytest.fixture
 def chapter_env(tmp_path, monkeypatch):
     """Fast mode, figures in tmp_path/figures, and this checkout's tinymed first on the path
-    (for subprocesses and Jupyter kernels alike)."""
+    (for subprocesses and Jupyter kernels alike). One BLAS thread: fast mode's products are
+    tiny, and on a loaded 2-core machine threaded BLAS spends seconds waiting on them."""
     monkeypatch.setenv("TINYMED_FAST", "1")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     monkeypatch.setenv("TINYMED_FIGURES", str(tmp_path / "figures"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     return tmp_path

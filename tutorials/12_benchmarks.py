@@ -425,7 +425,8 @@ for op, work, kernels in [("relu", relu_work, 1), ("conv2d", conv2_work, 3)]:
 # batch grows the GPU's line stays nearly flat while the CPU's climbs: past the crossover the GPU
 # wins by the ratio of the roofs. But look at the dashed line of the ReLU: when every call must
 # first copy its input over PCIe, the GPU can never do better than PCIe's 25 GB/s, about what
-# the CPU reads from its own memory, so a memory-bound op loses at every batch size. The
+# the CPU reads from its own memory: a memory-bound op loses at small batches and gains at most
+# a small factor at large ones (compare the last printed ratios of the two ops). The
 # convolution does enough arithmetic per byte to pay for the trip.
 #
 # A training step is a few dozen such calls (the profiler counted them in section 2), so a

@@ -171,9 +171,10 @@ assert abs(prof.op_seconds + prof.overhead_seconds - prof.total_seconds) < 1e-9
 
 # %% [markdown]
 # Three things to read off. The convolutions and the pooling take nearly all of it; the three
-# linear layers, a few percent. The backward costs about as much as the forward or more: a
-# convolution's backward is *two* convolutions' worth of work (the gradient with respect to the
-# input and to the weight), so about 2× the forward's FLOPs is what to expect. And the overhead
+# linear layers, a few percent. A convolution's backward does twice the forward's FLOPs (the
+# gradient with respect to the input, and the one with respect to the weight); whether it also
+# takes twice the time depends on how well each is implemented: the ratio printed above says,
+# for tinymed on this machine (and it moves with the load). And the overhead
 # outside the ops is small at this batch: Python's cost per op is paid once per call, whatever
 # the batch. At a batch of one it is not small any more (section 5).
 #

@@ -278,9 +278,9 @@ else:
     print("skipped: this section needs mpiexec and mpi4py (pip install 'tinymed[distributed]')")
 
 # %% [markdown]
-# The two runs end a few units of $10^{-7}$ apart after several steps of SGD with momentum:
-# round-off from summing in another order, which the training does not amplify over a few
-# steps (over thousands it can; then the runs are equally good, not bitwise equal). Inside one
+# The two runs end apart by round-off only (the difference printed above, around $10^{-8}$ here)
+# after several steps of SGD with momentum: float32 sums taken in another order, which the
+# training does not amplify over a few steps (over thousands it can; then the runs are equally good, not bitwise equal). Inside one
 # MPI job the ranks are *bitwise* equal to each other, since they all apply the same averaged
 # gradient; `tinymed.nn.parallel.verify_in_sync` checks exactly that, once an epoch.
 #

@@ -281,8 +281,9 @@ else:
 # The two runs end apart by round-off only (the difference printed above, around $10^{-8}$ here)
 # after several steps of SGD with momentum: float32 sums taken in another order, which the
 # training does not amplify over a few steps (over thousands it can; then the runs are equally
-# good, not bitwise equal). Inside one MPI job the ranks are *bitwise* equal to each other, since they all apply the same averaged
-# gradient; `tinymed.nn.parallel.verify_in_sync` checks exactly that, once an epoch.
+# good, not bitwise equal). Inside one MPI job the ranks are *bitwise* equal to each other,
+# since they all apply the same averaged gradient; `tinymed.nn.parallel.verify_in_sync` checks
+# exactly that, once an epoch.
 #
 # ## 6. How far does it scale?
 #

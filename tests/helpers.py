@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import tinymed as tm
+from tinymed.course import find_chapter
+from tinymed.course.check import grade_file
+from tinymed.course.graders import exercises_of
 from tinymed.data import make_phantoms, medmnist
 from tinymed.train import classifier
 
@@ -255,3 +259,16 @@ def fail_at_call(monkeypatch, n, make_failure):
         return make_failure(value) if len(calls) == n else value
 
     monkeypatch.setattr(classifier, "_loss", loss)
+
+
+# ---- the course
+
+
+def graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
+    """The result of exercise ``exercise_id`` on chapter ``number`` with ``old`` replaced by ``new``."""
+    chapter = find_chapter(number)
+    text = chapter.path().read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {chapter.file_name}"
+    path = tmp_path / chapter.file_name
+    path.write_text(text.replace(old, new))
+    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)

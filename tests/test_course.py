@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import graded_with
 
 from tinymed import cli, plots
 from tinymed.course import CHAPTERS, CourseError, fast, find_chapter, pick, show, xray_dataset
@@ -369,16 +370,6 @@ def test_xray_dataset_says_which_data(tmp_path, monkeypatch, capsys):
 # ------------------------------------------------------------------ chapters 2 to 4: typical wrong answers
 
 
-def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
-    """The result of exercise ``exercise_id`` on chapter ``number`` with ``old`` replaced by ``new``."""
-    chapter = find_chapter(number)
-    text = chapter.path().read_text()
-    assert text.count(old) == 1, f"{old!r} is not once in {chapter.file_name}"
-    path = tmp_path / chapter.file_name
-    path.write_text(text.replace(old, new))
-    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
-
-
 _SIZE = "size = (size + 2 * p - d * (k - 1) - 1) // s + 1"
 _TAPS = "p * D : p * D + S * (OH - 1) + 1 : S, q * D : q * D + S * (OW - 1) + 1 : S"
 _IM2COL_LAYOUT = (
@@ -513,5 +504,5 @@ _HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / saf
     ],
 )
 def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
-    result = _graded_with(tmp_path, number, exercise, old, new)
+    result = graded_with(tmp_path, number, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

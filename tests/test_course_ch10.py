@@ -7,10 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tinymed.course import find_chapter
-from tinymed.course.check import grade_file
-from tinymed.course.graders import exercises_of
+from helpers import graded_with
 
 pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
 
@@ -61,10 +58,5 @@ _IOU = "    return np.where(union == 0, 1.0, overlap / np.maximum(union, 1))"
     ],
 )
 def test_chapter10_graders_hint_at_the_mistake(tmp_path: Path, exercise: str, old: str, new: str, hint: str) -> None:
-    chapter = find_chapter(10)
-    text = chapter.path().read_text()
-    assert text.count(old) == 1, f"the solution no longer contains {old!r}"
-    path = tmp_path / chapter.file_name
-    path.write_text(text.replace(old, new))
-    result = next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise)
+    result = graded_with(tmp_path, 10, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
 
-from test_course import _graded_with  # noqa: E402 - after the skip, as test_course needs jupytext
+from helpers import graded_with  # noqa: E402 - after the skip, as the course tests need jupytext
 
 _FLOPS = "    flops = 2 * N * O * OH * OW * C * KH * KW\n"
 _GEMM = "    return 2 * m * n * k, itemsize * (m * k + k * n + m * n)"
@@ -52,5 +52,5 @@ _BOUND = "    return intensity, np.minimum(peak_gflops, intensity * bandwidth_gb
     ],
 )
 def test_chapter12_graders_hint_at_the_mistake(tmp_path: Path, exercise: str, old: str, new: str, hint: str) -> None:
-    result = _graded_with(tmp_path, 12, exercise, old, new)
+    result = graded_with(tmp_path, 12, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
 
-from test_course import _graded_with  # noqa: E402 - after the skip, as test_course needs jupytext
+from helpers import graded_with  # noqa: E402 - after the skip, as the course tests need jupytext
 
 _GATHER = "            chunks[(r + 1) % p][c] = values\n"
 _STEP = "    return compute_s / p + 2 * (p - 1) * latency + 2 * (p - 1) / p * gradient_bytes / bandwidth"
@@ -65,5 +65,5 @@ _STEP = "    return compute_s / p + 2 * (p - 1) * latency + 2 * (p - 1) / p * gr
     ],
 )
 def test_chapter13_graders_hint_at_the_mistake(tmp_path: Path, exercise: str, old: str, new: str, hint: str) -> None:
-    result = _graded_with(tmp_path, 13, exercise, old, new)
+    result = graded_with(tmp_path, 13, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

@@ -220,6 +220,93 @@ def test_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
     assert not result.passed and hint in result.message, result.message
 
 
+# ------------------------------------------------------------------ chapter 5's graders fail for the right reason
+
+
+def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
+    """The result of exercise ``exercise_id`` on chapter ``number`` with ``old`` replaced by ``new``."""
+    chapter = find_chapter(number)
+    text = chapter.path().read_text()
+    assert old in text
+    path = tmp_path / chapter.file_name
+    path.write_text(text.replace(old, new))
+    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
+
+
+_CAUSAL = "np.tril(np.ones((lq, lk), dtype=bool))"
+_CHAPTER5_MISTAKES = [
+    pytest.param(
+        "5.1",
+        "scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])",
+        "scores = q @ np.swapaxes(k, -1, -2)",
+        "sqrt(d_k)",
+        id="attention-unscaled",
+    ),
+    pytest.param(
+        "5.1",
+        "weights.sum(axis=-1, keepdims=True)",
+        "weights.sum(axis=-2, keepdims=True)",
+        "the last axis",
+        id="attention-wrong-axis",
+    ),
+    pytest.param(
+        "5.1",
+        "weights = np.exp(scores - top)",
+        "weights = np.exp(scores)",
+        "subtract each row's maximum",
+        id="attention-overflow",
+    ),
+    pytest.param(
+        "5.1",
+        "np.where(mask, scores, -np.inf)",
+        "np.where(mask, -np.inf, scores)",
+        "wrong way round",
+        id="attention-mask-inverted",
+    ),
+    pytest.param(
+        "5.1", "np.where(mask, scores, -np.inf)", "scores + mask", "still gets weight", id="attention-mask-added"
+    ),
+    pytest.param(
+        "5.1",
+        "    top = np.where(np.isneginf(top), 0.0, top)",
+        "    pass",
+        "no key left gives nan",
+        id="attention-empty-row",
+    ),
+    pytest.param("5.1", ".astype(q.dtype)", "", "return q's dtype", id="attention-dtype"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL.replace("tril", "triu"), "upper triangle", id="causal-upper"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL[:-1] + ", k=-1)", "keep the diagonal", id="causal-no-diagonal"),
+    pytest.param("5.2", _CAUSAL, "~" + _CAUSAL, "inverted", id="causal-inverted"),
+    pytest.param("5.2", _CAUSAL, "np.tril(np.ones((lq, lk)))", "boolean NumPy array", id="causal-float"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL[:-1] + ", k=lk - lq)", "aligned at the top left", id="causal-bottom-right"),
+    pytest.param(
+        "5.3",
+        "acc = acc * rescale[:, None] + p @ v_tile",
+        "acc = acc + p @ v_tile",
+        "AND the running sum",
+        id="online-no-rescale",
+    ),
+    pytest.param(
+        "5.3", "in kv_tiles:", "in list(kv_tiles):", "a tile kept for later is overwritten", id="online-keeps-tiles"
+    ),
+    pytest.param("5.3", "m + np.log(l)", "np.log(l)", "lse = m + log(l)", id="online-lse"),
+    pytest.param(
+        "5.3",
+        "p = np.exp(s - m_new[:, None])",
+        "p = np.exp(s) * np.exp(-m_new[:, None])",
+        "never s itself",
+        id="online-overflow",
+    ),
+    pytest.param("5.3", "if scale is None else scale", "", "use the scale you are given", id="online-ignores-scale"),
+]
+
+
+@pytest.mark.parametrize("exercise, old, new, hint", _CHAPTER5_MISTAKES)
+def test_chapter5_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    result = _graded_with(tmp_path, 5, exercise, old, new)
+    assert not result.passed and hint in result.message, result.message
+
+
 def test_an_error_in_student_code_is_one_line_with_its_place(tmp_path):
     path = _chapter1_with(tmp_path, "    t = math.tanh(x.data)\n", "    t = math.tanh(x.data) / 0\n")
     result = _chapter1_result(path, "1.1")

@@ -220,7 +220,7 @@ def test_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
     assert not result.passed and hint in result.message, result.message
 
 
-# ------------------------------------------------------------------ chapter 5's graders fail for the right reason
+# ------------------------------------------------------------------ chapters 5 and 9: graders fail for the right reason
 
 
 def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
@@ -301,9 +301,56 @@ _CHAPTER5_MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("exercise, old, new, hint", _CHAPTER5_MISTAKES)
-def test_chapter5_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
-    result = _graded_with(tmp_path, 5, exercise, old, new)
+_CAM = "np.maximum((alpha * activations).sum(axis=1), 0.0)"
+_ALPHA = "gradients.mean(axis=(2, 3), keepdims=True)"
+_POSITIONS = "range(0, height - patch + 1, stride), range(0, width - patch + 1, stride)"
+_FILL = "copies[index, :, top : top + patch, left : left + patch] = fill"
+_BASE = "base = np.asarray(score(image[None]))[0]"
+_CHAPTER9_MISTAKES = [
+    pytest.param("9.1", _ALPHA, _ALPHA.replace("mean", "sum"), "MEAN of the gradient", id="gradcam-sum"),
+    pytest.param("9.1", _CAM, "(alpha * activations).sum(axis=1)", "apply ReLU", id="gradcam-no-relu"),
+    pytest.param(
+        "9.1", _CAM, "np.maximum(alpha * activations, 0.0).sum(axis=1)", "ReLU after the sum", id="gradcam-relu-first"
+    ),
+    pytest.param("9.1", _CAM, "np.maximum(alpha * activations, 0.0)", "sum over the channels", id="gradcam-no-sum"),
+    pytest.param(
+        "9.1", _ALPHA, "gradients.mean(axis=(0, 2, 3), keepdims=True)", "its own alpha_k", id="gradcam-batch-mean"
+    ),
+    pytest.param(
+        "9.1", "return " + _CAM, f"cam = {_CAM}\n    return cam / cam.max()", "do not divide", id="gradcam-rescaled"
+    ),
+    pytest.param(
+        "9.2", _POSITIONS, _POSITIONS.replace(" + 1", ""), "(H - patch) // stride + 1", id="occlusion-positions"
+    ),
+    pytest.param(
+        "9.2", _POSITIONS, _POSITIONS.replace("width", "height"), "(H - patch) // stride + 1", id="occlusion-square"
+    ),
+    pytest.param(
+        "9.2",
+        "(base - np.asarray(score(copies)))",
+        "(np.asarray(score(copies)) - base)",
+        "wrong sign",
+        id="occlusion-sign",
+    ),
+    pytest.param("9.2", _FILL, _FILL.replace(":, top", "0, top"), "only the first channel", id="occlusion-one-channel"),
+    pytest.param("9.2", _FILL, _FILL.replace("= fill", "= 0.0"), "still hold 0", id="occlusion-ignores-fill"),
+    pytest.param(
+        "9.2", _BASE, _BASE + "\n        image[:, :patch, :patch] = fill", "changed `images`", id="occlusion-in-place"
+    ),
+    pytest.param("9.2", _BASE, _BASE.replace("image[None]", "image"), "takes a batch", id="occlusion-unbatched"),
+    pytest.param(
+        "9.2",
+        "(base - np.asarray(score(copies)))",
+        "(base - np.array([score(c[None])[0] for c in copies]))",
+        "once on it",
+        id="occlusion-one-call-per-position",
+    ),
+]
+
+
+@pytest.mark.parametrize("exercise, old, new, hint", _CHAPTER5_MISTAKES + _CHAPTER9_MISTAKES)
+def test_chapter_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    result = _graded_with(tmp_path, int(exercise.split(".")[0]), exercise, old, new)
     assert not result.passed and hint in result.message, result.message
 
 

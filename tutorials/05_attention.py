@@ -68,13 +68,15 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 # Attention works on a set of vectors called **tokens**. In a language model a token is a
 # piece of a word; for an image the simplest token is a patch of pixels. We cut a 28×28 X-ray
 # into a 7×7 grid of 4×4 patches and flatten each patch: 49 tokens of 16 numbers, numbered
-# row by row. First with a loop you can check by hand, then with one `reshape`: the image's
+# row by row. (The X-ray is a positive case, the one with the most contrast among the first
+# sixteen.) First with a loop you can check by hand, then with one `reshape`: the image's
 # axes (row, column) are split into (patch row, row inside the patch, patch column, column
 # inside the patch), and the two "inside" axes are moved to the end.
 
 # %%
 val = course.xray_dataset("val", n=course.pick(256, 64))
-image = val.images[np.flatnonzero(val.labels == 1)[0], 0] / 255.0  # the first positive, in [0, 1]
+candidates = val.images[np.flatnonzero(val.labels == 1)[:16], 0] / 255.0  # the first 16 positives, in [0, 1]
+image = candidates[np.argmax(candidates.std(axis=(1, 2)))]  # the one with the most contrast
 P_SIZE, GRID = 4, 7  # 4x4 pixels per patch, 7x7 patches
 
 tokens_loop = np.array(
@@ -99,8 +101,8 @@ ax = fig.subplots()
 ax.imshow(image, cmap="gray", vmin=0, vmax=1)
 for t in range(GRID * GRID):
     r, c = divmod(t, GRID)
-    ax.add_patch(Rectangle((c * 4 - 0.5, r * 4 - 0.5), 4, 4, fill=False, color="yellow", lw=0.5))
-    ax.text(c * 4 + 1.5, r * 4 + 1.5, str(t), color="yellow", ha="center", va="center", fontsize=7)
+    ax.add_patch(Rectangle((c * P_SIZE - 0.5, r * P_SIZE - 0.5), P_SIZE, P_SIZE, fill=False, color="yellow", lw=0.4))
+    ax.text(c * P_SIZE + 1.5, r * P_SIZE + 1.5, str(t), color="yellow", ha="center", va="center", fontsize=6)
 ax.set(title="49 tokens: 4×4 patches, numbered row by row", xlabel="pixel column", ylabel="pixel row")
 course.show(fig, "tokens")
 
@@ -216,10 +218,10 @@ print(inspect.getdoc(tm.backends.numpy_ref.attention_forward))
 def draw_row(ax, fig, row, title, marked=None):
     """One query's 49 weights as a 7x7 heatmap over the X-ray, the query's own patch boxed."""
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    overlay = ax.imshow(np.kron(row.reshape(GRID, GRID), np.ones((4, 4))), cmap="jet", alpha=0.4)
+    overlay = ax.imshow(np.kron(row.reshape(GRID, GRID), np.ones((P_SIZE, P_SIZE))), cmap="jet", alpha=0.4)
     if marked is not None:
         r, c = divmod(marked, GRID)
-        ax.add_patch(Rectangle((c * 4 - 0.5, r * 4 - 0.5), 4, 4, fill=False, color="white", lw=2))
+        ax.add_patch(Rectangle((c * P_SIZE - 0.5, r * P_SIZE - 0.5), P_SIZE, P_SIZE, fill=False, color="white", lw=2))
     ax.set(title=title, xticks=[], yticks=[])
     fig.colorbar(overlay, ax=ax, fraction=0.046, label="attention weight")
 

@@ -227,6 +227,130 @@ def test_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
     assert not result.passed and hint in result.message, result.message
 
 
+# ------------------------------------------------------------------ chapters 5 and 9: graders fail for the right reason
+
+
+_CAUSAL = "np.tril(np.ones((lq, lk), dtype=bool))"
+_CHAPTER5_MISTAKES = [
+    pytest.param(
+        "5.1",
+        "scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])",
+        "scores = q @ np.swapaxes(k, -1, -2)",
+        "sqrt(d_k)",
+        id="attention-unscaled",
+    ),
+    pytest.param(
+        "5.1",
+        "weights.sum(axis=-1, keepdims=True)",
+        "weights.sum(axis=-2, keepdims=True)",
+        "the last axis",
+        id="attention-wrong-axis",
+    ),
+    pytest.param(
+        "5.1",
+        "weights = np.exp(scores - top)",
+        "weights = np.exp(scores)",
+        "subtract each row's maximum",
+        id="attention-overflow",
+    ),
+    pytest.param(
+        "5.1",
+        "np.where(mask, scores, -np.inf)",
+        "np.where(mask, -np.inf, scores)",
+        "wrong way round",
+        id="attention-mask-inverted",
+    ),
+    pytest.param(
+        "5.1", "np.where(mask, scores, -np.inf)", "scores + mask", "still gets weight", id="attention-mask-added"
+    ),
+    pytest.param(
+        "5.1",
+        "    top = np.where(np.isneginf(top), 0.0, top)",
+        "    pass",
+        "no key left gives nan",
+        id="attention-empty-row",
+    ),
+    pytest.param("5.1", ".astype(q.dtype)", "", "return q's dtype", id="attention-dtype"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL.replace("tril", "triu"), "upper triangle", id="causal-upper"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL[:-1] + ", k=-1)", "keep the diagonal", id="causal-no-diagonal"),
+    pytest.param("5.2", _CAUSAL, "~" + _CAUSAL, "inverted", id="causal-inverted"),
+    pytest.param("5.2", _CAUSAL, "np.tril(np.ones((lq, lk)))", "boolean NumPy array", id="causal-float"),
+    pytest.param("5.2", _CAUSAL, _CAUSAL[:-1] + ", k=lk - lq)", "aligned at the top left", id="causal-bottom-right"),
+    pytest.param(
+        "5.3",
+        "acc = acc * rescale[:, None] + p @ v_tile",
+        "acc = acc + p @ v_tile",
+        "AND the running sum",
+        id="online-no-rescale",
+    ),
+    pytest.param(
+        "5.3", "in kv_tiles:", "in list(kv_tiles):", "a tile kept for later is overwritten", id="online-keeps-tiles"
+    ),
+    pytest.param("5.3", "m + np.log(l)", "np.log(l)", "lse = m + log(l)", id="online-lse"),
+    pytest.param(
+        "5.3",
+        "p = np.exp(s - m_new[:, None])",
+        "p = np.exp(s) * np.exp(-m_new[:, None])",
+        "never s itself",
+        id="online-overflow",
+    ),
+    pytest.param("5.3", "if scale is None else scale", "", "use the scale you are given", id="online-ignores-scale"),
+]
+
+
+_CAM = "np.maximum((alpha * activations).sum(axis=1), 0.0)"
+_ALPHA = "gradients.mean(axis=(2, 3), keepdims=True)"
+_POSITIONS = "range(0, height - patch + 1, stride), range(0, width - patch + 1, stride)"
+_FILL = "copies[index, :, top : top + patch, left : left + patch] = fill"
+_BASE = "base = np.asarray(score(image[None]))[0]"
+_CHAPTER9_MISTAKES = [
+    pytest.param("9.1", _ALPHA, _ALPHA.replace("mean", "sum"), "MEAN of the gradient", id="gradcam-sum"),
+    pytest.param("9.1", _CAM, "(alpha * activations).sum(axis=1)", "apply ReLU", id="gradcam-no-relu"),
+    pytest.param(
+        "9.1", _CAM, "np.maximum(alpha * activations, 0.0).sum(axis=1)", "ReLU after the sum", id="gradcam-relu-first"
+    ),
+    pytest.param("9.1", _CAM, "np.maximum(alpha * activations, 0.0)", "sum over the channels", id="gradcam-no-sum"),
+    pytest.param(
+        "9.1", _ALPHA, "gradients.mean(axis=(0, 2, 3), keepdims=True)", "its own alpha_k", id="gradcam-batch-mean"
+    ),
+    pytest.param(
+        "9.1", "return " + _CAM, f"cam = {_CAM}\n    return cam / cam.max()", "do not divide", id="gradcam-rescaled"
+    ),
+    pytest.param(
+        "9.2", _POSITIONS, _POSITIONS.replace(" + 1", ""), "(H - patch) // stride + 1", id="occlusion-positions"
+    ),
+    pytest.param(
+        "9.2", _POSITIONS, _POSITIONS.replace("width", "height"), "(H - patch) // stride + 1", id="occlusion-square"
+    ),
+    pytest.param(
+        "9.2",
+        "(base - np.asarray(score(copies)))",
+        "(np.asarray(score(copies)) - base)",
+        "wrong sign",
+        id="occlusion-sign",
+    ),
+    pytest.param("9.2", _FILL, _FILL.replace(":, top", "0, top"), "only the first channel", id="occlusion-one-channel"),
+    pytest.param("9.2", _FILL, _FILL.replace("= fill", "= 0.0"), "still hold 0", id="occlusion-ignores-fill"),
+    pytest.param(
+        "9.2", _BASE, _BASE + "\n        image[:, :patch, :patch] = fill", "changed `images`", id="occlusion-in-place"
+    ),
+    pytest.param("9.2", _BASE, _BASE.replace("image[None]", "image"), "takes a batch", id="occlusion-unbatched"),
+    pytest.param(
+        "9.2",
+        "(base - np.asarray(score(copies)))",
+        "(base - np.array([score(c[None])[0] for c in copies]))",
+        "once on it",
+        id="occlusion-one-call-per-position",
+    ),
+]
+
+
+@pytest.mark.parametrize("exercise, old, new, hint", _CHAPTER5_MISTAKES + _CHAPTER9_MISTAKES)
+def test_chapter_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    result = graded_with(tmp_path, int(exercise.split(".")[0]), exercise, old, new)
+    assert not result.passed and hint in result.message, result.message
+
+
 def test_an_error_in_student_code_is_one_line_with_its_place(tmp_path):
     path = _chapter1_with(tmp_path, "    t = math.tanh(x.data)\n", "    t = math.tanh(x.data) / 0\n")
     result = _chapter1_result(path, "1.1")

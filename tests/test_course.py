@@ -379,6 +379,7 @@ def _graded_with(tmp_path: Path, number: int, exercise_id: str, old: str, new: s
     return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
 
 
+_GRID_STRIDE = "for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):"
 _SIZE = "size = (size + 2 * p - d * (k - 1) - 1) // s + 1"
 _TAPS = "p * D : p * D + S * (OH - 1) + 1 : S, q * D : q * D + S * (OW - 1) + 1 : S"
 _IM2COL_LAYOUT = (
@@ -476,6 +477,13 @@ _HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / saf
         (4, "4.2", "safe_r = self.xp.where(self.r > 0, self.r, 1.0)", "safe_r = self.r", "0/0"),
         (4, "4.2", _HYPOT_GRADS, "return grad_output * self.a / safe_r", "one gradient per input"),
         (4, "4.2", _HYPOT_GRADS, "return self.a / safe_r, self.b / safe_r", "backward disagrees"),
+        (6, "6.1", _GRID_STRIDE, "i = cuda.grid(1)\n    if i < x.size:", "cuda.gridsize(1)"),
+        (6, "6.1", _GRID_STRIDE, "i = cuda.grid(1)\n    if True:", "indexed past the end"),
+        (6, "6.1", " = grad_output[i] if x[i] > 0 else", " = grad_output[i] if x[i] >= 0 else", "not x[i] >= 0"),
+        (6, "6.2", "if idx >= N * C * OH * OW:", "if False:", "return at once when idx >= y.size"),
+        (6, "6.2", "or x[n, c, h, w] > best:", "or x[n, c, h, w] >= best:", "FIRST maximum"),
+        (6, "6.2", "x[n, c, h, w], h * W + w", "x[n, c, h, w], p * kernel_size + q", "h*W + w"),
+        (6, "6.2", "c = (idx // (OW * OH)) % C", "c = (idx // (OW * OH)) // N", "unflatten"),
     ],
     ids=[
         "geometry-one-sided-padding",
@@ -510,8 +518,15 @@ _HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / saf
         "hypot-nan-at-zero",
         "hypot-one-gradient",
         "hypot-ignores-grad-output",
+        "relu-no-grid-stride",
+        "relu-no-guard",
+        "relu-gradient-at-zero",
+        "pool-no-guard",
+        "pool-last-of-ties",
+        "pool-index-in-window",
+        "pool-unflatten",
     ],
 )
-def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
+def test_chapter_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
     result = _graded_with(tmp_path, number, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

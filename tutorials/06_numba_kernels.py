@@ -257,7 +257,7 @@ course.show(fig, "threads-2d")
 # | memory | where | size (H100) | speed | who sees it |
 # | --- | --- | --- | --- | --- |
 # | global (`x[i]`) | HBM chips beside the GPU | 80 GB | about 3.35 TB/s, hundreds of cycles away | every thread |
-# | shared (`cuda.shared.array`) | on each multiprocessor | up to 228 KB per multiprocessor | about as fast as a register file, a few cycles | the threads of one block |
+# | shared (`cuda.shared.array`) | on each multiprocessor | up to 228 KB per multiprocessor | tens of cycles, far closer than global memory | the threads of one block |
 # | registers (local scalars) | in each multiprocessor | 64K 32-bit registers per multiprocessor | one cycle | one thread |
 #
 # The arithmetic is much faster than the global memory: the H100 does about 60 TFLOP/s in
@@ -659,9 +659,10 @@ assert np.allclose(numba_grad, cpu_grad, atol=1e-5)
 #   between a GPU kernel and NumPy fails for no fault of the kernel.
 # - **Property tests are only as good as their strategy.** Our shapes stopped at 9; a bug that
 #   needs a tile count past 2 or a size over 1000 (index overflow, shared memory limits) would
-#   never be drawn. tinymed's tests add fixed large cases on a GPU for that.
+#   never be drawn; such cases need tests of their own, written by hand.
 # - **Small kernels are not fast kernels.** Our `matmul_tiled` is right and teaches the idea;
-#   tinymed's is several times faster on a GPU, and cuBLAS faster again.
+#   tinymed's adds register tiles, padding and split-K for speed on a GPU, and NVIDIA's cuBLAS
+#   goes further still.
 #
 # ## Exercises
 #

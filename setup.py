@@ -48,7 +48,18 @@ setup(
         # install mpi4py alone, built against the site's MPI).
         "distributed": ["mpi4py>=4", "mpich"],
         # What the chapters need to open, run and grade as notebooks.
-        "course": ["jupytext>=1.16", "ipykernel>=6", "nbclient>=0.10", "matplotlib>=3.7"],
+        "course": [
+            "jupytext>=1.16",
+            "ipykernel>=6",
+            "nbclient>=0.10",
+            "matplotlib>=3.7",
+            # Chapters 6 and 7 run the Numba kernels in the simulator and compile the CUDA C with
+            # NVRTC; chapter 6 holds a kernel to the reference with hypothesis.
+            "numba>=0.59",
+            "hypothesis>=6.80",
+            "cuda-bindings>=12",
+            "nvidia-cuda-nvrtc",
+        ],
     },
     entry_points={"console_scripts": ["tinymed = tinymed.cli:main"]},
     classifiers=[

@@ -491,9 +491,10 @@ def test_xray_dataset_says_which_data(tmp_path, monkeypatch, capsys):
         xray_dataset("val")
 
 
-# ------------------------------------------------------------------ chapters 2 to 4: typical wrong answers
+# ------------------------------------------------------------------ chapters 2 to 4, 6 and 7: typical wrong answers
 
 
+_GRID_STRIDE = "for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):"
 _SIZE = "size = (size + 2 * p - d * (k - 1) - 1) // s + 1"
 _TAPS = "p * D : p * D + S * (OH - 1) + 1 : S, q * D : q * D + S * (OW - 1) + 1 : S"
 _IM2COL_LAYOUT = (
@@ -591,6 +592,40 @@ _HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / saf
         (4, "4.2", "safe_r = self.xp.where(self.r > 0, self.r, 1.0)", "safe_r = self.r", "0/0"),
         (4, "4.2", _HYPOT_GRADS, "return grad_output * self.a / safe_r", "one gradient per input"),
         (4, "4.2", _HYPOT_GRADS, "return self.a / safe_r, self.b / safe_r", "backward disagrees"),
+        (6, "6.1", _GRID_STRIDE, "i = cuda.grid(1)\n    if i < x.size:", "cuda.gridsize(1)"),
+        (6, "6.1", _GRID_STRIDE, "i = cuda.grid(1)\n    if True:", "indexed past the end"),
+        (6, "6.1", " = grad_output[i] if x[i] > 0 else", " = grad_output[i] if x[i] >= 0 else", "not x[i] >= 0"),
+        (6, "6.2", "if idx >= N * C * OH * OW:", "if False:", "return at once when idx >= y.size"),
+        (6, "6.2", "or x[n, c, h, w] > best:", "or x[n, c, h, w] >= best:", "FIRST maximum"),
+        (6, "6.2", "x[n, c, h, w], h * W + w", "x[n, c, h, w], p * kernel_size + q", "h*W + w"),
+        (6, "6.2", "c = (idx // (OW * OH)) % C", "c = (idx // (OW * OH)) // N", "unflatten"),
+        (7, "7.1", "__float_as_int(v) > 0 ? v", "v > 0 ? v", "__float_as_int"),
+        (
+            7,
+            "7.1",
+            'extern "C" __global__ void leaky_relu(const float* x, float* y, float negative_slope, int n)\n{',
+            "__global__ void leaky_relu(const float* x, float* y, float negative_slope, int n)\n{",
+            'extern "C"',
+        ),
+        (7, "7.1", "float negative_slope, int n)\n", "double negative_slope, int n)\n", "parameters compile to"),
+        (7, "7.1", "i += gridDim.x * blockDim.x", "i += blockDim.x", "gridDim.x"),
+        (7, "7.2", "(n + threads_per_block - 1) // threads_per_block", "n // threads_per_block", "round UP"),
+        (7, "7.2", "if n < 0:", "if False:", "negative number of elements"),
+        (7, "7.3", '-(-threads_per_block // H100["warp_size"])', "threads_per_block / 32", "count warps"),
+        (
+            7,
+            "7.3",
+            'per_warp = -(-registers_per_thread * H100["warp_size"] // unit) * unit',
+            'per_warp = registers_per_thread * H100["warp_size"]',
+            "multiples of 256",
+        ),
+        (
+            7,
+            "7.3",
+            'share = shared_bytes_per_block + H100["reserved_shared_memory_per_block"]',
+            "share = shared_bytes_per_block",
+            "reserved",
+        ),
     ],
     ids=[
         "geometry-one-sided-padding",
@@ -625,8 +660,24 @@ _HYPOT_GRADS = "return grad_output * self.a / safe_r, grad_output * self.b / saf
         "hypot-nan-at-zero",
         "hypot-one-gradient",
         "hypot-ignores-grad-output",
+        "relu-no-grid-stride",
+        "relu-no-guard",
+        "relu-gradient-at-zero",
+        "pool-no-guard",
+        "pool-last-of-ties",
+        "pool-index-in-window",
+        "pool-unflatten",
+        "leaky-float-comparison",
+        "leaky-not-extern-c",
+        "leaky-double-slope",
+        "leaky-block-stride",
+        "grid-rounds-down",
+        "grid-negative-n",
+        "occupancy-threads-not-warps",
+        "occupancy-register-rounding",
+        "occupancy-no-reserved-shared",
     ],
 )
-def test_chapters_2_to_4_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
+def test_chapters_2_to_7_graders_hint_at_the_mistake(tmp_path, number, exercise, old, new, hint):
     result = graded_with(tmp_path, number, exercise, old, new)
     assert not result.passed and hint in result.message, result.message

@@ -148,6 +148,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         (2, 3),
         150,
         gpu=True,
+        real_data=True,
     ),
     Chapter(
         7,

@@ -177,7 +177,10 @@ def test_training_helpers_in_one_process():
     shard_x, shard_y = dist.shard(x, y)
     assert np.array_equal(shard_x, x) and np.array_equal(shard_y, y)
     assert dist.mean_over_ranks(total=6.0, count=4) == 1.5
-    assert dist.is_main_process()
+    assert dist.average_over_ranks({"loss": 0.5, "d_real": 0.25}) == {"loss": 0.5, "d_real": 0.25}
+    assert dist.is_main_process() and dist.rank_and_world_size() == (0, 1)
+    with dist.launched_process_group():  # started without a launcher: no process group
+        assert not dist.is_initialized()
     dist.check_resume_world_size(1, "last.npz")
     with pytest.raises(dist.DistError, match=r"last.npz was written by a run of 2 process\(es\), this run has 1"):
         dist.check_resume_world_size(2, "last.npz")

@@ -11,13 +11,16 @@ unconditionally. The wiring of a trainer, whole::
         ...
         x, y = dist.shard(x, y)                      # every rank loads the same global batch
         loss = criterion(model(x), y)
+        value = dist.average_over_ranks({"loss": loss.item()})["loss"]   # the whole batch's
         optimizer.zero_grad(); loss.backward()
         model.reduce_gradients()                     # DistributedDataParallel only
         optimizer.step()
         ...
-        train_loss = dist.mean_over_ranks(total, seen)   # at the end of the epoch
-        nn.parallel.verify_in_sync(model)            # DistributedDataParallel only
+        nn.parallel.verify_in_sync(model)            # DistributedDataParallel only, each epoch
         if dist.is_main_process(): save checkpoints, logs and plots
+
+(``mean_over_ranks(total, count)`` instead averages sums over shares of any size, e.g. an
+epoch's summed loss and sample count, once at its end.)
 """
 
 from __future__ import annotations

@@ -310,7 +310,8 @@ class RunDirectory:
         ``.part`` files killed writers left, and, with ``overwrite``, the earlier run's
         checkpoints. With ``resume``, load ``last.npz``, check that it is this run (same kind,
         model, options and ``data``, the data set metadata the trainer saves), restore the
-        random generator from it and hand it to ``restore``, the trainer's, for the rest."""
+        random generator from it and hand it to ``restore``, the trainer's, for the rest. A
+        process that is not the ``writer`` leaves the directory alone and only resumes."""
         if self.writer:
             self._take_lock()
         try:

@@ -90,6 +90,8 @@ def check_training_helpers(rank, size):
     expect_error(lambda: dist.shard(np.arange(5)), "5 samples does not split evenly across 2 processes")
     assert dist.mean_over_ranks(total=rank + 1.0, count=1 + rank) == 1.0
     assert dist.mean_over_ranks(total=3.0 * rank, count=1) == 1.5
+    assert dist.average_over_ranks({"loss": 3.0 * rank, "p": 0.25 + rank / 2}) == {"loss": 1.5, "p": 0.5}
+    assert dist.rank_and_world_size() == (rank, size)
     dist.check_resume_world_size(size, "last.npz")
     expect_error(
         lambda: dist.check_resume_world_size(1, "last.npz"), "last.npz was written by a run of 1", "this run has 2"

@@ -3,6 +3,7 @@
 ::
 
     tinymed train cnn --dataset phantoms                 train the default classifier
+    mpiexec -n 2 tinymed train cnn --dataset phantoms    the same, data-parallel on 2 processes
     tinymed evaluate runs/cnn-phantoms/best.npz          ACC, AUC, sensitivity, specificity
     tinymed explain runs/cnn-phantoms/best.npz --image 3 Grad-CAM and attention overlay
 

@@ -143,7 +143,7 @@ def add_training_options(
         type=positive(int),
         default=defaults.batch_size,
         metavar="N",
-        help=f"images per step (default: {defaults.batch_size})",
+        help=f"images per step, split evenly across the processes under mpiexec (default: {defaults.batch_size})",
     )
     parser.add_argument(
         "--lr", type=positive(float), default=defaults.lr, metavar="X", help=f"{lr_help} (default: {defaults.lr})"
@@ -161,8 +161,8 @@ def add_training_options(
     run.add_argument(
         "--resume",
         action="store_true",
-        help=f"continue the run in --out from its last.npz, with the options and data it was started with "
-        f"(only {may_change} and where the data and --out are may differ)",
+        help=f"continue the run in --out from its last.npz, with the options, data and number of processes it "
+        f"was started with (only {may_change} and where the data and --out are may differ)",
     )
     run.add_argument(
         "--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out, if it holds any"

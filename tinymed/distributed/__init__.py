@@ -22,7 +22,15 @@ from tinymed.distributed.process_group import (
     is_available,
     is_initialized,
 )
-from tinymed.distributed.training import check_resume_world_size, is_main_process, mean_over_ranks, shard
+from tinymed.distributed.training import (
+    average_over_ranks,
+    check_resume_world_size,
+    is_main_process,
+    launched_process_group,
+    mean_over_ranks,
+    rank_and_world_size,
+    shard,
+)
 
 __all__ = [
     "DistBackendError",
@@ -30,6 +38,7 @@ __all__ = [
     "ReduceOp",
     "all_gather",
     "all_reduce",
+    "average_over_ranks",
     "barrier",
     "broadcast",
     "check_resume_world_size",
@@ -41,6 +50,8 @@ __all__ = [
     "is_initialized",
     "is_main_process",
     "is_mpi_launched",
+    "launched_process_group",
     "mean_over_ranks",
+    "rank_and_world_size",
     "shard",
 ]

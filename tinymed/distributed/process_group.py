@@ -76,10 +76,15 @@ class ProcessGroup:
     def fail(self, message: str) -> DistBackendError:
         """Mark the group unusable and arrange for the job to be aborted at exit; returns the
         error to raise."""
+        self.abort_at_exit()
+        return DistBackendError(message)
+
+    def abort_at_exit(self) -> None:
+        """Mark the group unusable and end every rank of the job with ``MPI_Abort`` when this
+        process exits (registered once)."""
         if not self.failed:
             self.failed = True
             atexit.register(self.mpi.COMM_WORLD.Abort, 1)
-        return DistBackendError(message)
 
 
 _group: ProcessGroup | None = None

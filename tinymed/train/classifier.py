@@ -29,6 +29,18 @@ drawn from tinymed's generator (seeded at the start, its state saved in every ch
 and the DataLoader derives each epoch's order and augmentation from ``(seed, epoch)``. So
 ``resume`` (model, optimizer, schedule and generator restored from ``last.npz``, the loader
 set to the next epoch) ends with exactly the weights of an uninterrupted run.
+
+Data-parallel (``mpiexec -n N tinymed train cnn``, see :mod:`tinymed.distributed`): every
+rank loads the same global batch of ``batch_size`` images (the loader is seeded alike, so
+augmentation included) and trains on its N-th share; the ranks' gradients are averaged
+before each step, so the update is the one a single process makes on the whole batch,
+with the same batch size and learning rate. Every rank evaluates the whole validation set
+and checks, at the end of each epoch, that all hold rank 0's parameters; rank 0 alone
+writes and logs. The result equals one process's up to float round-off when the model has
+neither BatchNorm nor dropout (LeNet). MedCNN has both: BatchNorm normalises each rank's
+share with its own statistics (as PyTorch's DDP does without SyncBatchNorm), and the ranks'
+generators, which stay equal so that any rank can resume from rank 0's saved state, draw
+the same dropout masks for their shares.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from tqdm import tqdm
 
 import tinymed
 import tinymed.functional as F
+from tinymed import distributed as dist
 from tinymed import metrics, nn, optim, plots
 from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xray_augmentation, load_dataset
 from tinymed.errors import DatasetError
@@ -54,11 +67,16 @@ from tinymed.train.checkpoint import Checkpoint, check_metadata, load_model
 from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
 from tinymed.train.run import (
     RunDirectory,
+    check_batches_split,
     check_images_fit,
     check_not_empty,
     check_options,
+    data_parallel,
+    main_process_log,
     progress_bar,
+    reduce_gradients,
     require_backend,
+    verify_in_sync,
 )
 
 __all__ = [
@@ -265,12 +283,16 @@ class _Run:
             drop_last=len(self.train_set) > config.batch_size,
             transform=augment,
         )
+        check_batches_split("train cnn", self.train_loader)
         self.val_loader = evaluation_loader(self.val_set, self.normalization)
 
         tinymed.manual_seed(config.seed)
         model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
-        self.model = build_model(config.model, model_config).to(config.backend)
-        check_images_fit(self.model, self.train_set, config.model, config.backend)
+        # `net` is the network itself, what checkpoints hold; `model` what trains it, the
+        # network or, in a distributed run, its DistributedDataParallel wrapper.
+        self.net = build_model(config.model, model_config).to(config.backend)
+        check_images_fit(self.net, self.train_set, config.model, config.backend)
+        self.model = data_parallel(self.net)
         self.optimizer = optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = optim.OneCycleLR(
             self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_loader)
@@ -292,7 +314,7 @@ class _Run:
         """``last.npz`` after every epoch, ``best.npz`` when the epoch improved val AUC;
         ``seconds`` of training so far."""
         metadata = {
-            "model": model_spec(self.model),
+            "model": model_spec(self.net),
             "dataset": self.dataset_meta,
             "normalization": self.normalization,
             "epoch": self.epoch,
@@ -301,7 +323,7 @@ class _Run:
             "history": self.history,
         }
         state = {
-            "model": self.model.state_dict(),
+            "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
@@ -312,7 +334,7 @@ class _Run:
         """Continue from ``last.npz`` (checked by :meth:`RunDirectory.open`): every piece of
         state as it was after its epoch."""
         check_metadata(checkpoint.path, checkpoint.metadata, RESUME_FIELDS)
-        self.model.load_state_dict(checkpoint.state["model"])
+        self.net.load_state_dict(checkpoint.state["model"])
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         self.scheduler.load_state_dict(checkpoint.state["scheduler"])
         self.history, self.best = checkpoint.metadata["history"], checkpoint.metadata["best"]
@@ -327,31 +349,38 @@ class _Run:
         total, seen = 0.0, 0
         with progress_bar(self.train_loader, self.epoch, self.config.epochs, progress) as bar:
             for step, (x, y) in enumerate(bar, start=1):
+                batch = len(y)
+                x, y = dist.shard(x, y)  # this rank's share of the global batch
                 logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
                 loss = _loss(logits, y, self.multilabel)
-                value = loss.item()
+                # The whole batch's loss, the same on every rank, so all stop alike if it diverges.
+                value = dist.average_over_ranks({"loss": loss.item()})["loss"]
                 # Before the update, so the weights stay those of the last good step.
                 self.guard.check({"loss": value}, self.epoch, step)
                 self.optimizer.zero_grad()
                 loss.backward()
+                reduce_gradients(self.model)
                 self.optimizer.step()
                 self.scheduler.step()
-                total, seen = total + value * len(y), seen + len(y)
+                total, seen = total + value * batch, seen + batch
                 bar.set_postfix(loss=f"{total / seen:.4f}")
         return total / seen
 
-    def run(self, progress: bool) -> dict[str, Any]:
+    def run(self, progress: bool) -> dict[str, Any] | None:
         config = self.config
+        processes = dist.rank_and_world_size()[1]
         self.log(
             f"training {config.model} on {config.dataset}: {len(self.train_set)} train / {len(self.val_set)} val "
             f"images, {config.epochs} epochs, batch {config.batch_size}, backend {config.backend}, out {self.out}"
+            + (f", {processes} processes of {config.batch_size // processes} images each" if processes > 1 else "")
         )
         elapsed = self.directory.elapsed()
         while self.epoch < config.epochs:
             self.epoch += 1
             start = time.perf_counter()
             train_loss = self.train_epoch(progress)
-            self.guard.check_weights(self.model.named_parameters(), self.epoch)
+            verify_in_sync(self.model)
+            self.guard.check_weights(self.net.named_parameters(), self.epoch)
             val = predict(self.model, self.val_loader, config.backend, self.multilabel)
             val_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
             elapsed += time.perf_counter() - start
@@ -374,7 +403,7 @@ class _Run:
                 f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
                 f"[{elapsed:.0f} s]{'  *best' if improved else ''}"
             )
-        return self.report()
+        return self.report() if self.directory.writer else None
 
     # ---------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
@@ -389,7 +418,7 @@ class _Run:
         best_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
         summary = {
             "dataset": self.config.dataset,
-            "model": model_spec(self.model),
+            "model": model_spec(self.net),
             "best_epoch": self.best["epoch"],
             "val": best_metrics,
             "epochs": self.epoch,
@@ -428,11 +457,14 @@ def train_classifier(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = tqdm.write,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train (or with ``resume``, continue; with ``overwrite``, replace) the run ``config``
     describes; returns the summary written to ``metrics.json``. Raises TrainingError if the
     loss diverges (see :mod:`tinymed.train.divergence`; ``last.npz`` is then the last epoch
-    that finished well)."""
-    run = _Run(config, log, resume, overwrite)
-    with run.directory.open(run.dataset_meta, run.restore):
-        return run.run(progress)
+    that finished well). Started by an MPI launcher, trains data-parallel (see the module
+    docstring); only rank 0 logs, shows progress, writes and returns the summary (the other
+    ranks return None)."""
+    with dist.launched_process_group():
+        run = _Run(config, main_process_log(log), resume, overwrite)
+        with run.directory.open(run.dataset_meta, run.restore):
+            return run.run(progress and dist.is_main_process())

@@ -27,6 +27,14 @@ the fixed batch, every z) and its state is saved in each checkpoint; the DataLoa
 each epoch's order from ``(seed, epoch)``; so ``--resume`` ends with the weights of an
 uninterrupted run.
 
+Data-parallel (``mpiexec -n N tinymed train gan``, see :mod:`tinymed.distributed`): each
+network is wrapped on its own, every rank loads the same global batch of real images and
+draws the same global batch of z from the shared generator, and trains on its N-th share of
+both; after each of the two backward passes that network's gradients are averaged over the
+ranks. BatchNorm normalises each rank's share with its own statistics, as PyTorch's DDP does,
+so the run is not one process's to round-off, but its global batch and learning rate are.
+Rank 0 alone writes the checkpoint, the sample grids and the plots.
+
 Scoring a trained GAN: :mod:`tinymed.train.gan_evaluation`; the commands: :mod:`tinymed.cli.gan`.
 """
 
@@ -45,6 +53,7 @@ from tqdm import tqdm
 
 import tinymed
 import tinymed.functional as F
+from tinymed import distributed as dist
 from tinymed import nn, optim, plots
 from tinymed.data import DataLoader, DatasetError, ImageDataset, Normalize, load_dataset
 from tinymed.models import build_model, model_spec
@@ -55,11 +64,16 @@ from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
 from tinymed.train.run import (
     RunDirectory,
     TrainingError,
+    check_batches_split,
     check_images_fit,
     check_not_empty,
     check_options,
+    data_parallel,
+    main_process_log,
     progress_bar,
+    reduce_gradients,
     require_backend,
+    verify_in_sync,
 )
 
 __all__ = [
@@ -134,22 +148,26 @@ PIECES = ("generator", "discriminator", "optimizer_g", "optimizer_d", "fixed_z")
 
 
 class GANTrainer:
-    """The two networks of ``gan``, their Adam optimisers, and one step of the game."""
+    """The two networks of ``gan``, their Adam optimisers, and one step of the game.
+
+    ``generator`` and ``discriminator`` are what train the networks: ``gan``'s own, or in a
+    distributed run each wrapped in DistributedDataParallel (made here, so on every rank)."""
 
     def __init__(
         self, gan: DCGAN, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), label_smoothing: float = 0.0
     ) -> None:
         self.gan = gan
         self.label_smoothing = label_smoothing
-        self.optimizer_g = optim.Adam(gan.generator.parameters(), lr=lr, betas=tuple(betas))
-        self.optimizer_d = optim.Adam(gan.discriminator.parameters(), lr=lr, betas=tuple(betas))
+        self.generator, self.discriminator = data_parallel(gan.generator), data_parallel(gan.discriminator)
+        self.optimizer_g = optim.Adam(self.generator.parameters(), lr=lr, betas=tuple(betas))
+        self.optimizer_d = optim.Adam(self.discriminator.parameters(), lr=lr, betas=tuple(betas))
 
     def discriminator_loss(
         self, real: Tensor, fake: Tensor, labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``BCE(D(x), 1 - smoothing) + BCE(D(fake), 0)``; returns the loss and both logit
         vectors ``(N,)``."""
-        discriminator = self.gan.discriminator
+        discriminator = self.discriminator
         real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
         real_target = tinymed.full(
             real_logits.shape, 1.0 - self.label_smoothing, dtype=real_logits.dtype, backend=real_logits.backend
@@ -162,7 +180,7 @@ class GANTrainer:
 
     def generator_loss(self, fake: Tensor, labels: Tensor | None = None) -> Tensor:
         """The non-saturating loss ``BCE(D(G(z)), 1) = -log sigmoid(D(G(z)))``."""
-        logits = self.gan.discriminator(fake, labels)
+        logits = self.discriminator(fake, labels)
         target = tinymed.ones(*logits.shape, dtype=logits.dtype, backend=logits.backend)
         return F.binary_cross_entropy_with_logits(logits, target)
 
@@ -170,13 +188,15 @@ class GANTrainer:
         """One D step then one G step on the same generated batch ``G(z, labels)``.
 
         Returns the two losses and ``d_real``/``d_fake``, the mean probability D gave the
-        real and the generated images before its step (1/2 both when D is fooled)."""
-        generator, discriminator = self.gan.generator, self.gan.discriminator
+        real and the generated images before its step (1/2 both when D is fooled), averaged
+        over the ranks of a distributed run (each trains on its share of the batch)."""
+        generator, discriminator = self.generator, self.discriminator
         fake = generator(z, labels)
         # Detached: the D step must not push gradients into G.
         loss_d, real_logits, fake_logits = self.discriminator_loss(real, fake.detach(), labels)
         self.optimizer_d.zero_grad()
         loss_d.backward()
+        reduce_gradients(discriminator)
         self.optimizer_d.step()
         # D is the fixed judge while G learns; freezing it also skips its weight gradients.
         discriminator.requires_grad_(False)
@@ -184,15 +204,18 @@ class GANTrainer:
             loss_g = self.generator_loss(fake, labels)
             self.optimizer_g.zero_grad()
             loss_g.backward()
+            reduce_gradients(generator)
             self.optimizer_g.step()
         finally:
             discriminator.requires_grad_(True)
-        return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
-            "d_real": F.sigmoid(real_logits.detach()).mean().item(),
-            "d_fake": F.sigmoid(fake_logits.detach()).mean().item(),
-        }
+        return dist.average_over_ranks(
+            {
+                "loss_d": loss_d.item(),
+                "loss_g": loss_g.item(),
+                "d_real": F.sigmoid(real_logits.detach()).mean().item(),
+                "d_fake": F.sigmoid(fake_logits.detach()).mean().item(),
+            }
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Both networks and both optimisers, under the names a GAN checkpoint uses."""
@@ -302,6 +325,7 @@ class _GANRun:
             drop_last=True,
             transform=Normalize(**NORMALIZATION),
         )
+        check_batches_split("train gan", self.loader)
 
         tinymed.manual_seed(config.seed)
         num_classes = len(info.labels) if config.conditional else 0
@@ -368,10 +392,12 @@ class _GANRun:
         totals = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
         with progress_bar(self.loader, self.epoch, config.epochs, progress) as bar:
             for step, (x, y) in enumerate(bar, start=1):
+                # The whole batch's z on every rank, from generators that stay equal; then each rank's share.
+                z = tinymed.randn(len(x), config.latent_dim).numpy()
+                x, y, z = dist.shard(x, y, z)
                 real = tinymed.from_numpy(x).to(config.backend)
                 labels = tinymed.from_numpy(y).to(config.backend) if gan.num_classes else None
-                z = tinymed.randn(len(x), config.latent_dim).to(config.backend)
-                result = self.trainer.step(real, z, labels)
+                result = self.trainer.step(real, tinymed.from_numpy(z).to(config.backend), labels)
                 self.guard.check({"D": result["loss_d"], "G": result["loss_g"]}, self.epoch, step)
                 for key in totals:
                     totals[key] += result[key]
@@ -385,7 +411,7 @@ class _GANRun:
                 )
         return {key: total / len(self.loader) for key, total in totals.items()}
 
-    def run(self, progress: bool) -> dict[str, Any]:
+    def run(self, progress: bool) -> dict[str, Any] | None:
         config = self.config
         what = "conditional DCGAN" if self.gan.num_classes else "DCGAN"
         self.log(
@@ -397,19 +423,24 @@ class _GANRun:
             self.epoch += 1
             start = time.perf_counter()
             row = self.train_epoch(progress)
+            verify_in_sync(self.trainer.generator)
+            verify_in_sync(self.trainer.discriminator)
             self.guard.check_weights(self.gan.named_parameters(), self.epoch)
             elapsed += time.perf_counter() - start
             self.history.append({"epoch": self.epoch, **row})
-            images = generate(self.gan.generator, self.fixed_z, self.fixed_labels, config.backend)
-            _grid(
-                images, self.out / f"samples_epoch_{self.epoch:03d}.png", title=f"{config.dataset}, epoch {self.epoch}"
-            )
+            if self.directory.writer:
+                images = generate(self.gan.generator, self.fixed_z, self.fixed_labels, config.backend)
+                _grid(
+                    images,
+                    self.out / f"samples_epoch_{self.epoch:03d}.png",
+                    title=f"{config.dataset}, epoch {self.epoch}",
+                )
             self.save(elapsed)
             self.log(
                 f"epoch {self.epoch:>3}/{config.epochs}  loss D {row['loss_d']:.4f}  loss G {row['loss_g']:.4f}  "
                 f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  [{elapsed:.0f} s]"
             )
-        return self.report()
+        return self.report() if self.directory.writer else None
 
     def report(self) -> dict[str, Any]:
         """Write metrics.json and losses.png."""
@@ -438,9 +469,12 @@ def train_gan(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = tqdm.write,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train (or with ``resume``, continue; with ``overwrite``, replace) the GAN run ``config``
-    describes; returns the summary written to ``metrics.json``."""
-    run = _GANRun(config, log, resume, overwrite)
-    with run.directory.open(run.dataset_meta, run.restore):
-        return run.run(progress)
+    describes; returns the summary written to ``metrics.json``. Started by an MPI launcher,
+    trains data-parallel (see the module docstring); only rank 0 logs, shows progress, writes
+    and returns the summary (the other ranks return None)."""
+    with dist.launched_process_group():
+        run = _GANRun(config, main_process_log(log), resume, overwrite)
+        with run.directory.open(run.dataset_meta, run.restore):
+            return run.run(progress and dist.is_main_process())

@@ -29,6 +29,15 @@ A trainer makes its :class:`RunDirectory` first (a bad ``--out`` or a directory 
 fails before any data is read), builds its data and networks, then opens the directory with
 :meth:`RunDirectory.open` (the lock taken, ``last.npz`` loaded when resuming), and writes
 through :meth:`RunDirectory.save` once an epoch.
+
+A distributed run (``mpiexec -n N tinymed train ...``, see :mod:`tinymed.distributed`) is one
+run with one directory: rank 0 alone creates it, holds its lock and writes into it, while
+every rank reads ``last.npz`` to resume (on a cluster, from a file system the nodes share).
+Each checkpoint records its ``world_size``, the number of processes that trained it (one
+when absent: checkpoints older than distributed training), and a resume with another
+number of processes is refused: each rank's share of every batch, and with BatchNorm or
+dropout the results, depend on it. The helpers below wrap a model for data-parallel
+training, average its gradients, check that the ranks agree, and keep the log to rank 0.
 """
 
 from __future__ import annotations
@@ -46,8 +55,9 @@ import numpy as np
 from tqdm import tqdm
 
 import tinymed
+from tinymed import distributed as dist
 from tinymed import nn
-from tinymed.data import ImageDataset
+from tinymed.data import DataLoader, ImageDataset
 from tinymed.errors import CheckpointError, DatasetError, OutputError, TrainingError
 from tinymed.outputs import atomic_write, check_output, process_alive, remove_abandoned_parts
 from tinymed.train.checkpoint import Checkpoint, check_metadata, load_checkpoint, save_checkpoint
@@ -60,7 +70,12 @@ __all__ = [
     "check_options",
     "check_not_empty",
     "check_images_fit",
+    "check_batches_split",
     "progress_bar",
+    "data_parallel",
+    "reduce_gradients",
+    "verify_in_sync",
+    "main_process_log",
 ]
 
 # The options that say where a run reads and writes: never stored, free to change on resume.
@@ -73,6 +88,7 @@ DATA_IDENTITY = ("name", "image_size", "md5")
 RESUME_FIELDS = {
     "train_config": ("an object", lambda v: type(v) is dict),
     "history": ("a list of objects", lambda v: type(v) is list and all(type(row) is dict for row in v)),
+    "world_size": ("a positive integer", lambda v: type(v) is int and v >= 1),
 }
 
 
@@ -131,6 +147,56 @@ def check_images_fit(
         model.train(was_training)
 
 
+def check_batches_split(command: str, loader: DataLoader) -> None:
+    """Refuse, before training, a run whose global batches do not split evenly across the
+    processes: every rank must train on an equal share, or the averaged gradient would weigh
+    the ranks' samples unequally (see :func:`tinymed.distributed.shard`)."""
+    world_size = dist.rank_and_world_size()[1]
+    n, batch_size = len(loader.dataset), loader.batch_size
+    sizes = ([batch_size] if n >= batch_size else []) + (
+        [n % batch_size] if n % batch_size and not loader.drop_last else []
+    )
+    for size in sizes:
+        if size % world_size:
+            full = size == batch_size
+            what = f"--batch-size {size}" if full else f"the last batch ({size} of the {n} training images)"
+            raise TrainingError(
+                f"{command}: {what} does not split evenly across {world_size} processes; "
+                f"use a batch size divisible by {world_size}{'' if full else ' that leaves no such batch'}"
+            )
+
+
+def data_parallel(module: nn.Module) -> nn.Module:
+    """``module`` wrapped in :class:`~tinymed.nn.parallel.DistributedDataParallel` in a
+    distributed run (which gives every rank rank 0's weights), ``module`` itself otherwise."""
+    return nn.parallel.DistributedDataParallel(module) if dist.is_initialized() else module
+
+
+def reduce_gradients(model: nn.Module) -> None:
+    """Average ``model``'s gradients over the ranks when it is data-parallel, after
+    ``backward()`` and before the optimiser's step (the line PyTorch's DDP does inside
+    ``backward()``); nothing in a plain run."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model.reduce_gradients()
+
+
+def verify_in_sync(model: nn.Module) -> None:
+    """In a distributed run, raise on every rank unless all hold rank 0's parameters (see
+    :func:`tinymed.nn.parallel.verify_in_sync`); nothing in a plain run."""
+    if dist.is_initialized():
+        nn.parallel.verify_in_sync(model)
+
+
+def main_process_log(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` on the process that writes the run's files, a no-op on the other ranks of a
+    distributed run, so each line is printed once."""
+    return log if dist.is_main_process() else _silent
+
+
+def _silent(line: str) -> None:
+    """Drop ``line``: a rank other than the main process says nothing."""
+
+
 def progress_bar(batches: Iterable[Any], epoch: int, epochs: int, enabled: bool) -> tqdm:
     """A progress bar over one epoch's batches that disappears when the epoch ends."""
     return tqdm(
@@ -147,6 +213,8 @@ class RunDirectory:
     ``resumable`` names the options a resumed run may change besides :data:`LOCATIONS`.
     Made with ``resume`` or ``overwrite`` as the command line says; the checks that need no
     data (the directory can be written, is not in use, holds no other run) are made here.
+    ``writer`` is whether this process writes (rank 0 of a distributed run, see the module
+    docstring); the others keep the same account of the run without touching the directory.
     """
 
     def __init__(
@@ -169,12 +237,14 @@ class RunDirectory:
         self.options: dict[str, Any] = {name: value for name, value in options.items() if name not in LOCATIONS}
         self.kind, self.model, self.resumable, self.pieces = kind, model, tuple(resumable), (*pieces, "rng")
         self.keeps_best, self.log, self.resume, self.overwrite = keeps_best, log, resume, overwrite
+        self.writer = dist.is_main_process()
         self.last, self.best = self.path / "last.npz", self.path / "best.npz"
         self.lock, self.timings = self.path / ".lock", self.path / "timings.json"
         # Seconds of training at the end of each epoch, from the first; kept out of checkpoints.
         self.seconds: list[float] = []
         self._ours = False  # whether last.npz is this run's: written or resumed from by it
-        self._check_owner()
+        if self.writer:  # the lock is rank 0's, taken by the time the other ranks might look
+            self._check_owner()
         written = [p.name for p in (self.last, self.best) if p.exists()]
         if resume and not self.last.exists():
             raise CheckpointError(f"checkpoint not found: {self.last}; --resume continues a run that wrote it")
@@ -240,14 +310,17 @@ class RunDirectory:
         ``.part`` files killed writers left, and, with ``overwrite``, the earlier run's
         checkpoints. With ``resume``, load ``last.npz``, check that it is this run (same kind,
         model, options and ``data``, the data set metadata the trainer saves), restore the
-        random generator from it and hand it to ``restore``, the trainer's, for the rest."""
-        self._take_lock()
+        random generator from it and hand it to ``restore``, the trainer's, for the rest. A
+        process that is not the ``writer`` leaves the directory alone and only resumes."""
+        if self.writer:
+            self._take_lock()
         try:
-            for name in (self.last.name, self.best.name, self.timings.name):
-                remove_abandoned_parts(self.path, name)
-            if self.overwrite:
-                for old in (self.last, self.best, self.timings):
-                    old.unlink(missing_ok=True)
+            if self.writer:
+                for name in (self.last.name, self.best.name, self.timings.name):
+                    remove_abandoned_parts(self.path, name)
+                if self.overwrite:
+                    for old in (self.last, self.best, self.timings):
+                        old.unlink(missing_ok=True)
             if self.resume:
                 checkpoint = self._resume(data)
                 try:
@@ -264,7 +337,9 @@ class RunDirectory:
 
     def _resume(self, data: Mapping[str, Any]) -> Checkpoint:
         checkpoint = load_checkpoint(self.last, kind=self.kind, model=self.model)
-        check_metadata(self.last, checkpoint.metadata, RESUME_FIELDS)
+        metadata = {"world_size": 1, **checkpoint.metadata}
+        check_metadata(self.last, metadata, RESUME_FIELDS)
+        dist.check_resume_world_size(metadata["world_size"], str(self.last))
         missing = [piece for piece in self.pieces if piece not in checkpoint.state]
         if missing:
             raise CheckpointError(
@@ -314,14 +389,22 @@ class RunDirectory:
         best: Mapping[str, Any] | None = None,
     ) -> None:
         """Write ``last.npz``: ``state`` plus the random generator's state, ``metadata`` plus
-        the run's kind and options. ``best``, when given, is written to ``best.npz`` first,
-        with the same metadata. ``seconds`` (of training so far) goes to ``timings.json``."""
-        metadata = {"kind": self.kind, **metadata, "train_config": self.options}
+        the run's kind, options and world size. ``best``, when given, is written to
+        ``best.npz`` first, with the same metadata. ``seconds`` (of training so far) goes to
+        ``timings.json``. A process that is not the ``writer`` only keeps the account."""
+        metadata = {
+            "kind": self.kind,
+            **metadata,
+            "train_config": self.options,
+            "world_size": dist.rank_and_world_size()[1],
+        }
+        self._ours = True
+        self.seconds = self.seconds[: metadata["epoch"] - 1] + [seconds]
+        if not self.writer:
+            return
         if best is not None:
             save_checkpoint(self.best, best, metadata)
         save_checkpoint(self.last, {**state, "rng": tinymed.get_rng_state()}, metadata)
-        self._ours = True
-        self.seconds = self.seconds[: metadata["epoch"] - 1] + [seconds]
         with atomic_write(self.timings) as f:
             f.write(json.dumps({"seconds": self.seconds}).encode() + b"\n")
 
@@ -341,6 +424,8 @@ class RunDirectory:
         return self.last if self._ours and self.last.exists() else None
 
     def write_metrics(self, summary: Mapping[str, Any]) -> None:
-        """The run's summary as ``metrics.json``."""
+        """The run's summary as ``metrics.json`` (by the ``writer`` alone)."""
+        if not self.writer:
+            return
         with atomic_write(self.path / "metrics.json") as f:
             f.write(json.dumps(summary, indent=2).encode() + b"\n")

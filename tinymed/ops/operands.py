@@ -24,7 +24,7 @@ def to_array(data: Any, dtype: Any) -> np.ndarray:
     default dtype (float32), ints int64, bools bool; arrays and tensors keep their dtype (a GPU
     array is copied to the host). ``dtype``, when given, overrides."""
     if isinstance(data, TensorBase):
-        array = data.device.backend.to_numpy(data.data)
+        array = data.device.backend.to_numpy(data.array)
     elif isinstance(data, (np.ndarray, np.generic)):
         array = np.asarray(data)
     elif hasattr(data, "__cuda_array_interface__") or type(data).__module__.startswith("cupy"):

@@ -68,6 +68,29 @@ UNARY = {
     "x_plus_x": (lambda m, x: x + x, "real"),
     "x_times_x": (lambda m, x: x * x, "real"),
     "chain": (lambda m, x: ((x * 2 + 1).exp() / 3).sum(), "real"),
+    "clone": (lambda m, x: x.clone() * 2, "real"),
+    "clone_function": (lambda m, x: m.clone(x), "real"),
+    "add_alpha": (lambda m, x: x.add(x * x, alpha=2), "real"),
+    "sub_alpha_function": (lambda m, x: m.sub(x, 1.5, alpha=3), "real"),
+    "mul_method": (lambda m, x: x.mul(3), "real"),
+    "div_function": (lambda m, x: m.div(x, 4), "real"),
+    "norm": (lambda m, x: x.norm(), "real"),
+    "norm_3_function": (lambda m, x: m.norm(x, 3), "real"),
+    "norm_1": (lambda m, x: x.norm(1), "nonzero"),
+    "norm_inf": (lambda m, x: x.norm(float("inf")), "nonzero"),
+    "repeat": (lambda m, x: x.repeat(2, *[2] * x.ndim), "real"),
+    # In-place ops on a non-leaf: recorded on the graph, as in PyTorch.
+    "add_": (lambda m, x: (x * 1).add_(x * x, alpha=2), "real"),
+    "sub_": (lambda m, x: (x * 1).sub_(0.5), "real"),
+    "mul_": (lambda m, x: (x * 2).mul_(x), "real"),
+    "div_": (lambda m, x: (x * 2).div_(x.exp()), "real"),
+    "iadd": (lambda m, x: (x * 3).__iadd__(x), "real"),
+    "itruediv": (lambda m, x: (x * 3).__itruediv__(2), "real"),
+    "clamp_": (lambda m, x: (x * 1).clamp_(-0.5, 0.7), "real"),
+    "masked_fill_": (lambda m, x: (x * 1).masked_fill_(x > 0, -2.0), "nonzero"),
+    "copy_": (lambda m, x: (x * 0).copy_(x.exp()) * x, "real"),
+    "fill_": (lambda m, x: (x * 1).fill_(2.0) + x, "real"),
+    "zero_": (lambda m, x: (x * 1).zero_() * x, "real"),
 }
 
 # Two (or three) inputs whose shapes broadcast together.
@@ -94,6 +117,9 @@ REDUCE = {
     "max_function": lambda m, x, d, k: m.max(x, d, keepdim=k).values,
     "amax": lambda m, x, d, k: x.amax(d, keepdim=k),
     "amin": lambda m, x, d, k: x.amin(d, keepdim=k),
+    "norm_dim": lambda m, x, d, k: x.norm(2, d, keepdim=k),
+    "norm_fro_dim": lambda m, x, d, k: x.norm(dim=d, keepdim=k),
+    "norm_1_leading_dims": lambda m, x, d, k: m.norm(x, 1, tuple(range(d % x.ndim + 1)), keepdim=k),
     "sum_leading_dims": lambda m, x, d, k: x.sum(tuple(range(d % x.ndim + 1)), keepdim=k),
     "mean_all_negative_dims": lambda m, x, d, k: x.mean(tuple(range(-x.ndim, 0)), keepdim=k),
     "var_leading_dims": lambda m, x, d, k: x.var(tuple(range(d % x.ndim + 1)), keepdim=k),
@@ -129,6 +155,11 @@ INDEX = {
     "t": (2, lambda m, x: x[0].t() if x.ndim > 2 else x.t()),
     "permute": (2, lambda m, x: x.permute(-1, *range(x.ndim - 1))),
     "view": (2, lambda m, x: x.view(x.shape[0], -1)),
+    "triu": (2, lambda m, x: x.triu()),
+    "tril_below": (2, lambda m, x: x.tril(-1)),
+    "triu_function_above": (2, lambda m, x: m.triu(x, 1)),
+    "tril_function": (2, lambda m, x: m.tril(x)),
+    "repeat_dims": (1, lambda m, x: x.repeat(*[1] * (x.ndim - 1), 3)),
 }
 
 # (shape of a, shape of b) for matmul, with a broadcast batch where PyTorch allows one.
@@ -366,6 +397,15 @@ def test_tensor_infers_dtypes_as_pytorch(torch):
         assert tm.tensor(data).dtype == to_numpy_dtype(torch.tensor(data).dtype), data
     assert tm.tensor([1, 2], dtype=tm.float64).dtype == tm.float64
     assert tm.tensor(np.zeros(2), dtype=np.float32).dtype == tm.float32
+
+
+def test_a_requested_dtype_converts_from_the_values_as_given(torch):
+    """tm.tensor(0.8, dtype=tm.float64) is float64's 0.8, not float32's 0.8 widened (issue 10)."""
+    for data in (0.8, [0.1], [[0.1, 1 / 3]], 2**40 + 1):
+        ours, theirs = tm.tensor(data, dtype=tm.float64), torch.tensor(data, dtype=torch.float64)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert tm.tensor([0.1], dtype=tm.float64).item() == 0.1 and tm.tensor(0.8, dtype=tm.float64).item() == 0.8
+    assert tm.tensor(0.8).item() == np.float32(0.8) and tm.tensor(3, dtype=tm.float32).dtype == tm.float32
 
 
 def test_binary_ops_promote_dtypes_as_pytorch(torch):

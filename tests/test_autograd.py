@@ -302,25 +302,14 @@ def test_autograd_namespace_is_pytorchs():
 
 
 def test_no_grad_and_inference_mode_as_decorators_with_and_without_parentheses(torch):
+    def double(t):
+        return t * 2
+
     for lib in (tm, torch):
         x = leaf(lib)
-
-        @lib.no_grad
-        def bare(t):
-            return t * 2
-
-        @lib.no_grad()
-        def called(t):
-            return t * 2
-
-        @lib.inference_mode
-        def inferred(t):
-            return t * 2
-
-        @lib.inference_mode()
-        def inferred_called(t):
-            return t * 2
-
+        # What ``@lib.no_grad`` and ``@lib.no_grad()`` above a def do.
+        bare, called = lib.no_grad(double), lib.no_grad()(double)
+        inferred, inferred_called = lib.inference_mode(double), lib.inference_mode()(double)
         assert not bare(x).requires_grad and not called(x).requires_grad and lib.is_grad_enabled()
         assert inferred(x).is_inference() and inferred_called(x).is_inference() and not x.is_inference()
         assert (x * 2).requires_grad

@@ -935,7 +935,7 @@ def test_mismatched_backends_are_named():
     class Elsewhere:  # a stand-in device: the check compares devices, not names
         kernels = "elsewhere"
 
-    w = tm.Tensor.wrap(W4.data, Elsewhere)
+    w = tm.Tensor.wrap(W4.array, Elsewhere)
     with pytest.raises(ValueError, match=r"conv2d: all inputs must live on the same backend"):
         F.conv2d(X4, w)
 

@@ -228,6 +228,12 @@ def test_a_view_shares_its_base_version_counter():
     assert x._version == row._version == flat._version == 1 and x.numpy()[0].tolist() == [1.0, 1.0, 1.0]
 
 
+def test_an_expanded_tensor_cannot_be_written_in_place(torch):
+    for lib in (tm, torch):
+        with pytest.raises(RuntimeError, match="more than one element"):
+            lib.zeros(3).expand(2, 3).add_(1)
+
+
 def test_a_recorded_write_into_a_view_of_a_non_leaf_is_refused_with_a_way_out():
     """PyTorch re-records the view's base (CopySlices); tinymed does not, so it says so."""
     x = leaf(tm)
@@ -289,6 +295,16 @@ def test_double_backward_is_refused_clearly():
         tm.autograd.grad(out, [x], create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
         out.backward(create_graph=True)
+
+
+def test_next_functions_lead_from_a_grad_fn_to_its_inputs():
+    x = leaf(tm)
+    y = x * 2
+    z = y + tm.ones(3)
+    assert z.grad_fn.next_functions == (y.grad_fn, None) and y.grad_fn.next_functions == (x, None)
+    assert y.retains_grad is False
+    y.retain_grad()
+    assert y.retains_grad and z.grad_fn.next_functions[0] is y.grad_fn
 
 
 def test_autograd_namespace_is_pytorchs():

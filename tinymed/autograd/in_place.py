@@ -83,5 +83,11 @@ def write(op: str, target: TensorBase, values: Any, index: Any = Ellipsis) -> No
         raise RuntimeError(
             f"{op}: output with shape {list(target.shape)} doesn't match the broadcast shape {list(values.shape)}"
         )
+    # NumPy marks expand() results (and read-only data) unwritable; CuPy arrays have no such flag.
+    if not getattr(getattr(target.array, "flags", None), "writeable", True):
+        raise RuntimeError(
+            f"{op}: this tensor (shape {target.shape}) is read-only: more than one element may refer to a single "
+            "memory location, as after expand(); clone() it first"
+        )
     target.array[index] = values
     target.increment_version()

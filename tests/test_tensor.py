@@ -101,6 +101,10 @@ BROADCAST = {
     "div": (lambda m, a, b: a / b, "nonzero"),
     "pow": (lambda m, a, b: a**b, "positive"),
     "where": (lambda m, c, a, b: m.where(c > 0, a, b), "nonzero"),
+    "maximum": (lambda m, a, b: m.maximum(a, b), "real"),
+    "minimum_method": (lambda m, a, b: a.minimum(b), "real"),
+    "max_of_two": (lambda m, a, b: m.max(a, b), "real"),
+    "min_of_two_method": (lambda m, a, b: a.min(b), "real"),
 }
 
 # One input of at least one dim (sides >= 2 so the unbiased variance is defined); the op
@@ -304,6 +308,16 @@ def test_max_without_dim_shares_the_gradient_among_ties_like_torch(torch):
     x.max().backward()
     y.max().backward()
     np.testing.assert_array_equal(x.grad, y.grad.numpy())
+
+
+def test_maximum_and_minimum_split_the_gradient_of_a_tie_like_torch(torch):
+    """Drawn values never tie, so the tie is here: each input gets half, as in PyTorch."""
+    grads = []
+    for lib in (tm, torch):
+        a, b = lib.tensor([1.0, 2.0, 5.0], requires_grad=True), lib.tensor([1.0, 3.0, 4.0], requires_grad=True)
+        (lib.maximum(a, b) * 2 + lib.min(a, b)).sum().backward()
+        grads.append([a.grad.numpy(), b.grad.numpy()])
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 # --------------------------------------------------------------------------- indexing and shapes

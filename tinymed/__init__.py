@@ -74,6 +74,7 @@ bool = bool_
 exp, log, sqrt, abs, clamp, clip = Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.abs, Tensor.clamp, Tensor.clip
 sum, mean, var, max, min, argmax = Tensor.sum, Tensor.mean, Tensor.var, Tensor.max, Tensor.min, Tensor.argmax
 argmin, amax, amin, clone = Tensor.argmin, Tensor.amax, Tensor.amin, Tensor.clone
+maximum, minimum = Tensor.maximum, Tensor.minimum
 add, sub, mul, div = Tensor.add, Tensor.sub, Tensor.mul, Tensor.div
 reshape, flatten, transpose, permute = Tensor.reshape, Tensor.flatten, Tensor.transpose, Tensor.permute
 unsqueeze, squeeze, masked_fill = Tensor.unsqueeze, Tensor.squeeze, Tensor.masked_fill

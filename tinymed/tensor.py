@@ -31,7 +31,7 @@ from tinymed.dtypes import bool_, float32, float64, get_default_dtype, int32, in
 from tinymed.ops import activation
 from tinymed.ops.arguments import dim_to_axis, dims_to_axes, resolve_shape, shape_args
 from tinymed.ops.conversion import Cast, Clone, ToDevice
-from tinymed.ops.elementwise import Abs, Add, Clamp, Div, Exp, Log, Mul, Neg, Pow, Sqrt, Sub
+from tinymed.ops.elementwise import Abs, Add, Clamp, Div, Exp, Log, Maximum, Mul, Neg, Pow, Sqrt, Sub
 from tinymed.ops.matmul import matmul
 from tinymed.ops.operands import binary_operands, broadcast_shape, is_operand, operand, to_array
 from tinymed.ops.reduction import Extreme, Sum, arg_extreme, extreme, norm
@@ -406,13 +406,23 @@ class Tensor(InPlaceMethods, TensorBase):
         """Standard deviation, the square root of :meth:`var`."""
         return self.var(dim, unbiased, keepdim).sqrt()
 
-    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        """The maximum; with ``dim``, the named tuple ``(values, indices)`` as in PyTorch."""
-        return extreme(self, dim, keepdim, "max")
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The maximum; with ``dim``, the named tuple ``(values, indices)``; with a tensor in
+        place of ``dim``, the element-wise :meth:`maximum` (PyTorch's three forms)."""
+        return self.maximum(dim) if isinstance(dim, TensorBase) else extreme(self, dim, keepdim, "max")
 
-    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        """The minimum; with ``dim``, the named tuple ``(values, indices)`` as in PyTorch."""
-        return extreme(self, dim, keepdim, "min")
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The minimum; with ``dim``, the named tuple ``(values, indices)``; with a tensor in
+        place of ``dim``, the element-wise :meth:`minimum` (PyTorch's three forms)."""
+        return self.minimum(dim) if isinstance(dim, TensorBase) else extreme(self, dim, keepdim, "min")
+
+    def maximum(self, other: Tensor) -> Tensor:
+        """max(self, other), element-wise, broadcasting."""
+        return Maximum.apply(*binary_operands("maximum", self, other), kind="max")
+
+    def minimum(self, other: Tensor) -> Tensor:
+        """min(self, other), element-wise, broadcasting."""
+        return Maximum.apply(*binary_operands("minimum", self, other), kind="min")
 
     def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The maximum over ``dim``; ties share the gradient evenly."""

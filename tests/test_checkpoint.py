@@ -63,7 +63,7 @@ def test_optimizer_and_scheduler_resume_exactly(tmp_path):
     sched = optim.OneCycleLR(opt, max_lr=1e-2, total_steps=10)
     for _ in range(2):
         for p in params:
-            p.grad = np.full(p.shape, 0.5, dtype=p.dtype)
+            p.grad = tm.full(p.shape, 0.5, dtype=p.dtype)
         opt.step()
         sched.step()
     save_checkpoint(
@@ -82,7 +82,7 @@ def test_optimizer_and_scheduler_resume_exactly(tmp_path):
     sched2.load_state_dict(loaded["scheduler"])
     for o, s, ps in ((opt, sched, params), (opt2, sched2, list(model2.parameters()))):
         for p in ps:
-            p.grad = np.full(p.shape, -0.25, dtype=p.dtype)
+            p.grad = tm.full(p.shape, -0.25, dtype=p.dtype)
         o.step()
         s.step()
     for a, b in zip(params, model2.parameters()):

@@ -1,6 +1,6 @@
 """tinymed.nn.utils against torch.nn.utils: clipping by norm and by value, and parameters as
-one vector, give PyTorch's numbers. Gradients are made by backward, and read with
-np.asarray, so the tests hold whether ``p.grad`` is an array or a Tensor."""
+one vector, give PyTorch's numbers. Gradients are made by backward (``p.grad`` is a Tensor, read
+with np.asarray)."""
 
 import math
 

@@ -112,13 +112,13 @@ def test_tolerances_decide_how_wrong_is_wrong():
 
 def test_leaves_inputs_and_their_gradients_as_they_were():
     x = float64_input((2, 2))
-    x.grad = np.full((2, 2), 7.0)
+    x.grad = tm.full((2, 2), 7.0, dtype=tm.float64)
     transposed = tm.tensor(np.ones((3, 2)).T, requires_grad=True)  # not C-contiguous
     scalar = tm.tensor(2.0, dtype=tm.float64, requires_grad=True)
-    before = x.numpy().copy(), transposed.data, scalar.data
+    before = x.numpy().copy(), transposed.array, scalar.array
     assert tm.gradcheck(lambda a, b, c: (a * c).sum() + b.exp().sum(), [x, transposed, scalar])
     np.testing.assert_array_equal(x.numpy(), before[0])
-    assert transposed.data is before[1] and scalar.data is before[2] and scalar.shape == ()
+    assert transposed.array is before[1] and scalar.array is before[2] and scalar.shape == ()
     np.testing.assert_array_equal(x.grad, np.full((2, 2), 7.0))
 
 

@@ -371,7 +371,7 @@ def test_init_functions_follow_their_formulas():
     nn.init.constant_(w, 0.25)
     np.testing.assert_array_equal(w.numpy(), 0.25)
 
-    # The DCGAN tutorial initialises through .data, which is the NumPy array in tinymed.
+    # The DCGAN tutorial initialises through .data, a Tensor sharing the parameter's array, as in PyTorch.
     conv = nn.Conv2d(3, 8, 4)
     nn.init.normal_(conv.weight.data, 0.0, 0.02)
     nn.init.constant_(conv.bias.data, 0)
@@ -573,7 +573,7 @@ def test_registration_rules():
 def test_parameter_is_a_tensor_sharing_data():
     data = tm.randn(2, 3)
     p = nn.Parameter(data)
-    assert isinstance(p, tm.Tensor) and p.requires_grad and p.data is data.data
+    assert isinstance(p, tm.Tensor) and p.requires_grad and p.array is data.array
     assert not nn.Parameter(tm.ones(2), requires_grad=False).requires_grad
     assert repr(p).startswith("Parameter containing:\ntensor(")
     assert type(p * 2) is tm.Tensor
@@ -698,8 +698,8 @@ def test_to_backend_moves_parameters_buffers_and_grads_in_place():
     net(x).sum().backward()
     net.to(others[0])
     assert net[0].weight is weight and weight.backend == others[0] and net[1].running_mean.backend == others[0]
-    assert weight.grad is not None
+    assert weight.grad is not None and weight.grad.backend == others[0]
     np.testing.assert_allclose(net(x.to(others[0])).numpy(), expected, rtol=1e-5, atol=1e-6)
     assert all(isinstance(v, np.ndarray) for v in net.state_dict().values())
     net.to("numpy")
-    assert weight.backend == "numpy" and isinstance(weight.grad, np.ndarray)
+    assert weight.backend == "numpy" and weight.grad.backend == "numpy" and isinstance(weight.grad.array, np.ndarray)

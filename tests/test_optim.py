@@ -29,7 +29,7 @@ def run_steps(optimizer, params, lib, steps, first=0):
     for step in range(first, first + steps):
         optimizer.zero_grad()
         for p, g in zip(params, gradients(step)):
-            p.grad = g.copy() if lib is tm else lib.from_numpy(g.copy())
+            p.grad = lib.from_numpy(g.copy())
         optimizer.step()
         history.append([np.array(p.detach().numpy(), copy=True) for p in params])
     return history
@@ -130,7 +130,7 @@ def test_float32_parameters_stay_float32_and_follow_torch(torch):
     opt_t, opt_m = torch.optim.Adam(params_t, lr=0.01), optim.Adam(params_m, lr=0.01)
     for step in range(3):
         for p_t, p_m, g in zip(params_t, params_m, gradients(step, np.float32)):
-            p_t.grad, p_m.grad = torch.from_numpy(g.copy()), g.copy()
+            p_t.grad, p_m.grad = torch.from_numpy(g.copy()), tm.from_numpy(g.copy())
         opt_t.step()
         opt_m.step()
     for p_t, p_m in zip(params_t, params_m):
@@ -141,7 +141,7 @@ def test_float32_parameters_stay_float32_and_follow_torch(torch):
 def test_zero_grad_closure_and_params_without_grad():
     params = make_params(tm)
     opt = optim.SGD(params, lr=0.1)
-    params[0].grad = np.ones(SHAPES[0])
+    params[0].grad = tm.ones(SHAPES[0], dtype=params[0].dtype)
     before = params[1].numpy().copy()
     assert opt.step(closure=lambda: 42.0) == 42.0
     np.testing.assert_array_equal(params[1].numpy(), before)  # no gradient, no update

@@ -68,6 +68,29 @@ UNARY = {
     "x_plus_x": (lambda m, x: x + x, "real"),
     "x_times_x": (lambda m, x: x * x, "real"),
     "chain": (lambda m, x: ((x * 2 + 1).exp() / 3).sum(), "real"),
+    "clone": (lambda m, x: x.clone() * 2, "real"),
+    "clone_function": (lambda m, x: m.clone(x), "real"),
+    "add_alpha": (lambda m, x: x.add(x * x, alpha=2), "real"),
+    "sub_alpha_function": (lambda m, x: m.sub(x, 1.5, alpha=3), "real"),
+    "mul_method": (lambda m, x: x.mul(3), "real"),
+    "div_function": (lambda m, x: m.div(x, 4), "real"),
+    "norm": (lambda m, x: x.norm(), "real"),
+    "norm_3_function": (lambda m, x: m.norm(x, 3), "real"),
+    "norm_1": (lambda m, x: x.norm(1), "nonzero"),
+    "norm_inf": (lambda m, x: x.norm(float("inf")), "nonzero"),
+    "repeat": (lambda m, x: x.repeat(2, *[2] * x.ndim), "real"),
+    # In-place ops on a non-leaf: recorded on the graph, as in PyTorch.
+    "add_": (lambda m, x: (x * 1).add_(x * x, alpha=2), "real"),
+    "sub_": (lambda m, x: (x * 1).sub_(0.5), "real"),
+    "mul_": (lambda m, x: (x * 2).mul_(x), "real"),
+    "div_": (lambda m, x: (x * 2).div_(x.exp()), "real"),
+    "iadd": (lambda m, x: (x * 3).__iadd__(x), "real"),
+    "itruediv": (lambda m, x: (x * 3).__itruediv__(2), "real"),
+    "clamp_": (lambda m, x: (x * 1).clamp_(-0.5, 0.7), "real"),
+    "masked_fill_": (lambda m, x: (x * 1).masked_fill_(x > 0, -2.0), "nonzero"),
+    "copy_": (lambda m, x: (x * 0).copy_(x.exp()) * x, "real"),
+    "fill_": (lambda m, x: (x * 1).fill_(2.0) + x, "real"),
+    "zero_": (lambda m, x: (x * 1).zero_() * x, "real"),
 }
 
 # Two (or three) inputs whose shapes broadcast together.
@@ -78,6 +101,10 @@ BROADCAST = {
     "div": (lambda m, a, b: a / b, "nonzero"),
     "pow": (lambda m, a, b: a**b, "positive"),
     "where": (lambda m, c, a, b: m.where(c > 0, a, b), "nonzero"),
+    "maximum": (lambda m, a, b: m.maximum(a, b), "real"),
+    "minimum_method": (lambda m, a, b: a.minimum(b), "real"),
+    "max_of_two": (lambda m, a, b: m.max(a, b), "real"),
+    "min_of_two_method": (lambda m, a, b: a.min(b), "real"),
 }
 
 # One input of at least one dim (sides >= 2 so the unbiased variance is defined); the op
@@ -94,6 +121,9 @@ REDUCE = {
     "max_function": lambda m, x, d, k: m.max(x, d, keepdim=k).values,
     "amax": lambda m, x, d, k: x.amax(d, keepdim=k),
     "amin": lambda m, x, d, k: x.amin(d, keepdim=k),
+    "norm_dim": lambda m, x, d, k: x.norm(2, d, keepdim=k),
+    "norm_fro_dim": lambda m, x, d, k: x.norm(dim=d, keepdim=k),
+    "norm_1_leading_dims": lambda m, x, d, k: m.norm(x, 1, tuple(range(d % x.ndim + 1)), keepdim=k),
     "sum_leading_dims": lambda m, x, d, k: x.sum(tuple(range(d % x.ndim + 1)), keepdim=k),
     "mean_all_negative_dims": lambda m, x, d, k: x.mean(tuple(range(-x.ndim, 0)), keepdim=k),
     "var_leading_dims": lambda m, x, d, k: x.var(tuple(range(d % x.ndim + 1)), keepdim=k),
@@ -129,6 +159,11 @@ INDEX = {
     "t": (2, lambda m, x: x[0].t() if x.ndim > 2 else x.t()),
     "permute": (2, lambda m, x: x.permute(-1, *range(x.ndim - 1))),
     "view": (2, lambda m, x: x.view(x.shape[0], -1)),
+    "triu": (2, lambda m, x: x.triu()),
+    "tril_below": (2, lambda m, x: x.tril(-1)),
+    "triu_function_above": (2, lambda m, x: m.triu(x, 1)),
+    "tril_function": (2, lambda m, x: m.tril(x)),
+    "repeat_dims": (1, lambda m, x: x.repeat(*[1] * (x.ndim - 1), 3)),
 }
 
 # (shape of a, shape of b) for matmul, with a broadcast batch where PyTorch allows one.
@@ -228,8 +263,8 @@ def test_unbroadcast_sums_over_stretched_and_added_dims():
     a = tm.tensor(np.ones((3, 1)), requires_grad=True)
     b = tm.tensor(np.ones((4, 3, 5)), requires_grad=True)
     (a * b).sum().backward()
-    assert a.grad.shape == (3, 1) and np.all(a.grad == 20)
-    assert b.grad.shape == (4, 3, 5) and np.all(b.grad == 1)
+    assert a.grad.shape == (3, 1) and (a.grad == 20).all()
+    assert b.grad.shape == (4, 3, 5) and (b.grad == 1).all()
 
 
 # --------------------------------------------------------------------------- reductions and dims
@@ -273,6 +308,16 @@ def test_max_without_dim_shares_the_gradient_among_ties_like_torch(torch):
     x.max().backward()
     y.max().backward()
     np.testing.assert_array_equal(x.grad, y.grad.numpy())
+
+
+def test_maximum_and_minimum_split_the_gradient_of_a_tie_like_torch(torch):
+    """Drawn values never tie, so the tie is here: each input gets half, as in PyTorch."""
+    grads = []
+    for lib in (tm, torch):
+        a, b = lib.tensor([1.0, 2.0, 5.0], requires_grad=True), lib.tensor([1.0, 3.0, 4.0], requires_grad=True)
+        (lib.maximum(a, b) * 2 + lib.min(a, b)).sum().backward()
+        grads.append([a.grad.numpy(), b.grad.numpy()])
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 # --------------------------------------------------------------------------- indexing and shapes
@@ -366,6 +411,15 @@ def test_tensor_infers_dtypes_as_pytorch(torch):
         assert tm.tensor(data).dtype == to_numpy_dtype(torch.tensor(data).dtype), data
     assert tm.tensor([1, 2], dtype=tm.float64).dtype == tm.float64
     assert tm.tensor(np.zeros(2), dtype=np.float32).dtype == tm.float32
+
+
+def test_a_requested_dtype_converts_from_the_values_as_given(torch):
+    """tm.tensor(0.8, dtype=tm.float64) is float64's 0.8, not float32's 0.8 widened (issue 10)."""
+    for data in (0.8, [0.1], [[0.1, 1 / 3]], 2**40 + 1):
+        ours, theirs = tm.tensor(data, dtype=tm.float64), torch.tensor(data, dtype=torch.float64)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert tm.tensor([0.1], dtype=tm.float64).item() == 0.1 and tm.tensor(0.8, dtype=tm.float64).item() == 0.8
+    assert tm.tensor(0.8).item() == np.float32(0.8) and tm.tensor(3, dtype=tm.float32).dtype == tm.float32
 
 
 def test_binary_ops_promote_dtypes_as_pytorch(torch):
@@ -480,7 +534,7 @@ def test_no_grad_records_nothing():
 def test_detach_shares_data_but_stops_gradients():
     x = tm.tensor([1.0, 2.0], requires_grad=True)
     d = x.detach()
-    assert not d.requires_grad and d.data is x.data
+    assert not d.requires_grad and d.array is x.array
     (x * d).sum().backward()
     np.testing.assert_array_equal(x.grad, [1.0, 2.0])  # d counted as a constant
 
@@ -501,7 +555,7 @@ def test_gradients_accumulate_over_backward_calls():
     (x * x).sum().backward()
     np.testing.assert_array_equal(x.grad, [4.0, -8.0])
     y = (x * 3).sum()
-    y.backward()
+    y.backward(retain_graph=True)
     y.backward()  # the same graph, walked again
     np.testing.assert_array_equal(x.grad, [10.0, -2.0])
     x.grad = None
@@ -509,13 +563,13 @@ def test_gradients_accumulate_over_backward_calls():
     np.testing.assert_array_equal(x.grad, [2.0, 2.0])
 
 
-def test_zero_dim_results_and_gradients_are_arrays():
+def test_zero_dim_results_hold_arrays_and_gradients_are_tensors():
     x = tm.tensor(3.0, requires_grad=True)
     y = x * x
+    y.backward(retain_graph=True)
     y.backward()
-    y.backward()
-    assert isinstance(y.data, np.ndarray) and isinstance(x.grad, np.ndarray)
-    assert x.grad.shape == () and x.grad == 12.0
+    assert isinstance(y.array, np.ndarray) and isinstance(x.grad, tm.Tensor) and isinstance(x.grad.array, np.ndarray)
+    assert x.grad.shape == () and x.grad.item() == 12.0
 
 
 def test_diamond_graph():
@@ -676,16 +730,16 @@ def test_integer_tensors_cannot_require_grad():
         x.requires_grad_()
 
 
-def test_backward_errors():
-    x = tm.ones(2, 2, requires_grad=True)
-    with pytest.raises(
-        ValueError, match=r"backward: gradient can be omitted only for a one-element tensor, got shape \(2, 2\)"
-    ):
-        (x * 2).backward()
-    with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match tensor shape \(2, 2\)"):
-        (x * 2).backward(tm.ones(3))
-    with pytest.raises(RuntimeError, match="does not require grad"):
-        tm.ones(1).backward()
+def test_backward_errors_as_pytorch_raises_them(torch):
+    """Each error is PyTorch's exception type with PyTorch's key phrase."""
+    for lib in (tm, torch):
+        x = lib.ones(2, 2, requires_grad=True)
+        with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+            (x * 2).backward()
+        with pytest.raises(RuntimeError, match="Mismatch in shape"):
+            (x * 2).backward(lib.ones(3))
+        with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad"):
+            lib.ones(1).backward()
 
 
 def test_a_function_returning_a_wrongly_shaped_gradient_is_caught():

@@ -196,26 +196,28 @@ def test_tensor_dataset_and_subset():
 
 
 def test_random_sampler_is_a_permutation_reproducible_from_the_seed():
-    sampler = RandomSampler(range(7), generator=np.random.default_rng(3))
+    sampler = RandomSampler(range(7), generator=tm.Generator().manual_seed(3))
     first, second = list(sampler), list(sampler)
     assert sorted(first) == sorted(second) == list(range(7)) and first != second
-    assert list(RandomSampler(range(7), generator=np.random.default_rng(3))) == first
+    assert list(RandomSampler(range(7), generator=tm.Generator().manual_seed(3))) == first
     tm.manual_seed(5)
     global_order = list(RandomSampler(range(7)))
     tm.manual_seed(5)
     assert list(RandomSampler(range(7))) == global_order
-    longer = list(RandomSampler(range(4), num_samples=10, generator=np.random.default_rng(0)))
+    longer = list(RandomSampler(range(4), num_samples=10, generator=tm.Generator().manual_seed(0)))
     assert len(longer) == 10 and sorted(longer[:4]) == sorted(longer[4:8]) == [0, 1, 2, 3]
-    drawn = list(RandomSampler(range(3), replacement=True, num_samples=50, generator=np.random.default_rng(0)))
+    drawn = list(RandomSampler(range(3), replacement=True, num_samples=50, generator=tm.Generator().manual_seed(0)))
     assert len(drawn) == 50 and set(drawn) == {0, 1, 2}
     with pytest.raises(ValueError, match="num_samples should be a positive integer"):
         RandomSampler(range(3), num_samples=0)
-    with pytest.raises(TypeError, match="generator must be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="RandomSampler: generator must be a tinymed.Generator or None, got int"):
         list(RandomSampler(range(3), generator=42))
+    with pytest.raises(TypeError, match="generator must be a tinymed.Generator or None, got Generator"):
+        list(RandomSampler(range(3), generator=np.random.default_rng(0)))
 
 
 def test_shuffled_loader_visits_every_sample_once_per_epoch():
-    loader = DataLoader(Squares(10), batch_size=3, shuffle=True, generator=np.random.default_rng(0))
+    loader = DataLoader(Squares(10), batch_size=3, shuffle=True, generator=tm.Generator().manual_seed(0))
     epochs = [[int(i) for batch in loader for i in batch[0][:, 0].tolist()] for _ in range(2)]
     assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(10)) and epochs[0] != epochs[1]
 
@@ -235,7 +237,7 @@ def test_samplers_and_batch_sampler_match_torch(torch):
 
 @pytest.mark.parametrize("lengths", [[3, 7], [0.3, 0.3, 0.4], [0.5, 0.5], [0.26, 0.74], [10, 0]])
 def test_random_split_lengths_match_torch(torch, lengths):
-    ours = random_split(range(10), lengths, generator=np.random.default_rng(0))
+    ours = random_split(range(10), lengths, generator=tm.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = torch.utils.data.random_split(range(10), lengths, generator=torch.Generator().manual_seed(0))
@@ -244,8 +246,8 @@ def test_random_split_lengths_match_torch(torch, lengths):
 
 
 def test_random_split_is_reproducible_and_refuses_bad_lengths():
-    first = random_split(range(10), [0.5, 0.5], generator=np.random.default_rng(1))
-    again = random_split(range(10), [0.5, 0.5], generator=np.random.default_rng(1))
+    first = random_split(range(10), [0.5, 0.5], generator=tm.Generator().manual_seed(1))
+    again = random_split(range(10), [0.5, 0.5], generator=tm.Generator().manual_seed(1))
     assert [list(s) for s in first] == [list(s) for s in again]
     with pytest.raises(ValueError, match="summing to the dataset's length 10"):
         random_split(range(10), [3, 3])

@@ -103,35 +103,57 @@ def eye(
 
 
 def randn(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
+    *size: Any,
+    generator: random.Generator | None = None,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: Any = None,
 ) -> Tensor:
-    """Samples from N(0, 1)."""
+    """Samples from N(0, 1), drawn from ``generator`` (the global one when None)."""
     dtype = _float_dtype("randn", dtype)
-    return _make(random.generator().standard_normal(shape_args(size)), dtype, requires_grad, backend, device)
+    draw = random.generator(generator, "randn").standard_normal(shape_args(size))
+    return _make(draw, dtype, requires_grad, backend, device)
 
 
 def rand(
-    *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
+    *size: Any,
+    generator: random.Generator | None = None,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    backend: str = "numpy",
+    device: Any = None,
 ) -> Tensor:
-    """Samples from U[0, 1)."""
+    """Samples from U[0, 1), drawn from ``generator`` (the global one when None)."""
     dtype = _float_dtype("rand", dtype)
-    return _make(random.generator().random(shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(random.generator(generator, "rand").random(shape_args(size)), dtype, requires_grad, backend, device)
 
 
 def randint(
-    low: int, high: int, size: Any = None, dtype: Any = np.int64, backend: str = "numpy", device: Any = None
+    low: int,
+    high: int,
+    size: Any = None,
+    *,
+    generator: random.Generator | None = None,
+    dtype: Any = np.int64,
+    backend: str = "numpy",
+    device: Any = None,
 ) -> Tensor:
-    """Integers drawn uniformly from [low, high); ``randint(high, size)`` means low = 0."""
+    """Integers drawn uniformly from [low, high) by ``generator`` (the global one when None);
+    ``randint(high, size)`` means low = 0."""
     if size is None:
         low, high, size = 0, low, high
     if high <= low:
         raise ValueError(f"randint: high ({high}) must exceed low ({low})")
-    return _make(random.generator().integers(low, high, shape_args((size,))), dtype, False, backend, device)
+    draw = random.generator(generator, "randint").integers(low, high, shape_args((size,)))
+    return _make(draw, dtype, False, backend, device)
 
 
-def randperm(n: int, backend: str = "numpy", device: Any = None) -> Tensor:
-    """A random permutation of 0..n-1."""
-    return _make(random.generator().permutation(n), np.int64, False, backend, device)
+def randperm(
+    n: int, *, generator: random.Generator | None = None, backend: str = "numpy", device: Any = None
+) -> Tensor:
+    """A random permutation of 0..n-1, drawn from ``generator`` (the global one when None)."""
+    return _make(random.generator(generator, "randperm").permutation(n), np.int64, False, backend, device)
 
 
 def _like(fill: Any, input: Tensor, dtype: Any, requires_grad: bool, device: Any) -> Tensor:

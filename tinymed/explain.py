@@ -86,11 +86,6 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
         model.zero_grad()
 
 
-def _as_numpy(t: Tensor, array: Any) -> np.ndarray:
-    """One of t's arrays (its data or its grad) on the host."""
-    return t.device.backend.to_numpy(array)
-
-
 def _backward_class_score(logits: Tensor, target: int | np.ndarray | None) -> np.ndarray:
     """Backpropagate the sum over the batch of each image's score ``logits[n, target[n]]``
     (the predicted class when target is None); returns the targets."""
@@ -139,8 +134,8 @@ def gradcam(
     module = find_layer(model, layer)
     with _evaluating(model), capture(module) as record:
         _backward_class_score(model(x), target)
-        activations = _as_numpy(record.output, record.output.data)
-        gradients = _as_numpy(record.output, record.output.grad)
+        activations = record.output.numpy()
+        gradients = record.output.grad.numpy()
     if activations.ndim != 4:
         raise ModelError(
             f"gradcam: layer {layer!r} outputs shape {activations.shape}; Grad-CAM needs a "
@@ -156,7 +151,7 @@ def saliency(model: nn.Module, x: Tensor, target: int | np.ndarray | None = None
     x = x.detach().requires_grad_()
     with _evaluating(model):
         _backward_class_score(model(x), target)
-        gradient = _as_numpy(x, x.grad)
+        gradient = x.grad.numpy()
     return _unit_scale(np.abs(gradient).max(axis=1))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tinymed import autograd
 from tinymed.autograd import enable_grad, no_grad
 from tinymed.dtypes import float64
 from tinymed.tensor import Tensor
@@ -32,11 +33,11 @@ def _outputs(result: Any) -> tuple[Tensor, ...]:
 def _central_differences(t: Tensor, objective: Callable[[], float], eps: float) -> np.ndarray:
     """d objective / d t, element by element: (L(t + eps e_k) - L(t - eps e_k)) / (2 eps).
 
-    The perturbations go into a contiguous copy of ``t.data`` (so a flat view writes
+    The perturbations go into a contiguous copy of ``t.array`` (so a flat view writes
     through, even for a 0-d or transposed tensor); the caller's array is put back after."""
-    original_data = t.data
-    t.data = original_data.copy()
-    flat = t.data.reshape(-1)
+    original_data = t.array
+    t.array = original_data.copy()
+    flat = t.array.reshape(-1)
     numeric = np.empty(flat.size)
     try:
         for k in range(flat.size):
@@ -48,7 +49,7 @@ def _central_differences(t: Tensor, objective: Callable[[], float], eps: float) 
             flat[k] = value
             numeric[k] = (plus - minus) / (2 * eps)
     finally:
-        t.data = original_data
+        t.array = original_data
     return numeric.reshape(t.shape)
 
 
@@ -84,14 +85,10 @@ def gradcheck(
             raise ValueError("gradcheck: fn returned no floating-point tensor")
         projections = [Tensor.wrap(o.device.backend.asarray(rng.standard_normal(o.shape)), o.device) for o in outputs]
         projected = sum((o * v).sum() for o, v in zip(outputs, projections))
-    saved_grads = [t.grad for _, t in checked]
-    for _, t in checked:
-        t.grad = None
+    grads = [None] * len(checked)
     if projected.requires_grad:  # else no output depends on the inputs: every gradient is 0
-        projected.backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t.device.backend.to_numpy(t.grad) for _, t in checked]
-    for (_, t), grad in zip(checked, saved_grads):
-        t.grad = grad
+        grads = autograd.grad(projected, [t for _, t in checked], allow_unused=True)
+    analytic = [np.zeros(t.shape) if g is None else g.numpy() for (_, t), g in zip(checked, grads)]
 
     def objective() -> float:
         with no_grad():

@@ -1,10 +1,12 @@
 """Tensor: an n-dimensional array that remembers how it was computed.
 
-A :class:`Tensor` wraps an array (``.data``) on a :class:`~tinymed.device` (NumPy on the cpu;
-CuPy, or Numba's arrays, on a GPU). The autograd engine's half of it (``grad``, ``grad_fn``,
-``backward``) is :class:`tinymed.autograd.TensorBase`; this module adds what a user calls:
-arithmetic operators, reductions, shape methods, conversions, and the functions that build a
-tensor from data (:func:`tensor`, :func:`from_numpy`).
+A :class:`Tensor` wraps an array (``.array``; ``.data`` is, as in PyTorch, a Tensor sharing it) on a
+:class:`~tinymed.device` (NumPy on the cpu; CuPy, or Numba's arrays, on a GPU). The autograd
+engine's half of it (``grad``, ``grad_fn``, the version counter) is
+:class:`tinymed.autograd.TensorBase`, and its in-place methods (``add_``, ``copy_``, ``x[i] = v``,
+...) are :class:`tinymed.tensor_in_place.InPlaceMethods`; this module adds what a user calls:
+arithmetic operators, reductions, shape methods, conversions, ``backward``, and the functions
+that build a tensor from data (:func:`tensor`, :func:`from_numpy`).
 
 Each method is a thin front: it checks and normalises its arguments, then applies the
 Function of one op module, where forward and backward are written side by side
@@ -21,25 +23,27 @@ from typing import Any
 
 import numpy as np
 
-from tinymed.autograd import TensorBase, is_grad_enabled, same_device
+from tinymed import autograd
+from tinymed.autograd import TensorBase, same_device
 from tinymed.device import device as Device
 from tinymed.device import parse_to
-from tinymed.dtypes import bool_, float32, float64, int32, int64, is_floating
+from tinymed.dtypes import bool_, float32, float64, get_default_dtype, int32, int64, is_floating
 from tinymed.ops import activation
 from tinymed.ops.arguments import dim_to_axis, dims_to_axes, resolve_shape, shape_args
-from tinymed.ops.conversion import Cast, ToDevice
-from tinymed.ops.elementwise import Abs, Add, Clamp, Div, Exp, Log, Mul, Neg, Pow, Sqrt, Sub
+from tinymed.ops.conversion import Cast, Clone, ToDevice
+from tinymed.ops.elementwise import Abs, Add, Clamp, Div, Exp, Log, Maximum, Mul, Neg, Pow, Sqrt, Sub
 from tinymed.ops.matmul import matmul
 from tinymed.ops.operands import binary_operands, broadcast_shape, is_operand, operand, to_array
-from tinymed.ops.reduction import Extreme, Sum, arg_extreme, extreme
-from tinymed.ops.shape import Expand, GetItem, Permute, Reshape, Where, index_arrays
+from tinymed.ops.reduction import Extreme, Sum, arg_extreme, extreme, norm
+from tinymed.ops.shape import Expand, GetItem, Permute, Reshape, Where, index_arrays, repeat, tril, triu
+from tinymed.tensor_in_place import InPlaceMethods
 
 
-class Tensor(TensorBase):
+class Tensor(InPlaceMethods, TensorBase):
     """An n-dimensional array that remembers how it was computed.
 
-    Create tensors with :func:`tinymed.tensor` (or ``zeros``, ``randn``, ...). ``data`` is the
-    array, ``grad`` the accumulated gradient (an array on the same device, or ``None``).
+    Create tensors with :func:`tinymed.tensor` (or ``zeros``, ``randn``, ...). ``array`` is the
+    array, ``grad`` the accumulated gradient (a Tensor on the same device, or ``None``).
     ``Tensor(data, requires_grad, dtype, device)`` converts ``data`` as :func:`tensor` does,
     without copying an array that needs no conversion.
     """
@@ -73,7 +77,7 @@ class Tensor(TensorBase):
 
     def numel(self) -> int:
         """The number of elements."""
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -93,7 +97,7 @@ class Tensor(TensorBase):
     # ---- leaving the graph / the device
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied to the host when it lives on a GPU)."""
-        return self.device.backend.to_numpy(self.data)
+        return self.device.backend.to_numpy(self.array)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         # Lets np.asarray(t), matplotlib and tm.tensor([t0, t1]) read a tensor's values.
@@ -102,7 +106,7 @@ class Tensor(TensorBase):
 
     def item(self) -> Any:
         """The value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item: only a one-element tensor converts to a Python number, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
@@ -111,8 +115,21 @@ class Tensor(TensorBase):
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph."""
-        return Tensor.wrap(self.data, self.device)
+        """The same array, cut from the graph; it shares the version counter, so a backward still
+        notices a write through it (PyTorch's ``detach``)."""
+        detached = Tensor.wrap(self.array, self.device)
+        detached._version_counter = self._version_counter
+        return detached
+
+    def clone(self) -> Tensor:
+        """A copy in new memory; the gradient flows back to this tensor."""
+        return Clone.apply(self)
+
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see :func:`tinymed.autograd.backward`,
+        which walks the graph). ``gradient`` is d(loss)/d(self), omitted for a one-element tensor;
+        ``retain_graph=True`` keeps the saved arrays for another backward through the same graph."""
+        autograd.backward(self, gradient, retain_graph, create_graph)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place; returns the tensor."""
@@ -165,25 +182,6 @@ class Tensor(TensorBase):
         """Cast to bool."""
         return self.type(bool_)
 
-    # ---- in-place writes (weight initialisation, optimisers): they bypass autograd
-    def zero_(self) -> Tensor:
-        """Fill with zeros in place."""
-        self.data[...] = 0
-        return self
-
-    def fill_(self, value: float) -> Tensor:
-        """Fill with ``value`` in place."""
-        self.data[...] = value
-        return self
-
-    def copy_(self, src: Any) -> Tensor:
-        """Copy ``src`` (broadcast to this tensor's shape) into this tensor in place."""
-        array = src.numpy() if isinstance(src, Tensor) else np.asarray(src)
-        if broadcast_shape("copy_", self, array, names=("destination", "source")) != self.shape:
-            raise ValueError(f"copy_: source shape {array.shape} does not fit destination {self.shape}")
-        self.data[...] = self.device.backend.asarray(array.astype(self.dtype, copy=False))
-        return self
-
     # ---- arithmetic (operators broadcast like NumPy/PyTorch, and promote dtypes like PyTorch)
     def __add__(self, other: Any) -> Tensor:
         return Add.apply(*binary_operands("add", self, other))
@@ -224,12 +222,28 @@ class Tensor(TensorBase):
     def __neg__(self) -> Tensor:
         return Neg.apply(self)
 
+    def add(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """self + alpha * other."""
+        return self + (other if alpha == 1 else operand(other, self, "add") * alpha)
+
+    def sub(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """self - alpha * other."""
+        return self - (other if alpha == 1 else operand(other, self, "sub") * alpha)
+
+    def mul(self, other: Any) -> Tensor:
+        """self * other."""
+        return self * other
+
+    def div(self, other: Any) -> Tensor:
+        """self / other (true division)."""
+        return self / other
+
     # Comparisons and logical operators give tensors that carry no gradient.
     def _no_grad_op(self, op: str, other: Any, fn: Callable) -> Tensor:
         a, b = self, operand(other, self, op)
         same_device(op, (a, b))
         broadcast_shape(op, a, b)
-        return Tensor.wrap(self.device.backend.xp.asarray(fn(a.data, b.data)), self.device)
+        return Tensor.wrap(self.device.backend.xp.asarray(fn(a.array, b.array)), self.device)
 
     def __lt__(self, other: Any) -> Tensor:
         return self._no_grad_op("lt", other, lambda a, b: a < b)
@@ -271,10 +285,10 @@ class Tensor(TensorBase):
     def __invert__(self) -> Tensor:
         if is_floating(self.dtype):
             raise TypeError(f"invert: ~ needs a bool or integer tensor, got dtype {self.dtype}")
-        return Tensor.wrap(self.device.backend.xp.asarray(~self.data), self.device)
+        return Tensor.wrap(self.device.backend.xp.asarray(~self.array), self.device)
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(
                 f"bool: the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()"
             )
@@ -293,25 +307,17 @@ class Tensor(TensorBase):
 
     def any(self) -> Tensor:
         """Whether any element is non-zero (a bool tensor)."""
-        return Tensor.wrap(self.device.backend.xp.asarray(self.data.any()), self.device)
+        return Tensor.wrap(self.device.backend.xp.asarray(self.array.any()), self.device)
 
     def all(self) -> Tensor:
         """Whether every element is non-zero (a bool tensor)."""
-        return Tensor.wrap(self.device.backend.xp.asarray(self.data.all()), self.device)
+        return Tensor.wrap(self.device.backend.xp.asarray(self.array.all()), self.device)
 
     def __getitem__(self, index: Any) -> Tensor:
         try:
             return GetItem.apply(self, index=index_arrays(index, self))
         except IndexError as error:
             raise IndexError(f"getitem: cannot index a tensor of shape {self.shape} with {index!r}: {error}") from None
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if self.requires_grad and is_grad_enabled():
-            raise RuntimeError(
-                "setitem: in-place assignment to a tensor that requires grad; use tm.where or wrap it in tm.no_grad()"
-            )
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[index_arrays(index, self)] = value
 
     # ---- element-wise functions
     def neg(self) -> Tensor:
@@ -378,8 +384,8 @@ class Tensor(TensorBase):
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The mean over ``dim`` (one dim, several, or all when None)."""
         axes = dims_to_axes(dim, self.ndim, "mean")
-        count = math.prod(self.shape[a] for a in axes)
-        return self.sum(axes, keepdim) / count
+        source = self if is_floating(self.dtype) else self.type(get_default_dtype())
+        return Sum.apply(source, axis=axes, keepdims=keepdim, divisor=math.prod(self.shape[a] for a in axes))
 
     def var(
         self,
@@ -400,13 +406,23 @@ class Tensor(TensorBase):
         """Standard deviation, the square root of :meth:`var`."""
         return self.var(dim, unbiased, keepdim).sqrt()
 
-    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        """The maximum; with ``dim``, the named tuple ``(values, indices)`` as in PyTorch."""
-        return extreme(self, dim, keepdim, "max")
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The maximum; with ``dim``, the named tuple ``(values, indices)``; with a tensor in
+        place of ``dim``, the element-wise :meth:`maximum` (PyTorch's three forms)."""
+        return self.maximum(dim) if isinstance(dim, TensorBase) else extreme(self, dim, keepdim, "max")
 
-    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
-        """The minimum; with ``dim``, the named tuple ``(values, indices)`` as in PyTorch."""
-        return extreme(self, dim, keepdim, "min")
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The minimum; with ``dim``, the named tuple ``(values, indices)``; with a tensor in
+        place of ``dim``, the element-wise :meth:`minimum` (PyTorch's three forms)."""
+        return self.minimum(dim) if isinstance(dim, TensorBase) else extreme(self, dim, keepdim, "min")
+
+    def maximum(self, other: Tensor) -> Tensor:
+        """max(self, other), element-wise, broadcasting."""
+        return Maximum.apply(*binary_operands("maximum", self, other), kind="max")
+
+    def minimum(self, other: Tensor) -> Tensor:
+        """min(self, other), element-wise, broadcasting."""
+        return Maximum.apply(*binary_operands("minimum", self, other), kind="min")
 
     def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The maximum over ``dim``; ties share the gradient evenly."""
@@ -415,6 +431,12 @@ class Tensor(TensorBase):
     def amin(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """The minimum over ``dim``; ties share the gradient evenly."""
         return Extreme.apply(self, axis=dims_to_axes(dim, self.ndim, "amin"), keepdims=keepdim, kind="min")
+
+    def norm(
+        self, p: float | str = "fro", dim: int | Sequence[int] | None = None, keepdim: bool = False, dtype: Any = None
+    ) -> Tensor:
+        """The p-norm over ``dim`` (see :func:`tinymed.ops.reduction.norm`)."""
+        return norm(self, p, dim, keepdim, dtype)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """The index of the maximum along ``dim`` (of the flattened tensor when None)."""
@@ -492,6 +514,18 @@ class Tensor(TensorBase):
         except ValueError:
             raise ValueError(f"expand: cannot expand shape {self.shape} to {sizes}") from None
         return Expand.apply(self, shape=full)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Tiled ``sizes[i]`` times along dim i (see :func:`tinymed.ops.shape.repeat`)."""
+        return repeat(self, *sizes)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """The upper triangle of the last two dims, zero below ``diagonal``."""
+        return triu(self, diagonal)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two dims, zero above ``diagonal``."""
+        return tril(self, diagonal)
 
     def expand_as(self, other: Tensor) -> Tensor:
         """Broadcast to ``other``'s shape."""

@@ -442,15 +442,16 @@ print("L =", tL.item(), " dL/dw =", float(tw.grad), " dL/db =", float(tb.grad), 
 assert all(math.isclose(float(t.grad), v.grad) for t, v in [(tw, vw), (tb, vb), (tx, vx)])
 
 # %% [markdown]
-# Where it lives: the file below holds `Tensor` and its `backward`. Open it and find the loop
-# of section 5: reverse topological order, each Function's backward, gradients added up.
+# Where it lives: `Tensor.backward` hands the work to the engine's `backward`, in the file
+# below. Open it and find the loop of section 5: reverse topological order, each Function's
+# backward, gradients added up.
 
 # %%
-engine_file = Path(inspect.getsourcefile(tm.Tensor.backward))
+engine_file = Path(inspect.getsourcefile(tm.autograd.backward))
 package_root = Path(tm.__file__).parent.parent
-lines, first = inspect.getsourcelines(tm.Tensor.backward)
-print(f"{engine_file.relative_to(package_root)}, line {first}: Tensor.backward ({len(lines)} lines)")
-print(inspect.getdoc(tm.Tensor.backward))
+lines, first = inspect.getsourcelines(tm.autograd.backward)
+print(f"{engine_file.relative_to(package_root)}, line {first}: autograd.backward ({len(lines)} lines)")
+print(inspect.getdoc(tm.autograd.backward))
 
 # %% [markdown]
 # tinymed recorded the graph too. We walk it from `tL.grad_fn` through each Function's
@@ -547,7 +548,8 @@ else:
 #   returns whatever the local derivative's code says; tinymed, like PyTorch, says 0.
 # - **Accumulation.** Our engine restarts from zero at every backward. tinymed and PyTorch add
 #   into `.grad` instead, so that gradients of several losses can be summed; that is why
-#   training loops call `optimizer.zero_grad()`. Both shown below.
+#   training loops call `optimizer.zero_grad()`. Both shown below. (A backward frees the
+#   values the graph saved, so walking the same graph twice needs `retain_graph=True` first.)
 
 # %%
 deep = Value(1.0)
@@ -563,7 +565,7 @@ start_value = tm.tensor(1.0, dtype=tm.float64, requires_grad=True)
 result = start_value
 for _ in range(5_000):
     result = result * 1.0
-result.backward()
+result.backward(retain_graph=True)
 print("tinymed, same chain: d/dx =", float(start_value.grad))
 result.backward()
 print("tinymed, backward a second time: .grad =", float(start_value.grad), "(added up, not replaced)")

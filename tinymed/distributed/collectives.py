@@ -27,6 +27,7 @@ from enum import Enum
 
 import numpy as np
 
+from tinymed.autograd import no_grad
 from tinymed.distributed.errors import DistError
 from tinymed.distributed.process_group import ProcessGroup, default_group
 from tinymed.tensor import Tensor
@@ -112,8 +113,12 @@ def _host_buffer(op: str, tensor: Tensor) -> np.ndarray:
 
 
 def _store(tensor: Tensor, buffer: np.ndarray) -> None:
-    """Put the received elements into ``tensor`` unless MPI wrote them there already."""
-    if buffer is not tensor.data:
+    """Put the received elements into ``tensor`` unless MPI wrote them there already, and count
+    the write on its version. Collectives write outside autograd, as an optimiser does."""
+    if buffer is tensor.array:
+        tensor.increment_version()
+        return
+    with no_grad():
         tensor.copy_(buffer)
 
 
@@ -168,7 +173,7 @@ def all_gather(tensor_list: Sequence[Tensor], tensor: Tensor) -> None:
     gathered = np.empty((group.size, *buffer.shape), dtype=buffer.dtype)
     group.run(lambda: group.comm.Iallgather(buffer, gathered), name, _describe(signature))
     for out, part in zip(tensor_list, gathered):
-        out.copy_(part)
+        _store(out, part)
 
 
 def barrier() -> None:

@@ -1,10 +1,9 @@
 """Weight initialisation (mirrors ``torch.nn.init``).
 
-Each function fills a tensor in place with numbers drawn from tinymed's one generator
-(:func:`tinymed.random.generator`), so ``tm.manual_seed`` makes a model's initial weights
-reproducible. A function also accepts a NumPy array, which is what ``.data`` is in tinymed:
-PyTorch code such as ``nn.init.normal_(m.weight.data, 0.0, 0.02)`` therefore ports
-unchanged.
+Each function fills a tensor in place, outside autograd (as PyTorch's do, under ``no_grad``),
+with numbers drawn from ``generator=`` or tinymed's global generator (:mod:`tinymed.random`), so
+``tm.manual_seed`` makes a model's initial weights reproducible. PyTorch code such as
+``nn.init.normal_(m.weight.data, 0.0, 0.02)`` ports unchanged; a NumPy array is filled too.
 
 Why the scales: a layer computes ``y = sum_i w_i x_i`` over ``fan_in`` inputs, so with
 independent zero-mean weights ``Var(y) = fan_in * Var(w) * E[x^2]``. Keeping the signal's
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinymed import random
+from tinymed.autograd import no_grad
 from tinymed.tensor import Tensor
 
 
@@ -34,14 +34,11 @@ def _shape(tensor: Any) -> tuple[int, ...]:
 def _write(tensor: Any, values: np.ndarray) -> Any:
     """Copy host ``values`` into ``tensor`` in place (a Tensor of any backend, or an array)."""
     if isinstance(tensor, Tensor):
-        tensor.copy_(values)
+        with no_grad():
+            tensor.copy_(values)
     else:
         tensor[...] = values
     return tensor
-
-
-def _generator(generator: np.random.Generator | None) -> np.random.Generator:
-    return random.generator() if generator is None else generator
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -96,14 +93,14 @@ def _calculate_correct_fan(tensor: Any, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor: Any, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None) -> Any:
+def uniform_(tensor: Any, a: float = 0.0, b: float = 1.0, generator: random.Generator | None = None) -> Any:
     """Fill with samples of U(a, b)."""
-    return _write(tensor, _generator(generator).uniform(a, b, _shape(tensor)))
+    return _write(tensor, random.generator(generator, "nn.init").uniform(a, b, _shape(tensor)))
 
 
-def normal_(tensor: Any, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None) -> Any:
+def normal_(tensor: Any, mean: float = 0.0, std: float = 1.0, generator: random.Generator | None = None) -> Any:
     """Fill with samples of N(mean, std^2)."""
-    return _write(tensor, _generator(generator).normal(mean, std, _shape(tensor)))
+    return _write(tensor, random.generator(generator, "nn.init").normal(mean, std, _shape(tensor)))
 
 
 def constant_(tensor: Any, val: float) -> Any:
@@ -121,7 +118,7 @@ def zeros_(tensor: Any) -> Any:
     return constant_(tensor, 0.0)
 
 
-def xavier_uniform_(tensor: Any, gain: float = 1.0, generator: np.random.Generator | None = None) -> Any:
+def xavier_uniform_(tensor: Any, gain: float = 1.0, generator: random.Generator | None = None) -> Any:
     """Glorot uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -129,7 +126,7 @@ def xavier_uniform_(tensor: Any, gain: float = 1.0, generator: np.random.Generat
     return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor: Any, gain: float = 1.0, generator: np.random.Generator | None = None) -> Any:
+def xavier_normal_(tensor: Any, gain: float = 1.0, generator: random.Generator | None = None) -> Any:
     """Glorot normal: N(0, std^2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -141,7 +138,7 @@ def kaiming_uniform_(
     a: float = 0,
     mode: str = "fan_in",
     nonlinearity: str = "leaky_relu",
-    generator: np.random.Generator | None = None,
+    generator: random.Generator | None = None,
 ) -> Any:
     """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``, ``gain = calculate_gain(nonlinearity, a)``."""
     fan = _calculate_correct_fan(tensor, mode)
@@ -155,7 +152,7 @@ def kaiming_normal_(
     a: float = 0,
     mode: str = "fan_in",
     nonlinearity: str = "leaky_relu",
-    generator: np.random.Generator | None = None,
+    generator: random.Generator | None = None,
 ) -> Any:
     """He normal: N(0, std^2) with ``std = gain / sqrt(fan)``."""
     fan = _calculate_correct_fan(tensor, mode)

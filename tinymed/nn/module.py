@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tinymed.autograd import no_grad
 from tinymed.device import parse_to
 from tinymed.nn.parameter import Parameter
 from tinymed.tensor import Tensor
@@ -319,7 +320,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
-                param.grad[...] = 0
+                param.grad.zero_()
 
     # ------------------------------------------------------------------ moving and casting
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
@@ -398,8 +399,9 @@ class Module:
                 )
         if errors:
             raise ValueError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t" + "\n\t".join(errors))
-        for key, array in arrays.items():
-            own[key].copy_(array)
+        with no_grad():  # loading is not a step of the model's computation
+            for key, array in arrays.items():
+                own[key].copy_(array)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing
@@ -433,9 +435,10 @@ def _host_array(value: Any) -> np.ndarray:
 
 
 def _replace_in_place(tensor: Tensor, fn: Callable[[Tensor], Tensor]) -> None:
-    """Give ``tensor`` the data of ``fn(tensor)`` (and its gradient the same treatment),
+    """Give ``tensor`` the array of ``fn(tensor)`` (and its gradient the same treatment),
     keeping the object: optimisers and other modules hold references to it."""
     moved = fn(tensor.detach())
-    if tensor.grad is not None:
-        tensor.grad = fn(Tensor.wrap(tensor.grad, tensor.device)).data
+    grad = None if tensor.grad is None else fn(tensor.grad)
+    tensor.grad = None  # the new gradient may have another dtype or device than the old tensor
     tensor.set_(moved)
+    tensor.grad = grad

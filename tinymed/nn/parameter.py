@@ -19,7 +19,7 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         source = data if isinstance(data, Tensor) else Tensor(data if data is not None else [])
-        TensorBase.__init__(self, source.data, source.device)
+        TensorBase.__init__(self, source.array, source.device)
         self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:

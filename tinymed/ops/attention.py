@@ -75,7 +75,7 @@ def scaled_dot_product_attention(
     bias = attn_mask  # the mask as additive scores: 0 keeps a key, -inf removes it
     if attn_mask is not None and not is_floating(attn_mask.dtype):
         bias = Tensor.wrap(
-            query.device.backend.xp.where(attn_mask.data, 0.0, -math.inf).astype(query.dtype), query.device
+            query.device.backend.xp.where(attn_mask.array, 0.0, -math.inf).astype(query.dtype), query.device
         )
     if dropout_p > 0 or bias is not None and bias.requires_grad:
         if is_causal:
@@ -86,7 +86,7 @@ def scaled_dot_product_attention(
         full = (*batch, rows, cols)
         return (t if t.shape == full else t.expand(*full)).reshape(-1, rows, cols)
 
-    mask = None if bias is None else flat(bias, lq, lk).data
+    mask = None if bias is None else flat(bias, lq, lk).array
     out = _Attention.apply(
         flat(query, lq, e), flat(key, lk, e), flat(value, lk, ev), mask=mask, scale=scale, is_causal=is_causal
     )
@@ -166,6 +166,6 @@ def _attention_materialised(
     if bias is not None:
         scores = scores + bias
     # Rows with every key removed: softmax of all -inf is NaN; PyTorch's safe softmax gives 0.
-    empty = Tensor.wrap(scores.device.backend.xp.all(scores.data == -math.inf, axis=-1, keepdims=True), scores.device)
+    empty = Tensor.wrap(scores.device.backend.xp.all(scores.array == -math.inf, axis=-1, keepdims=True), scores.device)
     probabilities = where(empty, 0.0, softmax(where(empty, 0.0, scores), -1))
     return dropout(probabilities, dropout_p) @ value

@@ -1,7 +1,8 @@
-"""Conversions that keep the values: a cast to another dtype, a copy to another device.
+"""Conversions that keep the values: a cast to another dtype, a copy to another device, a copy
+into new memory (``clone``) or into another tensor (``copy_``).
 
-Both are differentiable, so ``x.double()`` or ``x.to("numba")`` can sit inside a graph: the
-gradient is cast back, or copied back, to where the input was.
+All are differentiable, so ``x.double()``, ``x.to("numba")`` or ``x.clone()`` can sit inside a
+graph: the gradient is cast back, or copied back, to where the input was.
 """
 
 from __future__ import annotations
@@ -30,3 +31,25 @@ class ToDevice(Function):
 
     def backward(self, grad):
         return self.backend.asarray(self.output_device.backend.to_numpy(grad))
+
+
+class Clone(Function):
+    """z = a copied into new memory;  dz/da = 1."""
+
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, grad):
+        return grad
+
+
+class Copy(Function):
+    """z = src broadcast to dst's shape and cast to dst's dtype (what ``dst.copy_(src)`` writes);
+    dz/ddst = 0, as the old values are overwritten, and dz/dsrc = 1 (the engine sums it back
+    over the broadcast and casts it to src's dtype)."""
+
+    def forward(self, dst, src):
+        return self.xp.broadcast_to(src, dst.shape).astype(dst.dtype)
+
+    def backward(self, grad):
+        return self.xp.zeros_like(grad) if self.needs_input_grad[0] else None, grad

@@ -1,4 +1,4 @@
-"""Element-wise arithmetic: ``+ - * / **``, negation, exp, log, sqrt, abs, clamp.
+"""Element-wise arithmetic: ``+ - * / **``, negation, exp, log, sqrt, abs, clamp, maximum/minimum.
 
 Each op is a :class:`~tinymed.autograd.Function` whose forward is one expression on the
 backend's array module and whose backward is its derivative. The operands may have
@@ -150,3 +150,16 @@ class Clamp(Function):
 
     def backward(self, grad):
         return grad * self.inside
+
+
+class Maximum(Function):
+    """z = max(a, b) (``kind="max"``) or min(a, b);  the gradient goes to the input that won,
+    split evenly between the two on a tie, as PyTorch's ``maximum``/``minimum``."""
+
+    def forward(self, a, b, kind):
+        won = a > b if kind == "max" else a < b
+        self.share_a = self.xp.where(a == b, 0.5, won).astype(a.dtype)
+        return self.xp.maximum(a, b) if kind == "max" else self.xp.minimum(a, b)
+
+    def backward(self, grad):
+        return grad * self.share_a, grad * (1 - self.share_a)

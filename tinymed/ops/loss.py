@@ -50,7 +50,7 @@ def _class_indices(op: str, input: Tensor, target: Tensor, ignore_index: int) ->
         raise ValueError(
             f"{op}: target shape {target.shape} does not match input shape {input.shape}; class indices need shape {expected}"
         )
-    classes, t = input.shape[1], target.data
+    classes, t = input.shape[1], target.array
     outside = (t != ignore_index) & ((t < 0) | (t >= classes))
     if bool(outside.any()):
         bad = int(t[outside].reshape(-1)[0])
@@ -94,7 +94,7 @@ def _nll_loss(
     xp = input.device.backend.xp
     used = t != ignore_index
     safe = xp.where(used, t, 0)
-    w = (used if weight is None else weight.data[safe] * used).astype(input.dtype)
+    w = (used if weight is None else weight.array[safe] * used).astype(input.dtype)
     return _reduce(_NLLLoss.apply(input, target=safe, weights=w, used=used), reduction, w.sum())
 
 
@@ -197,12 +197,12 @@ def _uniform_target_loss(
     """sum_c -weight_c log p_c per used target, reduced with PyTorch's weighted mean: the term
     that label smoothing mixes in for class-index targets (times eps / C)."""
     xp = log_p.device.backend.xp
-    used = target.data != ignore_index
+    used = target.array != ignore_index
     # where, not a product with 0/1: an infinite gradient (all ignored, mean 0/0) must give 0
     smooth = where(
         Tensor.wrap(used, log_p.device), -(log_p if class_weight is None else log_p * class_weight).sum(1), 0.0
     )
-    total = used.sum() if weight is None else weight.data[xp.where(used, target.data, 0)][used].sum()
+    total = used.sum() if weight is None else weight.array[xp.where(used, target.array, 0)][used].sum()
     return _reduce(smooth, reduction, total.astype(log_p.dtype))
 
 
@@ -263,7 +263,7 @@ def binary_cross_entropy(
     _same_shape(op, input, target)
     _broadcast_weight(op, "weight", weight, input)
     _check_reduction(op, reduction)
-    x = input.data
+    x = input.array
     if bool(((x < 0) | (x > 1)).any()):
         raise ValueError(
             f"{op}: all elements of input must be between 0 and 1 (probabilities); use binary_cross_entropy_with_logits for logits"
@@ -348,7 +348,7 @@ def _regression_loss(
     float_tensor(op, "weight", weight, input)
     if weight.shape != input.shape:
         raise ValueError(f"{op}: weight shape {weight.shape} must equal input shape {input.shape}")
-    return _reduce(loss * weight, reduction, weight.data.sum())
+    return _reduce(loss * weight, reduction, weight.array.sum())
 
 
 def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:

@@ -104,13 +104,13 @@ def batch_norm(
     weight = None if weight is None else weight.reshape(shape)
     bias = None if bias is None else bias.reshape(shape)
     if not training:
-        mean, var = (s.data.reshape(shape).astype(input.dtype, copy=False) for s in (running_mean, running_var))
+        mean, var = (s.array.reshape(shape).astype(input.dtype, copy=False) for s in (running_mean, running_var))
         return _Normalization.apply(input, weight, bias, axes=axes, eps=eps, mean=mean, var=var)[0]
     y, mean, var = _Normalization.apply(input, weight, bias, axes=axes, eps=eps)
     if running_mean is not None:
-        running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean.data.reshape(channels)
+        running_mean.array[...] = (1 - momentum) * running_mean.array + momentum * mean.array.reshape(channels)
     if running_var is not None:
-        running_var.data[...] = (1 - momentum) * running_var.data + momentum * var.data.reshape(channels) * (
+        running_var.array[...] = (1 - momentum) * running_var.array + momentum * var.array.reshape(channels) * (
             count / (count - 1)
         )
     return y

@@ -13,7 +13,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if not isinstance(tensor, Tensor) or tensor.dtype.kind not in "iu":
         got = f"dtype {tensor.dtype}" if isinstance(tensor, Tensor) else type(tensor).__name__
         raise TypeError(f"{op}: tensor must be an integer tensor of class indices, got {got}")
-    xp, t = tensor.device.backend.xp, tensor.data
+    xp, t = tensor.device.backend.xp, tensor.array
     if num_classes == -1:
         num_classes = int(t.max()) + 1 if t.size else 0
     if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):

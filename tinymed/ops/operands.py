@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 def to_array(data: Any, dtype: Any) -> np.ndarray:
     """A NumPy array from Python data with PyTorch's dtype rules: Python floats become the
     default dtype (float32), ints int64, bools bool; arrays and tensors keep their dtype (a GPU
-    array is copied to the host). ``dtype``, when given, overrides."""
+    array is copied to the host). ``dtype``, when given, overrides, converting from the values
+    as given (``0.8`` becomes float64 0.8, not float32 0.8 widened)."""
     if isinstance(data, TensorBase):
-        array = data.device.backend.to_numpy(data.data)
+        array = data.device.backend.to_numpy(data.array)
     elif isinstance(data, (np.ndarray, np.generic)):
         array = np.asarray(data)
     elif hasattr(data, "__cuda_array_interface__") or type(data).__module__.startswith("cupy"):
@@ -34,9 +35,10 @@ def to_array(data: Any, dtype: Any) -> np.ndarray:
             array = np.asarray(data)
         except ValueError as error:  # ragged nested lists
             raise ValueError(f"tensor: cannot build a tensor from this {type(data).__name__}: {error}") from None
-        if array.dtype.kind == "f":
+        # With a dtype given, the values are converted once, below, from Python's own float64.
+        if dtype is None and array.dtype.kind == "f":
             array = array.astype(get_default_dtype())
-        elif array.dtype.kind in "iu":
+        elif dtype is None and array.dtype.kind in "iu":
             array = array.astype(int64)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"tensor: cannot build a tensor from data of dtype {array.dtype}")

@@ -1,8 +1,10 @@
-"""Shape and selection: reshape, permute, expand, indexing, ``where``, ``cat``, ``stack``.
+"""Shape and selection: reshape, permute, expand, repeat, indexing, ``where``, ``triu``/``tril``,
+``cat``, ``stack``.
 
 These move elements without computing new values, so each backward puts the gradient back
 where its elements came from: reshaped or permuted back, summed over an expansion (by the
-engine), scattered into the indexed positions, split among the joined inputs.
+engine) or over the copies of a repeat, scattered into the indexed positions, masked like the
+kept triangle, split among the joined inputs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from tinymed.autograd import Function, TensorBase
 from tinymed.dtypes import bool_
-from tinymed.ops.arguments import dim_to_axis
+from tinymed.ops.arguments import dim_to_axis, shape_args
 from tinymed.ops.operands import binary_operands, broadcast_shape, operand, promoted_dtype
 
 if TYPE_CHECKING:
@@ -54,6 +56,66 @@ class Expand(Function):
         return grad
 
 
+class Repeat(Function):
+    """z = a tiled ``repeats[i]`` times along dim i (new leading dims when ``repeats`` is longer
+    than a's shape);  each element of a appears in every copy, so its gradient is the sum over
+    the copies."""
+
+    def forward(self, a, repeats):
+        self.shape = a.shape
+        self.full = (1,) * (len(repeats) - a.ndim) + a.shape
+        self.repeats = repeats
+        return self.xp.tile(a.reshape(self.full), repeats)
+
+    def backward(self, grad):
+        # Dim i of z is (copy, position) = (repeats[i], full[i]); sum over the copies.
+        split = [n for pair in zip(self.repeats, self.full) for n in pair]
+        return grad.reshape(split).sum(axis=tuple(range(0, len(split), 2))).reshape(self.shape)
+
+
+def repeat(input: Tensor, *sizes: Any) -> Tensor:
+    """``input`` tiled ``sizes[i]`` times along dim i (``x.repeat(2, 1)``); ``sizes`` may have
+    more entries than ``input`` has dims, which adds leading dims, never fewer (PyTorch's rule)."""
+    sizes = shape_args(sizes)
+    if len(sizes) < input.ndim:
+        raise ValueError(
+            f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than the number of dims of "
+            f"the tensor (shape {input.shape})"
+        )
+    if any(n < 0 for n in sizes):
+        raise ValueError(f"repeat: repeats can not be negative, got {sizes}")
+    return Repeat.apply(input, repeats=sizes)
+
+
+class Triangle(Function):
+    """z = the upper (``upper``) or lower triangle of a's last two dims from diagonal ``diagonal``
+    on, zero elsewhere;  the gradient keeps the same triangle."""
+
+    def forward(self, a, diagonal, upper):
+        self.diagonal, self.upper = diagonal, upper
+        return self.keep(a)
+
+    def keep(self, a):
+        return self.xp.triu(a, self.diagonal) if self.upper else self.xp.tril(a, self.diagonal)
+
+    def backward(self, grad):
+        return self.keep(grad)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two dims (``j - i >= diagonal``), zero below."""
+    if input.ndim < 2:
+        raise ValueError(f"triu: input tensor must have at least 2 dimensions, got shape {input.shape}")
+    return Triangle.apply(input, diagonal=int(diagonal), upper=True)
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two dims (``j - i <= diagonal``), zero above."""
+    if input.ndim < 2:
+        raise ValueError(f"tril: input tensor must have at least 2 dimensions, got shape {input.shape}")
+    return Triangle.apply(input, diagonal=int(diagonal), upper=False)
+
+
 class GetItem(Function):
     """z = a[index];  the gradient lands where the elements were taken from. Integer-array
     indexing may pick one element twice, so those gradients are added, not overwritten."""
@@ -79,7 +141,7 @@ def index_arrays(index: Any, like: Tensor) -> Any:
     if isinstance(index, tuple):
         return tuple(index_arrays(i, like) for i in index)
     if isinstance(index, TensorBase):
-        return index.data
+        return index.array
     if isinstance(index, list):
         return like.device.backend.asarray(np.asarray(index))
     return index
@@ -119,14 +181,14 @@ class Concatenate(Function):
 
     def forward(self, *arrays, axis):
         self.axis = axis
-        self.bounds = np.cumsum([0] + [a.shape[axis] for a in arrays])
+        self.bounds = tuple(int(b) for b in np.cumsum([0] + [a.shape[axis] for a in arrays]))
         return self.xp.concatenate(arrays, axis=axis)
 
     def backward(self, grad):
         index = [slice(None)] * grad.ndim
         parts = []
         for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
-            index[self.axis] = slice(int(lo), int(hi))
+            index[self.axis] = slice(lo, hi)
             parts.append(grad[tuple(index)])
         return tuple(parts)
 

@@ -56,10 +56,10 @@ class Adam(Optimizer):
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(param.data)
-            state["exp_avg_sq"] = xp.zeros_like(param.data)
+            state["exp_avg"] = xp.zeros_like(param.array)
+            state["exp_avg_sq"] = xp.zeros_like(param.array)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(param.array)
         state["step"] += 1
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
 
@@ -67,9 +67,9 @@ class Adam(Optimizer):
             grad = -grad
         if weight_decay != 0:
             if group["decoupled_weight_decay"]:
-                param.data *= 1 - lr * weight_decay
+                param.array *= 1 - lr * weight_decay
             else:
-                grad = grad + weight_decay * param.data
+                grad = grad + weight_decay * param.array
         exp_avg += (1 - beta1) * (grad - exp_avg)
         exp_avg_sq *= beta2
         exp_avg_sq += (1 - beta2) * grad * grad
@@ -80,7 +80,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             second_moment = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
         denom = xp.sqrt(second_moment) / bias_correction2**0.5 + eps
-        param.data -= (lr / bias_correction1) * (exp_avg / denom)
+        param.array -= (lr / bias_correction1) * (exp_avg / denom)
 
 
 class AdamW(Adam):

@@ -6,8 +6,9 @@ whatever each parameter's update rule remembers between steps (momentum buffers,
 moment estimates). A subclass writes the rule for one parameter, :meth:`Optimizer._update`;
 :meth:`step` applies it to every parameter that has a gradient.
 
-Updates are written into the parameters' arrays in place, outside autograd: the Parameter
-objects stay the ones the model holds.
+Updates are written into the parameters' arrays in place, outside autograd, and counted on
+each parameter's version (so a backward through a graph that saved the old values raises, as in
+PyTorch): the Parameter objects stay the ones the model holds.
 
 ``state_dict()`` has PyTorch's structure: ``{"state": {index: {name: value}},
 "param_groups": [{options..., "params": [index, ...]}]}``, with parameters numbered in
@@ -67,7 +68,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad[...] = 0
+                    p.grad.zero_()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (recomputing the loss)
@@ -81,14 +82,17 @@ class Optimizer:
                 if p.grad is not None:
                     # Only rules that remember something get a state entry (plain SGD has none).
                     state = self.state.get(p, {})
-                    self._update(p, p.grad, state, group, p.device.backend.xp)
+                    self._update(p, p.grad.array, state, group, p.device.backend.xp)
+                    p.increment_version()
                     if state:
                         self.state[p] = state
         return loss
 
     def _update(self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any], xp: Any) -> None:
-        """Apply the update rule to one parameter: ``param.data`` and ``grad`` are arrays of
-        the array module ``xp``; ``state`` is this parameter's memory between steps."""
+        """Apply the update rule to one parameter, writing into ``param.array`` in place (for
+        speed, on arrays of the array module ``xp``, outside autograd; :meth:`step` counts the
+        write on the parameter's version); ``grad`` is ``param.grad.array``; ``state`` is this
+        parameter's memory between steps."""
         raise NotImplementedError(f"{type(self).__name__} has no update rule")
 
     # ------------------------------------------------------------------ checkpoints

@@ -62,17 +62,17 @@ class RMSprop(Optimizer):
         alpha, momentum = group["alpha"], group["momentum"]
         if not state:
             state["step"] = 0
-            state["square_avg"] = xp.zeros_like(param.data)
+            state["square_avg"] = xp.zeros_like(param.array)
             if momentum > 0:
-                state["momentum_buffer"] = xp.zeros_like(param.data)
+                state["momentum_buffer"] = xp.zeros_like(param.array)
             if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(param.data)
+                state["grad_avg"] = xp.zeros_like(param.array)
         state["step"] += 1
 
         if group["maximize"]:
             grad = -grad
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param.data
+            grad = grad + group["weight_decay"] * param.array
         square_avg = state["square_avg"]
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
@@ -86,6 +86,6 @@ class RMSprop(Optimizer):
             buffer = state["momentum_buffer"]
             buffer *= momentum
             buffer += grad / denom
-            param.data -= group["lr"] * buffer
+            param.array -= group["lr"] * buffer
         else:
-            param.data -= group["lr"] * (grad / denom)
+            param.array -= group["lr"] * (grad / denom)

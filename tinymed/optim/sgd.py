@@ -54,7 +54,7 @@ class SGD(Optimizer):
         if group["maximize"]:
             grad = -grad
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param.data
+            grad = grad + group["weight_decay"] * param.array
         momentum = group["momentum"]
         if momentum != 0:
             buffer = state.get("momentum_buffer")
@@ -65,4 +65,4 @@ class SGD(Optimizer):
                 buffer *= momentum
                 buffer += (1 - group["dampening"]) * grad
             grad = grad + momentum * buffer if group["nesterov"] else buffer
-        param.data -= group["lr"] * grad
+        param.array -= group["lr"] * grad

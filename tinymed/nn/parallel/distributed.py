@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from tinymed.autograd import no_grad
 from tinymed.creation import zeros_like
 from tinymed.distributed.collectives import ReduceOp, all_reduce, broadcast
 from tinymed.distributed.errors import DistError
@@ -53,17 +54,11 @@ from tinymed.tensor import Tensor, from_numpy
 
 
 def _gradient(param: Parameter, create: bool = False) -> Tensor | None:
-    """``param``'s gradient as a Tensor sharing its memory; ``None`` when backward gave it
-    none, unless ``create`` (then zeros are stored first).
-
-    The one place that knows how gradients are stored: today a backend array, soon a Tensor
-    (then ``create`` stores ``zeros_like(param)`` itself)."""
-    if param.grad is None:
-        if not create:
-            return None
-        param.grad = zeros_like(param).data
-    grad = param.grad
-    return grad if isinstance(grad, Tensor) else Tensor.wrap(grad, param.device)
+    """``param.grad``; ``None`` when backward gave it none, unless ``create`` (then zeros are
+    stored first)."""
+    if param.grad is None and create:
+        param.grad = zeros_like(param)
+    return param.grad
 
 
 def _buckets(tensors: Sequence[Tensor], cap_bytes: float) -> list[list[Tensor]]:
@@ -104,8 +99,9 @@ def _broadcast_from_rank0(buckets: list[list[Tensor]]) -> None:
     for bucket in buckets:
         flat = _flatten([t.numpy() for t in bucket], bucket[0].dtype)
         broadcast(from_numpy(flat), src=0)
-        for t, piece in zip(bucket, _pieces(flat, [t.shape for t in bucket])):
-            t.copy_(piece)
+        with no_grad():  # parameters that require grad are written, outside the model's computation
+            for t, piece in zip(bucket, _pieces(flat, [t.shape for t in bucket])):
+                t.copy_(piece)
 
 
 class DistributedDataParallel(Module):

@@ -16,20 +16,9 @@ from tinymed.tensor import Tensor, tensor
 
 
 def _gradients(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
-    """The gradients of ``parameters`` that exist, as Tensors sharing the gradients' memory (so
-    writing into them changes ``p.grad``). ``p.grad`` is the backend's raw array today, hence
-    the wrap; this is the one place that knows."""
+    """The gradients of ``parameters`` that exist (writing into them changes ``p.grad``)."""
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    return [Tensor.wrap(p.grad, p.device) for p in params if p.grad is not None]
-
-
-def _vector_norm(x: Tensor, norm_type: float) -> Tensor:
-    """``||x||_p = (sum |x_i|^p)^(1/p)`` over all elements, ``max |x_i|`` for ``p = inf``."""
-    if norm_type == math.inf:
-        return x.abs().amax()
-    if norm_type == 2.0:
-        return (x * x).sum().sqrt()
-    return x.abs().pow(norm_type).sum().pow(1.0 / norm_type)
+    return [p.grad for p in params if p.grad is not None]
 
 
 def clip_grad_norm_(
@@ -57,7 +46,7 @@ def clip_grad_norm_(
     if not grads:
         return tensor(0.0)
     with no_grad():
-        total = _vector_norm(stack([_vector_norm(g, norm_type) for g in grads]), norm_type)
+        total = stack([g.norm(norm_type) for g in grads]).norm(norm_type)
         if error_if_nonfinite and not math.isfinite(total.item()):
             raise RuntimeError(
                 f"clip_grad_norm_: the total norm of order {norm_type} for gradients from `parameters` is "

@@ -5,7 +5,7 @@
     from tinymed.utils.data import DataLoader, TensorDataset, random_split
 
     dataset = TensorDataset(images, labels)                   # tensors of N samples each
-    train, val = random_split(dataset, [0.9, 0.1], generator=tm.manual_seed(0))
+    train, val = random_split(dataset, [0.9, 0.1], generator=tm.Generator().manual_seed(0))
     for x, y in DataLoader(train, batch_size=64, shuffle=True):
         ...                                                   # x, y: Tensors of up to 64 samples
 
@@ -13,8 +13,8 @@ Any object with ``__len__`` and ``__getitem__`` is a dataset; :func:`default_col
 list of samples into a batch of Tensors exactly as PyTorch's does.
 
 Reproducibility: every random draw here (shuffling, ``RandomSampler``, ``random_split``)
-comes from ``generator=`` (a NumPy ``Generator``, such as the one ``tm.manual_seed(n)``
-returns) or, when it is None, from tinymed's global generator (:mod:`tinymed.random`), so
+comes from ``generator=`` (a :class:`tinymed.Generator`, as PyTorch's ``torch.Generator``) or,
+when it is None, from tinymed's global generator (:mod:`tinymed.random`), so
 ``tm.manual_seed(n)`` before building and iterating makes a run repeat exactly. The orders
 are not PyTorch's (the generators differ); everything not random is.
 """

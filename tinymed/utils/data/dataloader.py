@@ -22,8 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import numpy as np
-
+from tinymed import random
 from tinymed.utils.data.collate import default_collate, default_convert
 from tinymed.utils.data.dataset import IterableDataset
 from tinymed.utils.data.sampler import BatchSampler, RandomSampler, SequentialSampler
@@ -55,7 +54,7 @@ class DataLoader:
         timeout: float = 0,
         worker_init_fn: Callable[[int], None] | None = None,
         multiprocessing_context: Any = None,
-        generator: np.random.Generator | None = None,
+        generator: random.Generator | None = None,
         *,
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tinymed import random
 from tinymed.tensor import Tensor
 from tinymed.utils.data.sampler import RandomSampler
 
@@ -104,7 +105,7 @@ def _split_lengths(n: int, lengths: Sequence[float]) -> list[int]:
     return [int(length) for length in lengths]
 
 
-def random_split(dataset: Any, lengths: Sequence[float], generator: np.random.Generator | None = None) -> list[Subset]:
+def random_split(dataset: Any, lengths: Sequence[float], generator: random.Generator | None = None) -> list[Subset]:
     """Split ``dataset`` into non-overlapping :class:`Subset` s of the given ``lengths`` (counts,
     or fractions of ``len(dataset)`` summing to 1), at a random permutation of its indices drawn
     from ``generator`` (tinymed's global generator when None)."""

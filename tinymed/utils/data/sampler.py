@@ -13,18 +13,6 @@ import numpy as np
 from tinymed import random
 
 
-def _generator(op: str, generator: np.random.Generator | None) -> np.random.Generator:
-    """The generator a random draw uses: ``generator``, or tinymed's global one when None.
-
-    tinymed's generators are NumPy's (``tm.manual_seed(n)`` returns the global one), so
-    ``generator=`` takes a ``numpy.random.Generator`` where PyTorch takes a ``torch.Generator``."""
-    if generator is None:
-        return random.generator()
-    if not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{op}: generator must be a numpy.random.Generator or None, got {type(generator).__name__}")
-    return generator
-
-
 class Sampler:
     """Base class: an iterable of dataset indices. Subclasses define ``__iter__`` (and
     ``__len__`` when the count is known)."""
@@ -52,14 +40,14 @@ class RandomSampler(Sampler):
     Without replacement: a random permutation of the ``n = len(data_source)`` indices (when
     ``num_samples > n``, ``num_samples // n`` whole permutations, then the start of one more).
     With replacement: ``num_samples`` indices drawn uniformly from ``0..n-1``.
-    ``num_samples`` defaults to ``n``. The draws come from ``generator`` (see :func:`_generator`)."""
+    ``num_samples`` defaults to ``n``. The draws come from ``generator``, a :class:`tinymed.Generator` (the global one when None)."""
 
     def __init__(
         self,
         data_source: Sized,
         replacement: bool = False,
         num_samples: int | None = None,
-        generator: np.random.Generator | None = None,
+        generator: random.Generator | None = None,
     ) -> None:
         if not isinstance(replacement, bool):
             raise TypeError(f"RandomSampler: replacement should be a boolean value, but got replacement={replacement}")
@@ -78,7 +66,7 @@ class RandomSampler(Sampler):
 
     def __iter__(self) -> Iterator[int]:
         n, count = len(self.data_source), self.num_samples
-        rng = _generator("RandomSampler", self.generator)
+        rng = random.generator(self.generator, "RandomSampler")
         if self.replacement:
             return iter(rng.integers(0, n, size=count).tolist())
         orders = [rng.permutation(n) for _ in range(count // n)] + [rng.permutation(n)[: count % n]]

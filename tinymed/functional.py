@@ -15,14 +15,15 @@ The four formula families of the course call the device's backend primitives (se
 * affine       ``y = x W^T + b`` (:mod:`tinymed.ops.linear`)
 * attention    ``softmax(Q K^T / sqrt(d_k)) V`` (:mod:`tinymed.ops.attention`)
 
-Everything else (activations, normalisation, losses, padding) is element-wise maths and
-reductions on the backend's array module.
+Everything else (activations, normalisation, losses, padding, resizing) is element-wise maths,
+reductions and matrix products on the backend's array module.
 """
 
 from tinymed.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from tinymed.ops.attention import scaled_dot_product_attention
 from tinymed.ops.conv import conv2d, conv_transpose2d
 from tinymed.ops.dropout import dropout
+from tinymed.ops.interpolate import interpolate
 from tinymed.ops.linear import linear
 from tinymed.ops.loss import (
     binary_cross_entropy,
@@ -48,6 +49,7 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "gelu",
+    "interpolate",
     "l1_loss",
     "layer_norm",
     "leaky_relu",

@@ -19,6 +19,7 @@ from tinymed.nn.module import Module
 from tinymed.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from tinymed.nn.parameter import Parameter
 from tinymed.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from tinymed.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 sys.modules[__name__ + ".functional"] = functional
 
@@ -55,6 +56,9 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "functional",
     "init",
     "parallel",

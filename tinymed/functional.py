@@ -33,7 +33,7 @@ from tinymed.ops.loss import (
     mse_loss,
     nll_loss,
 )
-from tinymed.ops.norm import batch_norm, layer_norm
+from tinymed.ops.norm import batch_norm, group_norm, instance_norm, layer_norm
 from tinymed.ops.one_hot import one_hot
 from tinymed.ops.pad import pad
 from tinymed.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
@@ -49,6 +49,8 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "gelu",
+    "group_norm",
+    "instance_norm",
     "interpolate",
     "l1_loss",
     "layer_norm",

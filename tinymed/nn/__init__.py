@@ -16,7 +16,14 @@ from tinymed.nn.flatten import Flatten
 from tinymed.nn.linear import Identity, Linear
 from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from tinymed.nn.module import Module
-from tinymed.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinymed.nn.normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
 from tinymed.nn.parameter import Parameter
 from tinymed.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from tinymed.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
@@ -36,7 +43,10 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GELU",
+    "GroupNorm",
     "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "L1Loss",
     "LayerNorm",
     "LeakyReLU",

@@ -23,6 +23,7 @@ from tinymed.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid,
 from tinymed.ops.attention import scaled_dot_product_attention
 from tinymed.ops.conv import conv2d, conv_transpose2d
 from tinymed.ops.dropout import dropout
+from tinymed.ops.embedding import embedding
 from tinymed.ops.interpolate import interpolate
 from tinymed.ops.linear import linear
 from tinymed.ops.loss import (
@@ -48,6 +49,7 @@ __all__ = [
     "conv_transpose2d",
     "cross_entropy",
     "dropout",
+    "embedding",
     "gelu",
     "group_norm",
     "instance_norm",

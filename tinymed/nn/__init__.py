@@ -12,6 +12,7 @@ from tinymed.nn.attention import MultiHeadAttention, MultiheadAttention
 from tinymed.nn.container import ModuleDict, ModuleList, Sequential
 from tinymed.nn.conv import Conv2d, ConvTranspose2d
 from tinymed.nn.dropout import Dropout
+from tinymed.nn.embedding import Embedding
 from tinymed.nn.flatten import Flatten
 from tinymed.nn.linear import Identity, Linear
 from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
@@ -41,6 +42,7 @@ __all__ = [
     "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GELU",
     "GroupNorm",

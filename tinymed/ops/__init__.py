@@ -13,5 +13,5 @@ below the Tensor (they import only :mod:`tinymed.autograd`; the Tensor's methods
 above the Tensor (they import :mod:`tinymed.tensor`)
     ``conv`` (conv2d, conv_transpose2d), ``pool`` (max/avg/adaptive pooling), ``linear``,
     ``attention``, ``norm`` (batch/layer norm), ``loss``, ``dropout``, ``pad``, ``one_hot``,
-    ``interpolate`` (resizing).
+    ``interpolate`` (resizing), ``embedding`` (lookup tables).
 """

@@ -726,7 +726,11 @@ BAD_INPUT = [
     (lambda: F.conv2d(X4, W4, padding=(1, -1)), ValueError, r"conv2d: padding must be non-negative"),
     (lambda: F.conv2d(X4, W4, dilation=0), ValueError, r"conv2d: dilation must be positive"),
     (lambda: F.conv2d(X4, W4, stride=1.5), TypeError, r"conv2d: stride must be an int or a pair of ints"),
-    (lambda: F.conv2d(X4, W4, groups=3), ValueError, r"conv2d: only groups=1 is supported"),
+    (
+        lambda: F.conv2d(X4, W4, groups=3),
+        ValueError,
+        r"conv2d: input has 3 channels but weight \(4, 3, 3, 3\) .* with groups=3 expects 9",
+    ),
     (
         lambda: F.conv2d(tm.randn(8, 8), W4),
         ValueError,

@@ -268,7 +268,7 @@ def test_multihead_attention_unbatched_float32(torch):
 
 
 def test_multihead_attention_dropout_only_in_training_and_bad_shapes():
-    layer = nn.MultiheadAttention(8, 2, dropout=0.5)
+    layer = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
     x = tm.randn(2, 3, 8)
     layer.eval()
     first, _ = layer(x, x, x)

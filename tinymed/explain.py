@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import tinymed
+from tinymed import functional as F
 from tinymed import nn
 from tinymed.models import ModelError
 from tinymed.models.medcnn import SpatialSelfAttention
@@ -98,22 +99,10 @@ def _backward_class_score(logits: Tensor, target: int | np.ndarray | None) -> np
 
 
 def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``(N, h, w)`` maps to ``(N, H, W)``, sampling at pixel centres
-    (PyTorch's ``interpolate(mode="bilinear", align_corners=False)``).
-
-    Output pixel i sits at input coordinate ``(i + 0.5) * h / H - 0.5``; its value mixes the
-    two nearest input rows (and columns) by their distance, clamped at the border."""
-
-    def sample_points(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        position = np.clip((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0, in_size - 1)
-        low = np.floor(position).astype(np.int64)
-        high = np.minimum(low + 1, in_size - 1)
-        return low, high, (position - low).astype(maps.dtype)
-
-    y0, y1, fy = sample_points(size[0], maps.shape[1])
-    x0, x1, fx = sample_points(size[1], maps.shape[2])
-    rows = maps[:, y0, :] * (1 - fy)[:, None] + maps[:, y1, :] * fy[:, None]
-    return rows[:, :, x0] * (1 - fx) + rows[:, :, x1] * fx
+    """Bilinear resize of ``(N, h, w)`` maps to ``(N, H, W)``, sampling at pixel centres:
+    :func:`tinymed.functional.interpolate` with ``mode="bilinear"``, as PyTorch's."""
+    resized = F.interpolate(tinymed.tensor(maps[:, None]), size=tuple(size), mode="bilinear")
+    return resized.numpy()[:, 0]
 
 
 def _unit_scale(maps: np.ndarray) -> np.ndarray:

@@ -15,14 +15,16 @@ The four formula families of the course call the device's backend primitives (se
 * affine       ``y = x W^T + b`` (:mod:`tinymed.ops.linear`)
 * attention    ``softmax(Q K^T / sqrt(d_k)) V`` (:mod:`tinymed.ops.attention`)
 
-Everything else (activations, normalisation, losses, padding) is element-wise maths and
-reductions on the backend's array module.
+Everything else (activations, normalisation, losses, padding, resizing) is element-wise maths,
+reductions and matrix products on the backend's array module.
 """
 
 from tinymed.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from tinymed.ops.attention import scaled_dot_product_attention
 from tinymed.ops.conv import conv2d, conv_transpose2d
 from tinymed.ops.dropout import dropout
+from tinymed.ops.embedding import embedding
+from tinymed.ops.interpolate import interpolate
 from tinymed.ops.linear import linear
 from tinymed.ops.loss import (
     binary_cross_entropy,
@@ -33,7 +35,7 @@ from tinymed.ops.loss import (
     mse_loss,
     nll_loss,
 )
-from tinymed.ops.norm import batch_norm, layer_norm
+from tinymed.ops.norm import batch_norm, group_norm, instance_norm, layer_norm
 from tinymed.ops.one_hot import one_hot
 from tinymed.ops.pad import pad
 from tinymed.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
@@ -49,7 +51,11 @@ __all__ = [
     "cross_entropy",
     "dice_loss",
     "dropout",
+    "embedding",
     "gelu",
+    "group_norm",
+    "instance_norm",
+    "interpolate",
     "l1_loss",
     "layer_norm",
     "leaky_relu",

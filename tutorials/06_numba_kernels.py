@@ -614,7 +614,7 @@ results = {}
 
 def host(parameter):
     """A parameter's gradient (an array on the parameter's device) as a NumPy array."""
-    return parameter.device.backend.to_numpy(parameter.grad)
+    return parameter.grad.numpy()
 
 
 for name, model, inputs, targets in [

@@ -12,13 +12,22 @@ from tinymed.nn.attention import MultiHeadAttention, MultiheadAttention
 from tinymed.nn.container import ModuleDict, ModuleList, Sequential
 from tinymed.nn.conv import Conv2d, ConvTranspose2d
 from tinymed.nn.dropout import Dropout
+from tinymed.nn.embedding import Embedding
 from tinymed.nn.flatten import Flatten
 from tinymed.nn.linear import Identity, Linear
 from tinymed.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, DiceLoss, L1Loss, MSELoss, NLLLoss
 from tinymed.nn.module import Module
-from tinymed.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinymed.nn.normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
 from tinymed.nn.parameter import Parameter
 from tinymed.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from tinymed.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 sys.modules[__name__ + ".functional"] = functional
 
@@ -34,9 +43,13 @@ __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GELU",
+    "GroupNorm",
     "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "L1Loss",
     "LayerNorm",
     "LeakyReLU",
@@ -56,6 +69,9 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "functional",
     "init",
     "parallel",

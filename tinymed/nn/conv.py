@@ -5,7 +5,8 @@ Both hold a weight and a bias and call :func:`tinymed.functional.conv2d` /
 Weight layouts are PyTorch's: ``(out_channels, in_channels / groups, KH, KW)`` for Conv2d
 and ``(in_channels, out_channels / groups, KH, KW)`` for ConvTranspose2d (a transposed
 convolution is the backward pass of the convolution that maps its output back to its
-input, so it keeps that convolution's weight). The functional ops run ``groups=1`` only.
+input, so it keeps that convolution's weight). ``groups=g`` makes g independent convolutions
+over blocks of the channels (``groups=in_channels``: depthwise).
 """
 
 from __future__ import annotations

@@ -381,8 +381,16 @@ class Module:
 
         Nothing is copied unless every entry fits: a shape mismatch is always an error, and
         with ``strict`` so are missing and unexpected keys; the error lists all of them.
-        Values are cast to each parameter's dtype. Returns the skipped keys."""
+        Values are cast to each parameter's dtype. An entry a module can do without
+        (:meth:`_state_defaults`) is not missing. Returns the skipped keys."""
         own = self.state_dict(keep_vars=True)
+        # PyTorch's state dicts say which version of each module's layout they hold.
+        versions = getattr(state_dict, "_metadata", {})
+        state_dict = dict(state_dict)
+        for name, module in self.named_modules():
+            version = versions.get(name, {}).get("version")
+            for key, value in module._state_defaults(name + "." if name else "", version).items():
+                state_dict.setdefault(key, value)
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
         arrays = {key: _host_array(state_dict[key]) for key in own if key in state_dict}
@@ -403,6 +411,13 @@ class Module:
             for key, array in arrays.items():
                 own[key].copy_(array)
         return IncompatibleKeys(missing, unexpected)
+
+    def _state_defaults(self, prefix: str, version: int | None) -> dict[str, Any]:
+        """Entries (keyed ``prefix + name``) that this module fills in, keeping their current
+        values, when a state dict lacks them: none, unless a layer's layout grew an entry
+        later (BatchNorm's ``num_batches_tracked``). ``version`` is the layout's version the
+        state dict declares in PyTorch's ``_metadata`` (None when it declares none)."""
+        return {}
 
     # ------------------------------------------------------------------ printing
     def _get_name(self) -> str:

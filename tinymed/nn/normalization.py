@@ -1,8 +1,10 @@
-"""Normalisation layers: BatchNorm1d, BatchNorm2d and LayerNorm.
+"""Normalisation layers: BatchNorm1d/2d, InstanceNorm1d/2d, LayerNorm and GroupNorm.
 
 All compute ``y = (x - mean) / sqrt(var + eps) * weight + bias``; they differ in which
-elements share a mean and variance (see :func:`tinymed.functional.batch_norm` and
-:func:`~tinymed.functional.layer_norm`)."""
+elements share a mean and variance (see :func:`tinymed.functional.batch_norm`,
+:func:`~tinymed.functional.instance_norm`, :func:`~tinymed.functional.layer_norm` and
+:func:`~tinymed.functional.group_norm`). Batch and instance norm share their parameters and
+running statistics (:class:`_NormBase`, as in PyTorch)."""
 
 from __future__ import annotations
 
@@ -17,29 +19,38 @@ from tinymed.nn.parameter import Parameter
 from tinymed.tensor import Tensor, tensor
 
 
-class _BatchNorm(Module):
-    """Batch normalisation over every dim but the channel dim 1.
+def _register_affine(module: Module, shape: tuple[int, ...], affine: bool, bias: bool, device: Any, dtype: Any) -> None:
+    """Give ``module`` a ``weight`` of ones and a ``bias`` of zeros, both of ``shape``; each one
+    left out (``affine=False``, or ``bias=False``) is registered as None."""
+    module.register_parameter("weight", Parameter(ones(*shape, device=device, dtype=dtype)) if affine else None)
+    module.register_parameter("bias", Parameter(zeros(*shape, device=device, dtype=dtype)) if affine and bias else None)
 
-    In training it normalises with the batch's statistics and updates the running ones,
-    ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased), or
-    with ``momentum=None`` their cumulative average over all batches seen so far
-    (``momentum = 1 / num_batches_tracked``). In evaluation it uses the running statistics,
-    so a single image gets the same answer whatever batch it comes in.
-    ``weight`` starts at 1 and ``bias`` at 0 (``bias=False``: no shift)."""
+
+def _reset_affine(module: Module) -> None:
+    """Put ``module``'s weight (if any) back to ones and its bias (if any) to zeros."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
+class _NormBase(Module):
+    """Per-channel ``weight`` (ones) and ``bias`` (zeros) when ``affine``, and the running
+    statistics ``running_mean``, ``running_var`` and ``num_batches_tracked`` when
+    ``track_running_stats``: what batch and instance norm share."""
 
     _expected_dims: tuple[int, ...]
 
     def __init__(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        bias: bool = True,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        track_running_stats: bool,
+        device: Any,
+        dtype: Any,
+        bias: bool,
     ) -> None:
         super().__init__()
         self.num_features = num_features
@@ -47,15 +58,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(num_features, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_features,), affine, bias, device, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, device=device, dtype=dtype))
             self.register_buffer("running_var", ones(num_features, device=device, dtype=dtype))
@@ -73,15 +76,54 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
-    def forward(self, input: Tensor) -> Tensor:
+    def _state_defaults(self, prefix: str, version: int | None) -> dict[str, Any]:
+        """``num_batches_tracked`` came with version 2 of PyTorch's layout: a state dict saved
+        before it, or one that declares no version (a plain dict of arrays, tinymed's own),
+        may lack it, and loading keeps the current count, as PyTorch does."""
+        if self.num_batches_tracked is None or (version is not None and version >= 2):
+            return {}
+        return {prefix + "num_batches_tracked": self.num_batches_tracked}
+
+    def _check_input_dims(self, input: Tensor) -> None:
         if input.ndim not in self._expected_dims:
             wanted = " or ".join(f"{d}D" for d in self._expected_dims)
             raise ValueError(f"{type(self).__name__}: expected {wanted} input (N, C, ...), got shape {input.shape}")
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class _BatchNorm(_NormBase):
+    """Batch normalisation over every dim but the channel dim 1.
+
+    In training it normalises with the batch's statistics and updates the running ones,
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased), or
+    with ``momentum=None`` their cumulative average over all batches seen so far
+    (``momentum = 1 / num_batches_tracked``). In evaluation it uses the running statistics,
+    so a single image gets the same answer whatever batch it comes in.
+    ``weight`` starts at 1 and ``bias`` at 0 (``bias=False``: no shift)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dims(input)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -100,12 +142,6 @@ class _BatchNorm(Module):
             self.eps,
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
-        )
-
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of ``(N, C)`` or ``(N, C, L)``: statistics per channel over N (and L)."""
@@ -117,6 +153,59 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of ``(N, C, H, W)``: statistics per channel over N, H and W."""
 
     _expected_dims = (4,)
+
+
+class _InstanceNorm(_NormBase):
+    """Instance normalisation: each sample's channel normalised over its own positions.
+
+    PyTorch's defaults differ from batch norm's: no affine parameters and no running
+    statistics. With ``track_running_stats`` the running ones follow the batch's mean of
+    the per-instance statistics in training and replace them in evaluation (``momentum=None``
+    means 0 here, as PyTorch; ``num_batches_tracked`` is kept but not counted). An input
+    without its batch dim is normalised as a batch of one."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dims(input)
+        if input.ndim == self._expected_dims[0]:
+            return self.forward(input.unsqueeze(0)).squeeze(0)
+        return F.instance_norm(
+            input,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training or not self.track_running_stats,
+            0.0 if self.momentum is None else self.momentum,
+            self.eps,
+        )
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of ``(N, C, L)`` (or ``(C, L)``): statistics per sample and
+    channel over L."""
+
+    _expected_dims = (2, 3)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of ``(N, C, H, W)`` (or ``(C, H, W)``): statistics per image and
+    channel over H and W (style transfer, GAN generators)."""
+
+    _expected_dims = (3, 4)
 
 
 class LayerNorm(Module):
@@ -137,24 +226,49 @@ class LayerNorm(Module):
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(*self.normalized_shape, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, self.normalized_shape, elementwise_affine, bias, device, dtype)
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+
+
+class GroupNorm(Module):
+    """Group normalisation: the ``num_channels`` channels form ``num_groups`` groups, and each
+    sample's group is normalised over its channels and positions, then scaled and shifted
+    per channel by ``weight`` (ones) and ``bias`` (zeros). Batch-size independent: the
+    normalisation of choice when medical images come a few at a time."""
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        _register_affine(self, (num_channels,), affine, bias, device, dtype)
+
+    def reset_parameters(self) -> None:
+        _reset_affine(self)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"

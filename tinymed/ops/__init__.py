@@ -12,5 +12,6 @@ below the Tensor (they import only :mod:`tinymed.autograd`; the Tensor's methods
 
 above the Tensor (they import :mod:`tinymed.tensor`)
     ``conv`` (conv2d, conv_transpose2d), ``pool`` (max/avg/adaptive pooling), ``linear``,
-    ``attention``, ``norm`` (batch/layer norm), ``loss``, ``dropout``, ``pad``, ``one_hot``.
+    ``attention``, ``norm`` (batch/layer norm), ``loss``, ``dropout``, ``pad``, ``one_hot``,
+    ``interpolate`` (resizing), ``embedding`` (lookup tables).
 """

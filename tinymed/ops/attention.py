@@ -158,14 +158,21 @@ def _repeat_kv_heads(op: str, query: Tensor, kv: Tensor) -> Tensor:
     return kv.unsqueeze(-3).expand(*lead, heads, group, length, dim).reshape(*lead, heads * group, length, dim)
 
 
+def attention_probabilities(query: Tensor, key: Tensor, bias: Tensor | None, scale: float) -> Tensor:
+    """P = softmax(scale * Q K^T + bias) over the keys, (..., Lq, Lk), held in memory.
+
+    A query row whose every key was removed (bias -inf throughout) gets probabilities 0,
+    as PyTorch's safe softmax in scaled_dot_product_attention (the plain softmax would give
+    NaN). nn.MultiheadAttention returns these as its attention weights."""
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if bias is not None:
+        scores = scores + bias
+    empty = Tensor.wrap(scores.device.backend.xp.all(scores.array == -math.inf, axis=-1, keepdims=True), scores.device)
+    return where(empty, 0.0, softmax(where(empty, 0.0, scores), -1))
+
+
 def _attention_materialised(
     query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None, dropout_p: float, scale: float
 ) -> Tensor:
     """The attention formula step by step, with the (..., Lq, Lk) probabilities in memory."""
-    scores = (query @ key.transpose(-2, -1)) * scale
-    if bias is not None:
-        scores = scores + bias
-    # Rows with every key removed: softmax of all -inf is NaN; PyTorch's safe softmax gives 0.
-    empty = Tensor.wrap(scores.device.backend.xp.all(scores.array == -math.inf, axis=-1, keepdims=True), scores.device)
-    probabilities = where(empty, 0.0, softmax(where(empty, 0.0, scores), -1))
-    return dropout(probabilities, dropout_p) @ value
+    return dropout(attention_probabilities(query, key, bias, scale), dropout_p) @ value

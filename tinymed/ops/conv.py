@@ -7,58 +7,103 @@ The formula, cross-correlation as PyTorch computes it (no kernel flip)::
 The forward and both backward products are backend primitives (``conv2d_forward``,
 ``conv2d_grad_input``, ``conv2d_grad_weight``; see :class:`tinymed.backends.Backend`). The
 transposed convolution reuses the same three, with the roles of forward and backward swapped.
+
+A grouped convolution (``groups=g``; depthwise when g is the channel count) is g independent
+convolutions side by side: input channels, output channels, weights and bias split into g
+equal blocks, block i of the output depending only on block i of the input. It is computed
+here, above the backends, by calling the primitive once per block and joining the results
+(:func:`_by_group`), so every backend runs it with the contract unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from tinymed.autograd import Function
-from tinymed.ops.arguments import float_tensor, image, only_default, pair, parameter, window_fits
+from tinymed.ops.arguments import float_tensor, image, pair, parameter, window_fits
 from tinymed.ops.pad import pad
 from tinymed.tensor import Tensor
 
 
 def _conv_operands(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, groups: int, transposed: bool) -> None:
-    """The checks conv2d and conv_transpose2d share. The weight is (C_out, C_in, KH, KW), or
-    (C_in, C_out, KH, KW) when ``transposed``; C_in must match the input's channels and C_out
-    the bias's length."""
-    layout = "(C_in, C_out, KH, KW)" if transposed else "(C_out, C_in, KH, KW)"
-    only_default(op, "groups", groups, 1)
+    """The checks conv2d and conv_transpose2d share. The weight is (C_out, C_in / groups, KH, KW),
+    or (C_in, C_out / groups, KH, KW) when ``transposed``; both channel counts must divide into
+    ``groups`` blocks, and the bias has C_out entries."""
+    per_group = "" if groups == 1 else " / groups"
+    layout = f"(C_in, C_out{per_group}, KH, KW)" if transposed else f"(C_out, C_in{per_group}, KH, KW)"
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     float_tensor(op, "input", input)
     float_tensor(op, "weight", weight, input)
     image(op, input)
     if weight.ndim != 4:
         raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {weight.shape}")
-    in_axis = 0 if transposed else 1
-    if input.shape[-3] != weight.shape[in_axis]:
+    channels = input.shape[-3]
+    expected = weight.shape[0] if transposed else weight.shape[1] * groups
+    if channels != expected:
         raise ValueError(
-            f"{op}: input has {input.shape[-3]} channels but weight {weight.shape} {layout} expects "
-            f"{weight.shape[in_axis]} (input shape {input.shape})"
+            f"{op}: input has {channels} channels but weight {weight.shape} {layout}"
+            f"{'' if groups == 1 else f' with groups={groups}'} expects {expected} (input shape {input.shape})"
         )
-    parameter(op, "bias", bias, input, (weight.shape[1 - in_axis],))
+    if weight.shape[0] % groups:
+        raise ValueError(f"{op}: weight {weight.shape} {layout}: dim 0 does not split into groups={groups} blocks")
+    parameter(op, "bias", bias, input, (weight.shape[1] * groups if transposed else weight.shape[0],))
+
+
+def _blocks(array: Any, groups: int, axis: int) -> list[Any]:
+    """``array`` cut into ``groups`` equal blocks along ``axis`` (``None`` stays ``None``)."""
+    if array is None:
+        return [None] * groups
+    size = array.shape[axis] // groups
+    index = [slice(None)] * array.ndim
+    blocks = []
+    for g in range(groups):
+        index[axis] = slice(g * size, (g + 1) * size)
+        blocks.append(array[tuple(index)])
+    return blocks
+
+
+def _by_group(
+    xp: Any, groups: int, primitive: Callable, operands: list[tuple[Any, int]], settings: tuple, out_axis: int
+) -> Any:
+    """Run ``primitive`` once per group on block g of each operand (an ``(array, axis)`` pair,
+    cut along ``axis``), followed by ``settings``; join the results along ``out_axis``.
+    One group is the primitive itself."""
+    if groups == 1:
+        return primitive(*(array for array, _ in operands), *settings)
+    blocks = zip(*(_blocks(array, groups, axis) for array, axis in operands))
+    return xp.concatenate([primitive(*block, *settings) for block in blocks], axis=out_axis)
 
 
 class _Conv2d(Function):
     """Cross-correlation, as PyTorch (no kernel flip)::
 
-        y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
+        y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * x_pad[n, c_0(o) + c, i*sh + p*dh, j*sw + q*dw]
 
-    x (N, C, H, W), w (O, C, KH, KW), b (O,) -> y (N, O, OH, OW) with
-    OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1.
+    x (N, C, H, W), w (O, C/g, KH, KW), b (O,) -> y (N, O, OH, OW) with
+    OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1; c_0(o) is the first input channel of output
+    channel o's group (0 when g = 1).
 
     Backward: dL/dx is the transposed convolution of dL/dy with w (``conv2d_grad_input``),
-    dL/dw the correlation of x with dL/dy (``conv2d_grad_weight``), dL/db = sum_{n,i,j} dL/dy.
+    dL/dw the correlation of x with dL/dy (``conv2d_grad_weight``), dL/db = sum_{n,i,j} dL/dy;
+    each per group.
     """
 
-    def forward(self, x, weight, bias, stride, padding, dilation):
-        self.x, self.weight, self.geometry = x, weight, (stride, padding, dilation)
-        return self.backend.conv2d_forward(x, weight, bias, stride, padding, dilation)
+    def forward(self, x, weight, bias, stride, padding, dilation, groups):
+        self.x, self.weight, self.groups, self.geometry = x, weight, groups, (stride, padding, dilation)
+        operands = [(x, 1), (weight, 0), (bias, 0)]
+        return _by_group(self.xp, groups, self.backend.conv2d_forward, operands, self.geometry, 1)
 
     def backward(self, grad):
         gx = gw = gb = None
+        xp, groups, backend = self.xp, self.groups, self.backend
         if self.needs_input_grad[0]:
-            gx = self.backend.conv2d_grad_input(grad, self.weight, tuple(self.x.shape[2:]), *self.geometry)
+            settings = (tuple(self.x.shape[2:]), *self.geometry)
+            gx = _by_group(xp, groups, backend.conv2d_grad_input, [(grad, 1), (self.weight, 0)], settings, 1)
         if self.needs_input_grad[1]:
-            gw = self.backend.conv2d_grad_weight(self.x, grad, tuple(self.weight.shape[2:]), *self.geometry)
+            settings = (tuple(self.weight.shape[2:]), *self.geometry)
+            gw = _by_group(xp, groups, backend.conv2d_grad_weight, [(self.x, 1), (grad, 1)], settings, 0)
         if self.needs_input_grad[2]:
             gb = grad.sum(axis=(0, 2, 3))
         return gx, gw, gb
@@ -75,9 +120,10 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution (cross-correlation) over an (N, C, H, W) or unbatched (C, H, W) input.
 
-    weight (C_out, C, KH, KW), bias (C_out,). ``padding`` may also be ``"valid"`` (none) or
-    ``"same"`` (output as large as the input; stride 1 only, as PyTorch; an odd total
-    padding puts the extra row/column at the bottom/right, as PyTorch). Only ``groups=1``.
+    weight (C_out, C / groups, KH, KW), bias (C_out,). ``padding`` may also be ``"valid"`` (none)
+    or ``"same"`` (output as large as the input; stride 1 only, as PyTorch; an odd total
+    padding puts the extra row/column at the bottom/right, as PyTorch). ``groups`` splits the
+    channels into that many independent convolutions (``groups=C``: depthwise).
     """
     op = "conv2d"
     _conv_operands(op, input, weight, bias, groups, transposed=False)
@@ -98,18 +144,18 @@ def conv2d(
             raise ValueError(f"{op}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
     padding = pair(op, "padding", padding, 0)
     if input.ndim == 3:
-        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation).squeeze(0)
+        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     window_fits(op, input.shape[2:], kernel, padding, dilation)
-    return _Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation)
+    return _Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 class _ConvTranspose2d(Function):
     """The transposed convolution: the adjoint of :class:`_Conv2d` in its input.
 
-    x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) -> y (N, C_out, HO, WO) with
+    x (N, C_in, H, W), w (C_in, C_out/g, KH, KW), b (C_out,) -> y (N, C_out, HO, WO) with
     HO = (H - 1)*sh - 2*ph + dh*(KH - 1) + output_padding_h + 1. Reading w as a convolution
     weight (O = C_in, C = C_out), y is what ``conv2d_grad_input`` computes for a
-    "grad_output" x::
+    "grad_output" x (per group, as the convolution)::
 
         y[n,c,h,w] = b[c] + sum over (o,i,j,p,q) with i*sh + p*dh = h + ph, j*sw + q*dw = w + pw
                             of x[n,o,i,j] * w[o,c,p,q]
@@ -118,8 +164,8 @@ class _ConvTranspose2d(Function):
     dL/dy as the input and x as the output gradient.
     """
 
-    def forward(self, x, weight, bias, output_size, stride, padding, dilation):
-        self.input_size = x.shape[2:]
+    def forward(self, x, weight, bias, output_size, stride, padding, dilation, groups):
+        self.input_size, self.groups = x.shape[2:], groups
         # A convolution over an HO-sized input yields H + output_padding // stride positions;
         # the extra ones (output_padding >= stride needs dilation > output_padding) touch
         # nothing in y, so they enter as zeros.
@@ -130,16 +176,20 @@ class _ConvTranspose2d(Function):
         if any(extra):
             x = self.xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         self.x, self.weight, self.geometry = x, weight, (stride, padding, dilation)
-        y = self.backend.conv2d_grad_input(x, weight, tuple(output_size), stride, padding, dilation)
+        settings = (tuple(output_size), stride, padding, dilation)
+        y = _by_group(self.xp, groups, self.backend.conv2d_grad_input, [(x, 1), (weight, 0)], settings, 1)
         return y if bias is None else y + bias.reshape(1, -1, 1, 1)
 
     def backward(self, grad):
         gx = gw = gb = None
+        xp, groups, backend = self.xp, self.groups, self.backend
         if self.needs_input_grad[0]:
             h, w = self.input_size
-            gx = self.backend.conv2d_forward(grad, self.weight, None, *self.geometry)[:, :, :h, :w]
+            operands = [(grad, 1), (self.weight, 0), (None, 0)]
+            gx = _by_group(xp, groups, backend.conv2d_forward, operands, self.geometry, 1)[:, :, :h, :w]
         if self.needs_input_grad[1]:
-            gw = self.backend.conv2d_grad_weight(grad, self.x, tuple(self.weight.shape[2:]), *self.geometry)
+            settings = (tuple(self.weight.shape[2:]), *self.geometry)
+            gw = _by_group(xp, groups, backend.conv2d_grad_weight, [(grad, 1), (self.x, 1)], settings, 0)
         if self.needs_input_grad[2]:
             gb = grad.sum(axis=(0, 2, 3))
         return gx, gw, gb
@@ -157,9 +207,9 @@ def conv_transpose2d(
 ) -> Tensor:
     """2-D transposed convolution ("deconvolution", the DCGAN generator's upsampling).
 
-    input (N, C_in, H, W) or (C_in, H, W), weight (C_in, C_out, KH, KW) as PyTorch,
+    input (N, C_in, H, W) or (C_in, H, W), weight (C_in, C_out / groups, KH, KW) as PyTorch,
     bias (C_out,). ``output_padding`` adds rows/columns at the bottom/right of the output
-    (it must be smaller than stride or dilation). Only ``groups=1``.
+    (it must be smaller than stride or dilation). ``groups`` as in :func:`conv2d`.
     """
     op = "conv_transpose2d"
     _conv_operands(op, input, weight, bias, groups, transposed=True)
@@ -187,5 +237,5 @@ def conv_transpose2d(
             f"padding {padding}, dilation {dilation}, output_padding {output_padding})"
         )
     return _ConvTranspose2d.apply(
-        input, weight, bias, output_size=output_size, stride=stride, padding=padding, dilation=dilation
+        input, weight, bias, output_size=output_size, stride=stride, padding=padding, dilation=dilation, groups=groups
     )

@@ -382,7 +382,7 @@ def dice_loss(input: Tensor, target: Tensor, *, eps: float = 1.0, reduction: str
         raise ValueError(f"{op}: input must be (N, ...), a batch of at least 1-D samples, got shape {input.shape}")
     if not eps > 0:
         raise ValueError(f"{op}: eps must be positive (it defines the loss of an empty mask), got {eps}")
-    if bool(((input.data < 0) | (input.data > 1)).any()):
+    if bool(((input.array < 0) | (input.array > 1)).any()):
         raise ValueError(
             f"{op}: all elements of input must be between 0 and 1 (probabilities); apply sigmoid to logits"
         )

@@ -74,20 +74,25 @@ def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def _windows(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair, writeable: bool = False) -> np.ndarray:
+def _windows(
+    x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair, axes: Pair = (2, 3), writeable: bool = False
+) -> np.ndarray:
     """The sliding windows of ``x_pad`` (N, C, Hp, Wp) as a view (N, C, OH, OW, KH, KW)::
 
         win[n, c, i, j, p, q] = x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
 
     A window of a dilated kernel spans ``dh*(KH-1) + 1`` rows; taking every ``dh``-th of
-    them picks the taps, and every ``sh``-th window start gives the stride. ``writeable``
-    is only for scatter-adds that write one tap ``[..., p, q]`` at a time, whose elements
-    are all distinct.
+    them picks the taps, and every ``sh``-th window start gives the stride. ``axes`` names
+    the (height, width) axes when the layout is another, e.g. (1, 2) for (C, Hp, Wp, N),
+    whose windows are (C, OH, OW, N, KH, KW). ``writeable`` is only for scatter-adds that
+    write one tap ``[..., p, q]`` at a time, whose elements are all distinct.
     """
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-    win = sliding_window_view(x_pad, span, axis=(2, 3), writeable=writeable)
-    return win[:, :, ::sh, ::sw, ::dh, ::dw]
+    win = sliding_window_view(x_pad, span, axis=axes, writeable=writeable)
+    steps = [slice(None)] * x_pad.ndim + [slice(None, None, dh), slice(None, None, dw)]
+    steps[axes[0]], steps[axes[1]] = slice(None, None, sh), slice(None, None, sw)
+    return win[tuple(steps)]
 
 
 def _batch_chunks(batch: int, bytes_per_sample: int) -> Iterator[slice]:
@@ -114,11 +119,6 @@ def _im2col(x_pad: np.ndarray, kernel_size: Pair, stride: Pair, dilation: Pair) 
     win = _windows(x_pad, kernel_size, stride, dilation)  # (B, C, OH, OW, KH, KW)
     cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3))  # (C, KH, KW, B, OH, OW)
     return cols.reshape(cols.shape[0] * cols.shape[1] * cols.shape[2], -1)
-
-
-def _channels_first(g: np.ndarray) -> np.ndarray:
-    """(B, O, OH, OW) -> (O, B*OH*OW): output gradients as the columns of an im2col matrix."""
-    return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
 
 
 def conv2d_forward(
@@ -158,24 +158,39 @@ def conv2d_grad_input(
     The transpose of the forward pass: ``cols = W^T @ gy`` gives, for every tap, the
     gradient of the pixel that tap read (col2im's input); adding each tap's slice back onto
     the padded image and cropping the padding gives gx. Pixels no window reads stay 0.
+
+    Layout: numpy adds a tap's slice one image row of ``OW`` values at a time (10 in LeNet's
+    second convolution, 7 in MedCNN's last block), and at such sizes that loop, not the
+    matrix product, took most of the time. So when the taps add far more values than the
+    gradients hold, the batch becomes the innermost axis of ``gy``, ``cols`` and the padded
+    gradient (C, Hp, Wp, B): a slice then moves runs of ``OW * B`` (stride 1) or ``B``
+    values. That costs transposing ``gy`` and ``gx`` once each, which the adds repay when
+    they outnumber the values those two copies move at least twice over (measured: one
+    input channel or a 1 x 1 input is faster with the images whole, (C, B, Hp, Wp)).
     """
     n, o, oh, ow = grad_output.shape
     _, c, kh, kw = weight.shape
     h, w = input_size
     ph, pw = padding
-    wt_mat = weight.reshape(o, -1).T  # (C*KH*KW, O)
+    tap_adds, transposed = c * kh * kw * oh * ow, o * oh * ow + c * h * w  # per image
+    # The order of the (B, C, H, W) axes in memory, and where height and width land.
+    order = (1, 2, 3, 0) if tap_adds > 2 * transposed else (1, 0, 2, 3)
+    axes = (order.index(2), order.index(3))
+    wt_mat = np.ascontiguousarray(weight.reshape(o, -1).T)  # (C*KH*KW, O); BLAS is slower on a transposed operand
     grad_input = np.empty((n, c, h, w), dtype=np.result_type(grad_output, weight))
     for batch in _batch_chunks(n, c * kh * kw * oh * ow * grad_output.itemsize):
-        gy = grad_output[batch]
-        cols = (wt_mat @ _channels_first(gy)).reshape(c, kh, kw, gy.shape[0], oh, ow)
-        gx_pad = np.zeros((gy.shape[0], c, h + 2 * ph, w + 2 * pw), dtype=grad_input.dtype)
+        gy = grad_output[batch].transpose(order)  # (O, OH, OW, B) or (O, B, OH, OW)
+        cols = (wt_mat @ gy.reshape(o, -1)).reshape(c, kh, kw, *gy.shape[1:])
+        padded = (gy.shape[order.index(0)], c, h + 2 * ph, w + 2 * pw)
+        gx_pad = np.zeros([padded[axis] for axis in order], dtype=grad_input.dtype)
         # A larger input_size (conv_transpose2d's output_padding) fits more windows than
-        # grad_output has; only the first OH x OW of them were used.
-        gx_win = _windows(gx_pad, (kh, kw), stride, dilation, writeable=True)[:, :, :oh, :ow]
+        # grad_output has; only the first OH x OW of them were used: cut to gy's shape.
+        gx_win = _windows(gx_pad, (kh, kw), stride, dilation, axes, writeable=True)
+        gx_win = gx_win[:, : gy.shape[1], : gy.shape[2], : gy.shape[3]]
         for p in range(kh):
             for q in range(kw):
-                gx_win[..., p, q] += cols[:, p, q].transpose(1, 0, 2, 3)
-        grad_input[batch] = gx_pad[:, :, ph : ph + h, pw : pw + w]
+                gx_win[..., p, q] += cols[:, p, q]
+        grad_input[batch] = gx_pad.transpose(np.argsort(order))[:, :, ph : ph + h, pw : pw + w]
     return grad_input
 
 
@@ -187,19 +202,21 @@ def conv2d_grad_weight(
         gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * x_pad[n, c, i*sh + p*dh, j*sw + q*dw]
 
     x (N, C, H, W), grad_output (N, O, OH, OW), kernel_size (KH, KW) -> (O, C, KH, KW).
-    Per batch chunk one product ``gy (O, B*OH*OW) @ cols^T``; the chunks are summed in a
-    fixed order, so the result is deterministic. (``cols.T`` is a view: BLAS reads it
-    transposed, no copy.)
+    Per batch chunk one product ``gw^T += cols @ gy_rows`` with ``gy_rows`` (B*OH*OW, O);
+    the chunks are summed in a fixed order, so the result is deterministic. Both operands
+    lie in memory as the product reads them: OpenBLAS read a transposed ``cols.T`` over
+    this long inner dimension up to 2x slower on one thread, and far slower on two.
     """
     n, c, _, _ = x.shape
     _, o, oh, ow = grad_output.shape
     kh, kw = kernel_size
     x_pad = _pad(x, padding)
-    grad_weight = np.zeros((o, c * kh * kw), dtype=np.result_type(x, grad_output))
+    grad_weight_t = np.zeros((c * kh * kw, o), dtype=np.result_type(x, grad_output))
     for batch in _batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
-        cols = _im2col(x_pad[batch], kernel_size, stride, dilation)
-        grad_weight += _channels_first(grad_output[batch]) @ cols.T
-    return grad_weight.reshape(o, c, kh, kw)
+        cols = _im2col(x_pad[batch], kernel_size, stride, dilation)  # (C*KH*KW, B*OH*OW)
+        gy_rows = grad_output[batch].transpose(0, 2, 3, 1).reshape(-1, o)  # (B*OH*OW, O), same (n, i, j) order
+        grad_weight_t += cols @ gy_rows
+    return grad_weight_t.T.reshape(o, c, kh, kw)
 
 
 # ----------------------------------------------------------------------------------------

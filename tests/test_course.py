@@ -220,6 +220,72 @@ def test_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
     assert not result.passed and hint in result.message, result.message
 
 
+# ------------------------------------------------------------------ later chapters: typical wrong answers
+
+
+def _chapter_result(tmp_path: Path, number: int, exercise_id: str, old: str, new: str):
+    """How exercise ``exercise_id`` fares when chapter ``number``'s solution has ``old`` replaced by ``new``."""
+    chapter = find_chapter(number)
+    text = chapter.path().read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {chapter.file_name}"
+    path = tmp_path / chapter.file_name
+    path.write_text(text.replace(old, new))
+    return next(r for r in grade_file(path, exercises_of(chapter)) if r.exercise.id == exercise_id)
+
+
+@pytest.mark.parametrize(
+    "exercise, old, new, hint",
+    [
+        (
+            "8.1",
+            "missed = counts[positive, :].sum() - found\n    false_alarms = counts[:, positive].sum() - found",
+            "missed = counts[:, positive].sum() - found\n    false_alarms = counts[positive, :].sum() - found",
+            "predictive values",
+        ),
+        (
+            "8.1",
+            "cleared = counts.sum() - found - missed - false_alarms",
+            "cleared = counts[1 - positive, 1 - positive]",
+            "every row but `positive`",
+        ),
+        ("8.1", "if found + missed == 0 or cleared + false_alarms == 0:", "if False:", "raise ValueError"),
+        (
+            "8.2",
+            "mid_rank = np.cumsum(copies) - (copies - 1) / 2.0",
+            "mid_rank = np.cumsum(copies) - (copies - 1) / 2.0\n    which = np.argsort(np.argsort(s))\n"
+            "    mid_rank = np.arange(1.0, s.size + 1)",
+            "mean of the ranks",
+        ),
+        ("8.2", "(rank_sum - n_pos * (n_pos + 1) / 2.0)", "rank_sum", "subtract n_pos"),
+        (
+            "8.3",
+            "return -(per_image * chosen).sum() / per_image.sum()",
+            "return -(per_image * chosen).mean()",
+            "sum of the weights",
+        ),
+        (
+            "8.3",
+            "log_probabilities = F.log_softmax(logits, dim=1)",
+            "log_probabilities = (logits.exp() / logits.exp().sum(dim=1, keepdim=True)).log()",
+            "exp(1000) overflows",
+        ),
+    ],
+    ids=[
+        "ch8-rates-transposed",
+        "ch8-rates-binary-only",
+        "ch8-rates-undefined",
+        "ch8-auc-ties",
+        "ch8-auc-offset",
+        "ch8-loss-mean",
+        "ch8-loss-overflow",
+    ],
+)
+def test_chapter_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    number = int(exercise.split(".")[0])
+    result = _chapter_result(tmp_path, number, exercise, old, new)
+    assert not result.passed and hint in result.message, result.message
+
+
 def test_an_error_in_student_code_is_one_line_with_its_place(tmp_path):
     path = _chapter1_with(tmp_path, "    t = math.tanh(x.data)\n", "    t = math.tanh(x.data) / 0\n")
     result = _chapter1_result(path, "1.1")

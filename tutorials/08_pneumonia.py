@@ -147,7 +147,7 @@ course.show(fig, "class-balance")
 # One image, each transform on its own, then three draws of the whole chain:
 
 # %%
-image = train.images[picks[8:9]].astype(np.float32) / 255.0  # one X-ray of class 1, shape (1, 1, 28, 28)
+image = train.images[picks[:1]].astype(np.float32) / 255.0  # the first normal X-ray, shape (1, 1, 28, 28)
 rng = np.random.default_rng(0)
 shown = {"original": image}
 shown["rotation ±10°"] = RandomRotation(10.0)(image, rng)

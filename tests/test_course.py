@@ -269,6 +269,43 @@ def _chapter_result(tmp_path: Path, number: int, exercise_id: str, old: str, new
             "log_probabilities = (logits.exp() / logits.exp().sum(dim=1, keepdim=True)).log()",
             "exp(1000) overflows",
         ),
+        (
+            "11.1",
+            "dilation * (kernel_size - 1) + output_padding + 1",
+            "(kernel_size - 1) + output_padding + 1",
+            "dilated kernel spans",
+        ),
+        (
+            "11.1",
+            "out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1",
+            "out = (size + 2 * padding - kernel_size) // stride + 1",
+            "H_out = (H - 1) * stride",
+        ),
+        ("11.1", "    if out < 1:\n", "    if False:\n", "raise ValueError"),
+        (
+            "11.2",
+            "cross = np.trace(sqrt_psd(root1 @ sigma2 @ root1))",
+            "cross = np.trace(np.sqrt(np.abs(sigma1 @ sigma2)))",
+            "square root of each entry",
+        ),
+        (
+            "11.2",
+            "cross = np.trace(sqrt_psd(root1 @ sigma2 @ root1))",
+            "cross = np.trace(root1 @ sqrt_psd(sigma2))",
+            "commute",
+        ),
+        (
+            "11.3",
+            "softplus = F.relu(-fake_logits) + (1.0 + (-fake_logits.abs()).exp()).log()",
+            "softplus = (1.0 - F.sigmoid(fake_logits)).log()",
+            "saturating",
+        ),
+        (
+            "11.3",
+            "softplus = F.relu(-fake_logits) + (1.0 + (-fake_logits.abs()).exp()).log()",
+            "softplus = -F.sigmoid(fake_logits).log()",
+            "sigmoid(-1000) rounds to 0",
+        ),
     ],
     ids=[
         "ch8-rates-transposed",
@@ -278,6 +315,13 @@ def _chapter_result(tmp_path: Path, number: int, exercise_id: str, old: str, new
         "ch8-auc-offset",
         "ch8-loss-mean",
         "ch8-loss-overflow",
+        "ch11-size-dilation",
+        "ch11-size-conv-formula",
+        "ch11-size-undefined",
+        "ch11-fd-entrywise-sqrt",
+        "ch11-fd-product-of-roots",
+        "ch11-loss-saturating",
+        "ch11-loss-overflow",
     ],
 )
 def test_chapter_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):

@@ -15,7 +15,7 @@ from tinymed.course.chapters import outline_markdown
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 
 # Scripts from before the course, each kept until the chapter that replaces it is written.
-LEGACY = {"legacy_convolution.py": 2, "legacy_attention.py": 5, "gan_listing.py": 11}
+LEGACY = {"legacy_convolution.py": 2, "legacy_attention.py": 5}
 
 
 def test_every_script_is_a_chapter_or_awaits_one():

@@ -240,7 +240,7 @@ with tm.no_grad():
 assert tuple(out.shape) == (4, 2)
 
 # %% [markdown]
-# The loss is the **cross-entropy** of the logits $z$ (chapter 1's, for two classes): turn them
+# The loss is the **cross-entropy** of the logits $z$ (chapter 1's, written for two logits): turn them
 # into probabilities with a softmax and take minus the log of the probability given to the true
 # class $y$,
 #

@@ -346,8 +346,108 @@ _CHAPTER9_MISTAKES = [
 
 
 @pytest.mark.parametrize("exercise, old, new, hint", _CHAPTER5_MISTAKES + _CHAPTER9_MISTAKES)
-def test_chapter_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+def test_chapters_5_and_9_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
     result = graded_with(tmp_path, int(exercise.split(".")[0]), exercise, old, new)
+    assert not result.passed and hint in result.message, result.message
+
+
+# ------------------------------------------------------------------ chapters 8 and 11: typical wrong answers
+
+
+@pytest.mark.parametrize(
+    "exercise, old, new, hint",
+    [
+        (
+            "8.1",
+            "missed = counts[positive, :].sum() - found\n    false_alarms = counts[:, positive].sum() - found",
+            "missed = counts[:, positive].sum() - found\n    false_alarms = counts[positive, :].sum() - found",
+            "predictive values",
+        ),
+        (
+            "8.1",
+            "cleared = counts.sum() - found - missed - false_alarms",
+            "cleared = counts[1 - positive, 1 - positive]",
+            "every row but `positive`",
+        ),
+        ("8.1", "if found + missed == 0 or cleared + false_alarms == 0:", "if False:", "raise ValueError"),
+        (
+            "8.2",
+            "mid_rank = np.cumsum(copies) - (copies - 1) / 2.0",
+            "mid_rank = np.cumsum(copies) - (copies - 1) / 2.0\n    which = np.argsort(np.argsort(s))\n"
+            "    mid_rank = np.arange(1.0, s.size + 1)",
+            "mean of the ranks",
+        ),
+        ("8.2", "(rank_sum - n_pos * (n_pos + 1) / 2.0)", "rank_sum", "subtract n_pos"),
+        (
+            "8.3",
+            "return -(per_image * chosen).sum() / per_image.sum()",
+            "return -(per_image * chosen).mean()",
+            "sum of the weights",
+        ),
+        (
+            "8.3",
+            "log_probabilities = F.log_softmax(logits, dim=1)",
+            "log_probabilities = (logits.exp() / logits.exp().sum(dim=1, keepdim=True)).log()",
+            "exp(1000) overflows",
+        ),
+        (
+            "11.1",
+            "dilation * (kernel_size - 1) + output_padding + 1",
+            "(kernel_size - 1) + output_padding + 1",
+            "dilated kernel spans",
+        ),
+        (
+            "11.1",
+            "out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1",
+            "out = (size + 2 * padding - kernel_size) // stride + 1",
+            "H_out = (H - 1) * stride",
+        ),
+        ("11.1", "    if out < 1:\n", "    if False:\n", "raise ValueError"),
+        (
+            "11.2",
+            "cross = np.trace(sqrt_psd(root1 @ sigma2 @ root1))",
+            "cross = np.trace(np.sqrt(np.abs(sigma1 @ sigma2)))",
+            "square root of each entry",
+        ),
+        (
+            "11.2",
+            "cross = np.trace(sqrt_psd(root1 @ sigma2 @ root1))",
+            "cross = np.trace(root1 @ sqrt_psd(sigma2))",
+            "commute",
+        ),
+        (
+            "11.3",
+            "softplus = F.relu(-fake_logits) + (1.0 + (-fake_logits.abs()).exp()).log()",
+            "softplus = (1.0 - F.sigmoid(fake_logits)).log()",
+            "saturating",
+        ),
+        (
+            "11.3",
+            "softplus = F.relu(-fake_logits) + (1.0 + (-fake_logits.abs()).exp()).log()",
+            "softplus = -F.sigmoid(fake_logits).log()",
+            "sigmoid(-1000) rounds to 0",
+        ),
+    ],
+    ids=[
+        "ch8-rates-transposed",
+        "ch8-rates-binary-only",
+        "ch8-rates-undefined",
+        "ch8-auc-ties",
+        "ch8-auc-offset",
+        "ch8-loss-mean",
+        "ch8-loss-overflow",
+        "ch11-size-dilation",
+        "ch11-size-conv-formula",
+        "ch11-size-undefined",
+        "ch11-fd-entrywise-sqrt",
+        "ch11-fd-product-of-roots",
+        "ch11-loss-saturating",
+        "ch11-loss-overflow",
+    ],
+)
+def test_chapters_8_and_11_graders_hint_at_the_mistake(tmp_path, exercise, old, new, hint):
+    number = int(exercise.split(".")[0])
+    result = graded_with(tmp_path, number, exercise, old, new)
     assert not result.passed and hint in result.message, result.message
 
 

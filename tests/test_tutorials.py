@@ -1,44 +1,19 @@
-"""The tutorials folder as a whole: every file in it is a chapter of the registry, the instructor's
-guide, or a legacy script still waiting for the chapter that replaces it (and each such script
-still runs to the end). The chapters themselves are tested in test_course.py.
-"""
+"""The tutorials folder as a whole: every file in it is a chapter of the registry or the
+instructor's guide, whose outline is the registry's. The chapters themselves are tested in
+test_course.py."""
 
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tinymed.course import CHAPTERS, find_chapter
+from tinymed.course import CHAPTERS
 from tinymed.course.chapters import outline_markdown
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 
-# Scripts from before the course, each kept until the chapter that replaces it is written.
-LEGACY = {"gan_listing.py": 11}
 
-
-def test_every_script_is_a_chapter_or_awaits_one():
+def test_every_script_is_a_chapter():
     chapters = {c.file_name for c in CHAPTERS}
     for path in TUTORIALS.glob("*.py"):
-        assert path.name in chapters or path.name in LEGACY, f"{path.name} is neither a chapter nor a legacy script"
-
-
-@pytest.mark.parametrize("name", sorted(LEGACY))
-def test_a_legacy_script_goes_when_its_chapter_comes(name):
-    chapter = find_chapter(LEGACY[name])
-    assert not (chapter.exists() and (TUTORIALS / name).exists()), (
-        f"chapter {chapter.number} ({chapter.file_name}) replaces {name}: delete it"
-    )
-
-
-@pytest.mark.parametrize("name", sorted(n for n in LEGACY if (TUTORIALS / n).exists()))
-def test_legacy_script_runs(name):
-    done = subprocess.run(
-        [sys.executable, str(TUTORIALS / name)], capture_output=True, text=True, timeout=300, cwd=TUTORIALS.parent
-    )
-    assert done.returncode == 0, f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    assert done.stdout.strip(), f"{name} printed nothing"
+        assert path.name in chapters, f"{path.name} is not a chapter of the registry (tinymed/course/chapters.py)"
 
 
 def test_the_guide_holds_the_registrys_outline_markdown():

@@ -171,6 +171,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             "Describe the data: images, labels, class balance.",
             "Write the training loop out: batches, augmentation, loss, optimiser, validation.",
             "Read an ROC curve and a confusion matrix; compute sensitivity and specificity.",
+            "Choose an operating point and say what it costs in missed cases and false alarms.",
             "Explain why validation and test figures differ.",
         ),
         (2, 3),

@@ -20,6 +20,11 @@ Both are held to the NumPy reference, :mod:`tinymed.backends.numpy_ref`, by the 
 import re
 from importlib import resources
 
+# The options the CUDA C is compiled with (CuPy adds its own after them, -ftz=true among them):
+# C++17 for the templates. Here, beside the sources, so that every compiler of them (the CuPy
+# backend, the tests, the course's graders) uses the same flags.
+NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17",)
+
 # A line that includes one of the shared headers next to the .cu files.
 _INCLUDE = re.compile(r'^#include "(\w+\.cuh)".*$', re.MULTILINE)
 

@@ -20,7 +20,7 @@ import pytest
 
 import tinymed.backends as backends
 from tinymed.backends import cupy_cuda, launch
-from tinymed.kernels import cuda_source
+from tinymed.kernels import NVRTC_OPTIONS, cuda_source
 
 CUDA_SOURCES = resources.files("tinymed.kernels").joinpath("cuda")
 FAMILIES = sorted(path.name.removesuffix(".cu") for path in CUDA_SOURCES.iterdir() if path.name.endswith(".cu"))
@@ -80,7 +80,7 @@ def compile_family(nvrtc, family: str, target: str) -> tuple[str, dict[str, str]
         expressions = cupy_cuda.name_expressions(family)
         for expression in expressions:
             _ok(nvrtc, nvrtc.nvrtcAddNameExpression(program, expression.encode()))
-        options = [*cupy_cuda.NVRTC_OPTIONS, *CUPY_OPTIONS, f"--gpu-architecture={target}", "--ptxas-options=-v"]
+        options = [*NVRTC_OPTIONS, *CUPY_OPTIONS, f"--gpu-architecture={target}", "--ptxas-options=-v"]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
         log = _bytes_of(nvrtc, program, nvrtc.nvrtcGetProgramLogSize, nvrtc.nvrtcGetProgramLog).decode()
         print(log)  # pytest shows it when the test fails; -s shows registers and shared memory

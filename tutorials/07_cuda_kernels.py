@@ -50,7 +50,7 @@ import tinymed as tm
 import tinymed.nn as nn
 from tinymed import course
 from tinymed.backends import cupy_cuda
-from tinymed.kernels import cuda_source
+from tinymed.kernels import NVRTC_OPTIONS, cuda_source
 
 try:
     from cuda.bindings import nvrtc
@@ -187,11 +187,11 @@ def nvrtc_compile(source: str, options, instantiate=(), file_name="kernel.cu") -
 
 
 # CuPy compiles with the options tinymed gives it, then appends "-ftz=true" (section 4).
-CUPY_OPTIONS = (*cupy_cuda.NVRTC_OPTIONS, "-ftz=true")
+CUPY_OPTIONS = (*NVRTC_OPTIONS, "-ftz=true")
 
 # %% [markdown]
 # tinymed hands CuPy each file as `cuda_source(family)` (the `.cu` text with its `#include`d
-# headers pasted in) and the options `cupy_cuda.NVRTC_OPTIONS`; CuPy then adds `-ftz=true`
+# headers pasted in) and the options `NVRTC_OPTIONS` of `tinymed.kernels`; CuPy then adds `-ftz=true`
 # after them (section 4 is about that flag). We do the same. First the PTX of the float
 # instance of `gemm_tiled`: its entry point and its shared-memory declarations.
 

@@ -29,7 +29,7 @@ from tinymed.backends.launch import (
     gemm_splits,
     shared_docstring,
 )
-from tinymed.kernels import cuda_source
+from tinymed.kernels import NVRTC_OPTIONS, cuda_source
 
 try:
     import cupy
@@ -59,7 +59,6 @@ KERNELS: dict[str, tuple[str, ...]] = {
     ),
 }
 C_TYPES: dict[numpy.dtype, str] = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
-NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17",)
 
 # Launch constants that the kernels assume; each must equal the constant of the same name in
 # its .cu file (tests/test_cuda_compile.py checks that they do; the fused attention kernels'

@@ -26,7 +26,7 @@ __all__ = ["EXERCISES"]
 _RNG_SEED = 3
 
 
-def _pooling_input(rng: np.random.Generator, case: str, shape: tuple[int, ...]) -> np.ndarray:
+def pooling_input(rng: np.random.Generator, case: str, shape: tuple[int, ...]) -> np.ndarray:
     """Random floats (no ties), all negative, or small integers (ties in most windows)."""
     if case == "negative":
         return -1.0 - rng.random(shape)
@@ -64,7 +64,7 @@ def _grade_max_pool2d_forward(ns: Mapping[str, Any]) -> None:
     rng = np.random.default_rng(_RNG_SEED)
     for what, kind, shape, k, stride, padding in _POOL_CASES:
         hint = _POOL_HINTS[what]
-        x = _pooling_input(rng, kind, shape)
+        x = pooling_input(rng, kind, shape)
         want_y, want_i = F.max_pool2d(tm.tensor(x), k, stride, padding, return_indices=True)
         result = max_pool2d_forward(x.copy(), k, stride=stride, padding=padding)
         expect(

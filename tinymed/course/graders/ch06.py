@@ -26,7 +26,7 @@ import numpy as np
 
 import tinymed as tm
 import tinymed.functional as F
-from tinymed.course.graders.ch03 import _pooling_input  # the inputs of chapter 3's pooling exercise
+from tinymed.course.graders.ch03 import pooling_input  # the inputs of chapter 3's pooling exercise
 from tinymed.course.grading import Exercise, Fail, expect, expect_close
 
 __all__ = ["EXERCISES"]
@@ -127,7 +127,7 @@ def _grade_max_pool2d_kernel(ns: Mapping[str, Any]) -> None:
     threads = 8
     for what, kind, shape, k, stride in _POOL_CASES:
         hint = _POOL_HINTS[what]
-        x = _pooling_input(rng, kind, shape)
+        x = pooling_input(rng, kind, shape)
         want_y, want_i = (t.numpy() for t in F.max_pool2d(tm.tensor(x), k, stride, return_indices=True))
         y, indices = np.full(want_y.shape, np.nan), np.full(want_i.shape, -7, np.int64)
         blocks = y.size // threads + 1  # at least one spare thread

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 import tinymed as tm
-from tinymed.backends import cupy_cuda
 from tinymed.course.grading import Exercise, Fail, expect, expect_close, need
+from tinymed.kernels import NVRTC_OPTIONS
 
 __all__ = ["EXERCISES"]
 
@@ -31,7 +31,7 @@ _SIGNATURE = 'extern "C" __global__ void leaky_relu(const float* x, float* y, fl
 def _ptx_of(ns: Mapping[str, Any], source: str) -> str:
     """The PTX of ``source`` compiled as CuPy compiles it (its -ftz=true after tinymed's options)."""
     nvrtc_compile = need(ns, "nvrtc_compile")
-    options = [*cupy_cuda.NVRTC_OPTIONS, "-ftz=true", "--gpu-architecture=compute_75"]
+    options = [*NVRTC_OPTIONS, "-ftz=true", "--gpu-architecture=compute_75"]
     compiled = nvrtc_compile(source, options, (), "leaky_relu.cu")
     if not compiled.ok:
         errors = [line for line in compiled.log.splitlines() if "error" in line] or compiled.log.splitlines()[:3]

@@ -1,9 +1,9 @@
 """tinymed.optim: optimisers and learning-rate schedules (mirrors ``torch.optim``).
 
 The schedulers live in :mod:`tinymed.optim.lr_scheduler`, as in PyTorch, and are also
-importable from here."""
+importable from here; weight averaging (EMA, SWA) in :mod:`tinymed.optim.swa_utils`."""
 
-from tinymed.optim import lr_scheduler
+from tinymed.optim import lr_scheduler, swa_utils
 from tinymed.optim.adam import Adam, AdamW
 from tinymed.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -30,4 +30,5 @@ __all__ = [
     "OneCycleLR",
     "ReduceLROnPlateau",
     "lr_scheduler",
+    "swa_utils",
 ]

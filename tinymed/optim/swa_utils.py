@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-import tinymed
+from tinymed.autograd import no_grad
+from tinymed.creation import tensor
 from tinymed.nn import Module
 from tinymed.tensor import Tensor
 
@@ -72,7 +73,7 @@ class AveragedModel(Module):
         self.module = copy.deepcopy(model)
         for param in self.module.parameters():
             param.requires_grad_(False)
-        self.register_buffer("n_averaged", tinymed.tensor(0, dtype=tinymed.int64))
+        self.register_buffer("n_averaged", tensor(0, dtype=np.int64))
         self.avg_fn = avg_fn or get_swa_avg_fn()
         self.use_buffers = use_buffers
 
@@ -95,7 +96,7 @@ class AveragedModel(Module):
     def update_parameters(self, model: Module) -> None:
         """Fold ``model``'s current weights into the average (the first call copies them)."""
         n = int(self.n_averaged.item())
-        with tinymed.no_grad():
+        with no_grad():
             for averaged, current in self._averaged_tensors(model):
                 current = current.to(averaged.device)
                 if n == 0 or not np.issubdtype(averaged.dtype, np.floating):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from tinymed.autograd import no_grad
-from tinymed.creation import tensor
+from tinymed.creation import zeros
 from tinymed.nn import Module
 from tinymed.tensor import Tensor
 
@@ -73,7 +73,7 @@ class AveragedModel(Module):
         self.module = copy.deepcopy(model)
         for param in self.module.parameters():
             param.requires_grad_(False)
-        self.register_buffer("n_averaged", tensor(0, dtype=np.int64))
+        self.register_buffer("n_averaged", zeros((), dtype=np.int64))
         self.avg_fn = avg_fn or get_swa_avg_fn()
         self.use_buffers = use_buffers
 

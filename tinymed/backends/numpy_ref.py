@@ -231,35 +231,45 @@ def max_pool2d_forward(
 
     x (N, C, H, W) -> y, indices (N, C, OH, OW); ``x_pad`` is padded with ``-inf`` and
     ``indices`` (int64) is the flat position ``h*W + w`` of the maximum in the unpadded
-    plane. A running maximum over the ``KH*KW`` taps, each tap a whole strided slice:
+    plane. Two passes over the ``KH*KW`` taps, each tap a whole strided slice of the windows:
 
-    * a tap replaces the running maximum only if strictly greater, so ties keep the first
-      maximum in row-major window order;
-    * a NaN is greater than everything (as in PyTorch), and the first NaN stays;
-    * the running maximum starts at ``-inf`` *on the window's first unpadded pixel*, so a
-      window of ``-inf`` values points at a real pixel, never at the padding.
+    1. the maximum: ``np.maximum`` tap after tap (a NaN wins, as in PyTorch);
+    2. the argmax: the first tap, in row-major window order, that holds the maximum (so ties
+       keep the first maximum, and a NaN maximum points at the first NaN), skipping the taps
+       that fall in the padding (so a window of ``-inf`` values points at a real pixel).
+
+    The argmax is kept as the tap's number ``p*KW + q`` (one byte) and turned into
+    ``indices`` once at the end: the windows' temporaries stay small, which is what costs here.
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh = output_size(h, kh, sh, ph, dh)
     ow = output_size(w, kw, sw, pw, dw)
     win = _windows(_pad(x, padding, value=-np.inf), kernel_size, stride, dilation)
-    # The unpadded row that tap p reads in output row i, and the column tap q reads in
-    # output column j; the taps in the top (left) padding come first in each window.
-    tap_rows = np.arange(oh)[:, None] * sh + np.arange(kh) * dh - ph  # (OH, KH)
-    tap_cols = np.arange(ow)[:, None] * sw + np.arange(kw) * dw - pw  # (OW, KW)
-    first_row = tap_rows[np.arange(oh), (tap_rows < 0).sum(axis=1)]
-    first_col = tap_cols[np.arange(ow), (tap_cols < 0).sum(axis=1)]
-    best = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
-    indices = np.broadcast_to(first_row[:, None] * w + first_col, best.shape).copy()
+    best = win[..., 0, 0].copy()
     for p in range(kh):
         for q in range(kw):
-            tap = win[..., p, q]
-            # "not tap <= best" is true when tap > best or tap is NaN; a NaN best stays.
-            take = ~((tap <= best) | np.isnan(best))
-            best = np.where(take, tap, best)
-            indices = np.where(take, tap_rows[:, p, None] * w + tap_cols[:, q], indices)
-    return best, indices.astype(np.int64, copy=False)
+            np.maximum(best, win[..., p, q], out=best)
+    # The unpadded row that tap p reads in output row i, and the column tap q reads in
+    # output column j (negative, or past the edge, in the padding).
+    rows = np.arange(oh)[:, None] * sh + np.arange(kh) * dh - ph  # (OH, KH)
+    cols = np.arange(ow)[:, None] * sw + np.arange(kw) * dw - pw  # (OW, KW)
+    best_is_nan = np.isnan(best)
+    found = np.zeros(best.shape, dtype=bool)
+    tap = np.zeros(best.shape, dtype=np.uint8 if kh * kw <= 256 else np.int64)
+    for p in range(kh):
+        for q in range(kw):
+            value = np.ascontiguousarray(win[..., p, q])  # comparisons run faster on a contiguous copy
+            hit = (value == best) | (best_is_nan & np.isnan(value))
+            hit &= ((rows[:, p] >= 0) & (rows[:, p] < h))[:, None] & ((cols[:, q] >= 0) & (cols[:, q] < w))
+            hit &= ~found  # only the first tap that holds the maximum
+            found |= hit
+            tap += hit.astype(tap.dtype) * (p * kw + q)
+    # A window with no real pixel (all padding, possible with dilation) points, as the GPU
+    # kernels do, at its first tap past the top-left padding.
+    first = (rows < 0).sum(axis=1)[:, None] * kw + (cols < 0).sum(axis=1)  # (OH, OW)
+    p, q = np.divmod(np.where(found, tap, first), kw)
+    return best, (rows[:, :1] + p * dh) * w + (cols[:, 0] + q * dw)
 
 
 def max_pool2d_backward(
@@ -276,21 +286,21 @@ def max_pool2d_backward(
         gx[n,c].flat[indices[n,c,i,j]] += gy[n,c,i,j]
 
     grad_output, indices (N, C, OH, OW), input_size (H, W) -> (N, C, H, W). Overlapping
-    windows can pick the same pixel, so this is a sum: ``np.bincount`` over the flat
-    position in the whole (N, C, H, W) array adds all of a pixel's terms, vectorised and in
-    a fixed order. (bincount sums in float64; the result is cast back to the input dtype.)
+    windows can pick the same pixel, so this is a sum: ``np.add.at`` over the flat position
+    in the whole (N, C, H, W) array adds all of a pixel's terms, unbuffered (a plain
+    ``gx[flat] += gy`` would keep only one of them), in the fixed order of the outputs.
 
     The window geometry (``kernel_size``, ``stride``, ``padding``, ``dilation``) is part of
     the contract for the GPU kernels, where a thread owning one input pixel needs it to
-    find the few windows that cover that pixel. It is not used here: bincount already adds
-    every pixel's terms in one fixed order (that of the outputs), with no search at all.
+    find the few windows that cover that pixel. It is not used here: ``np.add.at`` already
+    adds every pixel's terms, with no search at all.
     """
     n, c, oh, ow = grad_output.shape
     h, w = input_size
     plane = np.arange(n * c).reshape(n, c, 1, 1) * (h * w)  # start of each (n, c) plane
-    flat = (plane + indices).ravel()
-    sums = np.bincount(flat, weights=grad_output.ravel(), minlength=n * c * h * w)
-    return sums.astype(grad_output.dtype, copy=False).reshape(n, c, h, w)
+    grad_input = np.zeros(n * c * h * w, dtype=grad_output.dtype)
+    np.add.at(grad_input, (plane + indices).ravel(), grad_output.ravel())
+    return grad_input.reshape(n, c, h, w)
 
 
 # ----------------------------------------------------------------------------------------

@@ -42,11 +42,18 @@ class _Normalization(Function):
         self.batch_statistics = mean is None
         if self.batch_statistics:
             mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)
+        else:
+            centered = x - mean
         self.inv_std = 1 / self.xp.sqrt(var + eps)
-        self.x_hat = (x - mean) * self.inv_std
-        y = self.x_hat if weight is None else self.x_hat * weight
-        return (y if bias is None else y + bias), mean, var
+        # In place: each pass over x costs as much as the arithmetic, so no temporaries.
+        self.x_hat = centered
+        self.x_hat *= self.inv_std
+        y = self.x_hat.copy() if weight is None else self.x_hat * weight
+        if bias is not None:
+            y += bias
+        return y, mean, var
 
     def backward(self, grad):
         gx = gw = gb = None
@@ -54,12 +61,13 @@ class _Normalization(Function):
             g_hat = grad if self.weight is None else grad * self.weight
             if self.batch_statistics:
                 axes = self.axes
-                g_hat = (
-                    g_hat
-                    - g_hat.mean(axis=axes, keepdims=True)
-                    - self.x_hat * (g_hat * self.x_hat).mean(axis=axes, keepdims=True)
-                )
-            gx = g_hat * self.inv_std
+                # In place, for the reason the forward pass gives.
+                gx = self.x_hat * -(g_hat * self.x_hat).mean(axis=axes, keepdims=True)
+                gx += g_hat
+                gx -= g_hat.mean(axis=axes, keepdims=True)
+                gx *= self.inv_std
+            else:
+                gx = g_hat * self.inv_std
         if self.needs_input_grad[1]:
             gw = grad * self.x_hat
         if self.needs_input_grad[2]:

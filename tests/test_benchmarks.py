@@ -101,3 +101,32 @@ def test_median_ms_times_each_call_after_the_warm_up():
     assert calls == ["a"] * 5 + ["b"] * 5 and set(ms) == {"a", "b"} and all(t >= 0 for t in ms.values())
     with pytest.raises(ValueError, match="repeat"):
         median_ms({"a": lambda: None}, lambda: None, repeat=0)
+
+
+def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
+    from helpers import complete_metadata, write_medmnist_file
+
+    from benchmarks import gan_same_time
+    from tinymed.models import model_spec
+    from tinymed.models.lenet import LeNet
+    from tinymed.train.checkpoint import save_checkpoint
+    from tinymed.train.gan import load_gan
+
+    data = tmp_path / "tiny.npz"
+    write_medmnist_file(data, n=16)
+    model = LeNet()
+    classifier = save_checkpoint(
+        tmp_path / "cnn.npz", {"model": model.state_dict()}, complete_metadata(model=model_spec(model))
+    )
+    argv = ["--data", str(data), "--classifier", str(classifier), "--seeds", "0", "--minutes", "0.01"]
+    assert gan_same_time.main([*argv, "--threads", "1", "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(row["seed"], row["framework"]) for row in results["rows"]] == [(0, "tinymed"), (0, "torch")]
+    for row in results["rows"]:
+        assert row["epochs"] >= 1 and row["steps"] >= 1 and row["seconds"] > 0
+        assert np.isfinite(row["fd"]) and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+    assert [mean["framework"] for mean in results["means"]] == ["tinymed", "torch"]
+    assert "| mean | torch |" in (tmp_path / "out" / "results.md").read_text()
+    # The PyTorch generator loads as a tinymed GAN, with the tinymed run's architecture.
+    gan, metadata = load_gan(tmp_path / "out" / "seed0" / "torch" / "last.npz")
+    assert metadata["train_config"]["recipe"] == "pytorch/examples dcgan" and gan.latent_dim == 100

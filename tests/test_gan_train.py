@@ -3,6 +3,7 @@
 Everything runs on tiny networks and a few dozen phantom images written in the MedMNIST layout."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from tinymed.models.dcgan import DCGAN
 from tinymed.models.lenet import LeNet
 from tinymed.repair import RepairError, inpaint, make_mask
 from tinymed.train.checkpoint import load_checkpoint, save_checkpoint
-from tinymed.train.gan import GANConfig, GANTrainer, train_gan
+from tinymed.train.gan import GANConfig, GANTrainer, load_gan, train_gan
 from tinymed.train.run import TrainingError
 
 TINY = dict(batch_size=16, latent_dim=8, ngf=4, ndf=4)
@@ -331,3 +332,119 @@ def test_a_mask_covering_everything_is_refused(tmp_path, gan_checkpoint, data_fi
         ],
         "covers the whole 28x28 image",
     )
+
+
+# ---------------------------------------------------------------------- time budget and EMA
+
+
+def test_a_time_budget_stops_at_an_epoch_boundary_and_says_why(tmp_path, data_file, monkeypatch):
+    # Every epoch takes 10 s of training on the trainer's fake clock (read at its start and
+    # end): a 0.5-minute budget fits 3 epochs (after 2, 20 s + a mean of 10 s = 30 s fits;
+    # after 3, 40 s would not).
+    clock = iter(np.arange(0.0, 1000.0, 10.0))
+    monkeypatch.setattr("tinymed.train.gan.time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    lines = []
+    out = tmp_path / "run"
+    config = dict(dataset="pneumoniamnist", data_file=data_file, **TINY)
+    summary = train_gan(GANConfig(epochs=9, minutes=0.5, out=str(out), **config), progress=False, log=lines.append)
+    assert summary["epochs"] == 3 and summary["seconds"] == 30.0
+    assert summary["stop_reason"].startswith("time budget reached after 3 epochs")
+    assert any(line.startswith("time budget reached after 3 epochs") for line in lines)
+    assert json.loads((out / "timings.json").read_text())["seconds"] == [10.0, 20.0, 30.0]
+    assert load_checkpoint(out / "last.npz", kind="gan").metadata["epoch"] == 3
+    # Resuming with a larger budget continues the same run's count: one more epoch fits in 0.7.
+    summary = train_gan(
+        GANConfig(epochs=9, minutes=0.7, out=str(out), **config), resume=True, progress=False, log=lines.append
+    )
+    assert summary["epochs"] == 4 and summary["stop_reason"].startswith("time budget reached after 4 epochs")
+
+
+def test_default_budget_only_when_neither_epochs_nor_minutes_is_given():
+    assert GANConfig(dataset="pneumoniamnist").minutes == 9.0
+    assert GANConfig(dataset="pneumoniamnist").epochs == 100
+    assert GANConfig(dataset="pneumoniamnist", epochs=20).minutes is None
+    assert (GANConfig(dataset="phantoms").epochs, GANConfig(dataset="phantoms").minutes) == (10, None)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--minutes", "0"], "argument --minutes: expected a finite float above 0"),
+        (["--minutes", "nan"], "argument --minutes"),
+        (["--epochs", "0"], "argument --epochs"),
+        (["--ema-decay", "-1"], "argument --ema-decay"),
+        (["--ema-decay", "1"], "ema_decay (--ema-decay) must be in [0, 1), got 1.0"),
+    ],
+)
+def test_budget_and_ema_options_are_checked_by_name(tmp_path, capsys, argv, fragment):
+    try:
+        code = main(["train", "gan", "--out", str(tmp_path / "run"), *argv])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code != 0
+    assert fragment in capsys.readouterr().err
+
+
+def test_minutes_below_zero_is_refused_by_the_config():
+    with pytest.raises(TrainingError, match=r"train gan: minutes \(--minutes\) must be a positive finite number"):
+        GANConfig(minutes=-1.0)
+
+
+def test_the_user_generator_is_an_averaged_model_fed_the_same_steps(tmp_path, data_file):
+    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
+
+    config = GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=2, ema_decay=0.9, seed=1, **TINY)
+    saved = {}
+    original = GANTrainer.step
+
+    def step(self, *args):
+        result = original(self, *args)
+        # An AveragedModel of our own, fed the raw generator after each step.
+        if "ema" not in saved:
+            saved["ema"] = AveragedModel(self.gan.generator, avg_fn=get_ema_warmup_avg_fn(0.9), use_buffers=True)
+        saved["ema"].update_parameters(self.gan.generator)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GANTrainer, "step", step)
+        train_gan(GANConfig(**{**config.__dict__, "out": str(tmp_path / "run")}), progress=False, log=lambda _: None)
+    ours = saved["ema"].module.state_dict()
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.npz", kind="gan")
+    assert int(checkpoint.state["ema_updates"]) == int(saved["ema"].n_averaged.item()) == 6
+    for key, value in checkpoint.state["generator_ema"].items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(ours[key]), err_msg=key)
+    gan, _ = load_gan(tmp_path / "run" / "last.npz")
+    for key, value in gan.generator.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(checkpoint.state["generator_ema"][key]))
+    assert not np.array_equal(
+        np.asarray(checkpoint.state["generator_ema"]["main.0.weight"]),
+        np.asarray(checkpoint.state["generator"]["main.0.weight"]),
+    )
+
+
+def test_ema_decay_0_gives_the_raw_generator_and_old_checkpoints_load_theirs(tmp_path, data_file):
+    config = GANConfig(
+        dataset="pneumoniamnist", data_file=data_file, epochs=1, ema_decay=0.0, out=str(tmp_path / "raw"), **TINY
+    )
+    train_gan(config, progress=False, log=lambda _: None)
+    checkpoint = load_checkpoint(tmp_path / "raw" / "last.npz", kind="gan")
+    assert "generator_ema" not in checkpoint.state
+    gan, _ = load_gan(tmp_path / "raw" / "last.npz")
+    for key, value in gan.generator.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(checkpoint.state["generator"][key]))
+
+
+def test_the_ema_warm_up_follows_its_formula():
+    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
+
+    model = tinymed.nn.Linear(1, 1, bias=False)
+    averaged = AveragedModel(model, avg_fn=get_ema_warmup_avg_fn(0.5))
+    expected = None
+    for t, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0]):
+        model.weight.data.fill_(w)
+        averaged.update_parameters(model)
+        decay = min(0.5, (1 + t) / (10 + t))
+        expected = w if t == 0 else decay * expected + (1 - decay) * w
+        assert averaged.module.weight.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="decay must be in"):
+        get_ema_warmup_avg_fn(2.0)

@@ -9,6 +9,7 @@ here:
 * :func:`add_training_options` (``train cnn`` and ``train gan``): epochs, batch size,
   learning rate, the output directory and ``--resume``; :func:`training_config` turns them,
   with the common options, into the fields both trainers' configs share;
+  :func:`add_time_budget_option`, ``--minutes``, for a trainer whose config has ``minutes``;
 * :func:`add_checkpoint_argument` (the commands that read a checkpoint), with
   :func:`checkpoint_split`, the data the options name, or else the data set the checkpoint
   was trained on, checked against the checkpoint; and :func:`add_image_options` with
@@ -46,6 +47,7 @@ __all__ = [
     "FIGURE_SUFFIXES",
     "add_common_options",
     "add_training_options",
+    "add_time_budget_option",
     "training_config",
     "add_checkpoint_argument",
     "checkpoint_split",
@@ -166,6 +168,20 @@ def add_training_options(
     )
     run.add_argument(
         "--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out, if it holds any"
+    )
+
+
+def add_time_budget_option(parser: argparse.ArgumentParser, fallback_minutes: float, fixed: Iterable[str]) -> None:
+    """``--minutes M``: a budget of training time (see :meth:`tinymed.train.run.RunDirectory.fits_in`),
+    by default ``fallback_minutes`` when ``--epochs`` is not given, except on the data sets
+    ``fixed``, which train a fixed number of epochs."""
+    parser.add_argument(
+        "--minutes",
+        type=positive(float),
+        metavar="M",
+        help=f"a budget of M minutes of training (counted across --resume): start another epoch only while the "
+        f"mean epoch says it ends in time; --epochs is then an upper bound (default: {fallback_minutes:g} when "
+        f"--epochs is not given, none for {', '.join(fixed)})",
     )
 
 

@@ -14,7 +14,9 @@ from tinymed.cli.arguments import (
     add_checkpoint_argument,
     add_common_options,
     add_image_options,
+    add_time_budget_option,
     add_training_options,
+    at_least,
     checkpoint_split,
     image_at,
     output_path,
@@ -29,6 +31,7 @@ from tinymed.train.classifier import load_classifier
 from tinymed.train.gan import (
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,
+    FALLBACK_MINUTES,
     RESUMABLE,
     GANConfig,
     generate,
@@ -93,12 +96,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         out="runs/gan-DATASET",
         resumable=RESUMABLE,
     )
+    add_time_budget_option(parser, FALLBACK_MINUTES, DEFAULT_EPOCHS)
+    parser.add_argument(
+        "--ema-decay",
+        type=at_least(float, 0),
+        default=defaults.ema_decay,
+        metavar="X",
+        help=f"decay of the moving average of the generator's weights, the generator a user gets "
+        f"(with a warm-up, see tinymed.train.gan; 0: none, the last step's) (default: {defaults.ema_decay:g})",
+    )
 
 
 def train(args: argparse.Namespace) -> None:
     """Train the GAN the options describe (see :func:`train_gan`)."""
     config = GANConfig(
         **training_config(args),
+        minutes=args.minutes,
+        ema_decay=args.ema_decay,
         label=args.label,
         conditional=args.conditional,
         label_smoothing=args.label_smoothing,

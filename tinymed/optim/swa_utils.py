@@ -10,7 +10,9 @@ single step (Yazici et al., 2019). Two averages are common:
 
       avg <- decay * avg + (1 - decay) * w        after every step
 
-  which remembers about the last ``1 / (1 - decay)`` steps;
+  which remembers about the last ``1 / (1 - decay)`` steps; early in training the initial
+  weights dominate it (after ``t`` steps they still weigh ``decay ** t``), so
+  :func:`get_ema_warmup_avg_fn` (tinymed's addition) starts with a shorter memory;
 * **stochastic weight averaging** (SWA), the default: the plain mean of every ``w`` seen::
 
       avg <- avg + (w - avg) / (n + 1)
@@ -31,7 +33,7 @@ from tinymed.creation import zeros
 from tinymed.nn import Module
 from tinymed.tensor import Tensor
 
-__all__ = ["AveragedModel", "get_ema_avg_fn", "get_swa_avg_fn"]
+__all__ = ["AveragedModel", "get_ema_avg_fn", "get_ema_warmup_avg_fn", "get_swa_avg_fn"]
 
 # avg_fn(averaged, current, num_averaged) -> the new average, as in PyTorch.
 AverageFunction = Callable[[Tensor, Tensor, int], Tensor]
@@ -44,6 +46,27 @@ def get_ema_avg_fn(decay: float = 0.999) -> AverageFunction:
 
     def ema(averaged: Tensor, current: Tensor, num_averaged: int) -> Tensor:
         return decay * averaged + (1.0 - decay) * current
+
+    return ema
+
+
+def get_ema_warmup_avg_fn(decay: float = 0.999) -> AverageFunction:
+    """``avg_fn`` of an exponential moving average whose decay warms up (tinymed's addition;
+    the schedule of TensorFlow's ``ExponentialMovingAverage(num_updates=t)``)::
+
+        decay_t = min(decay, (1 + t) / (10 + t))      avg <- decay_t * avg + (1 - decay_t) * w
+
+    with ``t`` the number of weights averaged so far (AveragedModel's ``num_averaged``, 1 at the
+    first fold after the copy). ``decay_t`` is 2/11 at first and reaches ``decay`` only after
+    ``(10 * decay - 1) / (1 - decay)`` steps (8990 for 0.999): until then the average covers
+    about the last ``(10 + t) / 9`` steps, a ninth of the run, so the initial weights fade
+    out however short the run is."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"get_ema_warmup_avg_fn: decay must be in [0, 1], got {decay}")
+
+    def ema(averaged: Tensor, current: Tensor, num_averaged: int) -> Tensor:
+        decay_t = min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+        return decay_t * averaged + (1.0 - decay_t) * current
 
     return ema
 

@@ -6,7 +6,8 @@ exactly what ``state_dict()`` methods return::
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": tm.get_rng_state()}
 
-A GAN checkpoint simply names more of them (``"generator"``, ``"discriminator"``, ...).
+A GAN checkpoint simply names more of them (``"generator"``, ``"discriminator"``, ...; with
+an EMA, ``"generator_ema"``, the generator a user gets, see :func:`tinymed.train.gan.load_gan`).
 Beside the state sits a JSON ``metadata`` entry that says what the file is: its ``kind``
 (``"classifier"`` or ``"gan"``), the model's registry name and config (enough to rebuild it
 with :func:`tinymed.models.build_model`), the data set, the normalisation, the epoch, the
@@ -71,6 +72,7 @@ __all__ = [
     "is_checkpoint",
     "load_checkpoint",
     "load_model",
+    "build_from_checkpoint",
 ]
 
 FORMAT = "tinymed-checkpoint"
@@ -297,15 +299,23 @@ def load_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint holds from its metadata alone (``metadata["model"]``'s
     registry name and config), load its weights, and return ``(model, metadata)`` in eval
-    mode on ``backend``.
+    mode on ``backend``: :func:`load_checkpoint` then :func:`build_from_checkpoint`.
 
     weights maps each piece of state holding a state dict to the submodule it belongs to
     (``""`` the model itself): ``{"model": ""}`` by default, ``{"generator": "generator",
     "discriminator": "discriminator"}`` for a GAN. kind and model are checked as by
     :func:`load_checkpoint`.
     """
-    checkpoint = load_checkpoint(path, kind=kind, model=model)
-    spec = checkpoint.metadata["model"]
+    return build_from_checkpoint(load_checkpoint(path, kind=kind, model=model), weights, backend)
+
+
+def build_from_checkpoint(
+    checkpoint: Checkpoint, weights: Mapping[str, str] | None = None, backend: str = "numpy"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model a loaded ``checkpoint`` holds, with the weights of the pieces ``weights`` maps
+    to its submodules (as :func:`load_model`'s), in eval mode on ``backend``; for a loader that
+    looks at the checkpoint's pieces before it chooses which to load."""
+    path, spec = checkpoint.path, checkpoint.metadata["model"]
     try:
         built = build_model(spec["name"], spec["config"])
     except MemoryError as e:

@@ -15,17 +15,38 @@ smoothing (Salimans et al., 2016): real targets of 0.9 instead of 1 keep D from 
 overconfident; fake targets stay 0. Both optimisers are Adam(lr 2e-4, betas (0.5, 0.999)), the
 DCGAN paper's: a smaller beta1 lets the momentum follow the opponent's moves.
 
+The generator a user gets is not the one the last step left but an exponential moving average
+of its weights (Yazici et al., 2019), updated after every G step by
+:class:`~tinymed.optim.swa_utils.AveragedModel` with BatchNorm's running statistics averaged
+too (``use_buffers=True``)::
+
+    G_ema <- decay_t * G_ema + (1 - decay_t) * G        decay_t = min(decay, (1 + t) / (10 + t))
+
+after the ``t``-th update (:func:`~tinymed.optim.swa_utils.get_ema_warmup_avg_fn`). The game
+keeps moving G around a good generator; the average sits nearer its middle and gives steadier
+samples. The warm-up keeps a short run's average from being dominated by the random initial
+weights: ``decay ** t`` of them would remain, 17% after PneumoniaMNIST's 1800 steps at 0.999.
+``--ema-decay 0`` turns it off (the raw G is then the user's).
+
+How long: a fixed number of epochs on the phantoms; on a MedMNIST data set, unless ``--epochs``
+is given, a time budget of training (``--minutes``, see :meth:`RunDirectory.fits_in`), with
+``--epochs`` as its upper bound: the recipe gains with every epoch, so it trains as many as
+the budget allows, and stops at an epoch boundary saying why.
+
 A run writes to its output directory: ``last.npz`` (both networks, both optimisers, the
-random state and the fixed latent batch, see :mod:`tinymed.train.checkpoint`), a grid of
-samples per epoch from that fixed latent batch (``samples_epoch_NNN.png``, so the epochs are
+EMA generator ``generator_ema``, the random state and the fixed latent batch, see
+:mod:`tinymed.train.checkpoint`), a grid of the EMA generator's samples per epoch from that
+fixed latent batch (``samples_epoch_NNN.png``, so the epochs are
 comparable), ``losses.png``, ``metrics.json`` and ``timings.json``. Before any work it checks
 the output directory (:class:`~tinymed.train.run.RunDirectory`) and that the discriminator
 takes the training images (one is passed through it).
 
 Reproducibility, as for the classifier: tinymed's generator is seeded at the start (weights,
 the fixed batch, every z) and its state is saved in each checkpoint; the DataLoader derives
-each epoch's order from ``(seed, epoch)``; so ``--resume`` ends with the weights of an
-uninterrupted run.
+each epoch's order from ``(seed, epoch)``, and the EMA and its update count are saved; so
+``--resume`` ends with the weights of an uninterrupted run of as many epochs. A budgeted
+run's epochs depend on the machine's speed: its budget counts the training time of all the
+runs resumed from one another (``--minutes`` may change on resume, to extend it).
 
 Data-parallel (``mpiexec -n N tinymed train gan``, see :mod:`tinymed.distributed`): each
 network is wrapped on its own, every rank loads the same global batch of real images and
@@ -58,14 +79,16 @@ from tinymed import nn, optim, plots
 from tinymed.data import DataLoader, DatasetError, ImageDataset, Normalize, load_dataset
 from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
+from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
 from tinymed.tensor import Tensor
-from tinymed.train.checkpoint import Checkpoint, load_model
+from tinymed.train.checkpoint import Checkpoint, build_from_checkpoint, load_checkpoint
 from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
 from tinymed.train.run import (
     RunDirectory,
     TrainingError,
     check_batches_split,
     check_images_fit,
+    check_minutes,
     check_not_empty,
     check_options,
     data_parallel,
@@ -81,6 +104,7 @@ __all__ = [
     "GANTrainer",
     "DEFAULT_EPOCHS",
     "FALLBACK_EPOCHS",
+    "FALLBACK_MINUTES",
     "RESUMABLE",
     "train_gan",
     "load_gan",
@@ -89,11 +113,20 @@ __all__ = [
     "to_uint8",
 ]
 
-# Epochs by data set where the default differs. PneumoniaMNIST's 4708 training images take
-# 20 epochs (1460 steps) in about 9 minutes of one CPU core's time (measured: 515 s), inside
-# the 15-minute budget for 2 cores; the 2000 phantoms need fewer passes.
+# The phantoms train a fixed number of epochs: 2000 images need few passes, and stay quick.
 DEFAULT_EPOCHS = {"phantoms": 10}
-FALLBACK_EPOCHS = 20
+# A MedMNIST data set trains, unless --epochs is given, for a time budget with this many epochs
+# at most: the recipe still gains at 91 epochs (the FD PyTorch's DCGAN reaches in 10 minutes),
+# so the budget, not the epochs, ends the default run.
+FALLBACK_EPOCHS = 100
+# The default budget, in minutes of training: the whole command should finish within 10
+# minutes on 2 cores. Around the training come start-up, a sample grid and a checkpoint per
+# epoch and the final plots (about 20 s at PneumoniaMNIST's ~21 s epochs), and the last epoch
+# may run a little longer than the mean that let it start: 9 minutes leaves a minute for those.
+FALLBACK_MINUTES = 9.0
+# The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
+# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~1900 steps.
+DEFAULT_EMA_DECAY = 0.999
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.
 NORMALIZATION = {"mean": [0.5], "std": [0.5]}
@@ -103,7 +136,10 @@ NORMALIZATION = {"mean": [0.5], "std": [0.5]}
 class GANConfig:
     """Everything a GAN run is a function of. ``label`` is ``"all"`` or one class index;
     ``conditional`` trains a class-conditional pair (needs ``label="all"``);
-    ``divergence_factor`` as :class:`~tinymed.train.classifier.TrainConfig`'s."""
+    ``divergence_factor`` as :class:`~tinymed.train.classifier.TrainConfig`'s. ``minutes``: the
+    time budget of training (None: none), ``epochs`` then an upper bound; with neither given,
+    the data set's default (see :data:`DEFAULT_EPOCHS`, :data:`FALLBACK_MINUTES`).
+    ``ema_decay``: the generator EMA's decay (0: no EMA)."""
 
     dataset: str = "phantoms"
     data_dir: str | None = None
@@ -112,6 +148,7 @@ class GANConfig:
     conditional: bool = False
     backend: str = "numpy"
     epochs: int | None = None
+    minutes: float | None = None
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -122,14 +159,20 @@ class GANConfig:
     seed: int = 0
     out: str | None = None
     divergence_factor: float = DEFAULT_FACTOR
+    ema_decay: float = DEFAULT_EMA_DECAY
 
     def __post_init__(self) -> None:
+        if self.epochs is None and self.minutes is None and self.dataset not in DEFAULT_EPOCHS:
+            self.minutes = FALLBACK_MINUTES
         if self.epochs is None:
             self.epochs = DEFAULT_EPOCHS.get(self.dataset, FALLBACK_EPOCHS)
         if self.out is None:
             suffix = "" if self.label == "all" else f"-label{self.label}"
             self.out = os.path.join("runs", f"gan-{self.dataset}{suffix}")
         check_options("train gan", self, ("epochs", "batch_size", "latent_dim", "ngf", "ndf"))
+        check_minutes("train gan", self.minutes)
+        if not (type(self.ema_decay) in (int, float) and 0.0 <= self.ema_decay < 1.0):
+            raise TrainingError(f"train gan: ema_decay (--ema-decay) must be in [0, 1), got {self.ema_decay!r}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise TrainingError(f"train gan: label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.conditional and self.label != "all":
@@ -137,11 +180,13 @@ class GANConfig:
 
 
 # Options a resumed run may change besides where it reads and writes: where it runs, when it
-# would stop, and how many epochs in all (Adam has no schedule that depends on them).
-RESUMABLE = ("backend", "epochs", "divergence_factor")
+# would stop, and how many epochs or minutes in all (Adam has no schedule that depends on them).
+RESUMABLE = ("backend", "epochs", "minutes", "divergence_factor")
 
-# The pieces of state in last.npz, besides the random generator's.
+# The pieces of state in last.npz, besides the random generator's; with an EMA, also
+# "generator_ema" (the EMA generator's state dict) and "ema_updates" (its update count t).
 PIECES = ("generator", "discriminator", "optimizer_g", "optimizer_d", "fixed_z")
+EMA_PIECES = ("generator_ema", "ema_updates")
 
 
 # ---------------------------------------------------------------------- the training step
@@ -151,16 +196,33 @@ class GANTrainer:
     """The two networks of ``gan``, their Adam optimisers, and one step of the game.
 
     ``generator`` and ``discriminator`` are what train the networks: ``gan``'s own, or in a
-    distributed run each wrapped in DistributedDataParallel (made here, so on every rank)."""
+    distributed run each wrapped in DistributedDataParallel (made here, so on every rank).
+    ``ema``: the generator's EMA (see the module docstring) with decay ``ema_decay``, updated
+    after every G step; None when ``ema_decay`` is 0. ``user_generator`` is the EMA's
+    generator, or the raw one without an EMA: the generator a user gets."""
 
     def __init__(
-        self, gan: DCGAN, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), label_smoothing: float = 0.0
+        self,
+        gan: DCGAN,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        label_smoothing: float = 0.0,
+        ema_decay: float = 0.0,
     ) -> None:
         self.gan = gan
         self.label_smoothing = label_smoothing
         self.generator, self.discriminator = data_parallel(gan.generator), data_parallel(gan.discriminator)
         self.optimizer_g = optim.Adam(self.generator.parameters(), lr=lr, betas=tuple(betas))
         self.optimizer_d = optim.Adam(self.discriminator.parameters(), lr=lr, betas=tuple(betas))
+        self.ema = (
+            AveragedModel(gan.generator, avg_fn=get_ema_warmup_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay
+            else None
+        )
+
+    @property
+    def user_generator(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.gan.generator
 
     def discriminator_loss(
         self, real: Tensor, fake: Tensor, labels: Tensor | None = None
@@ -206,6 +268,8 @@ class GANTrainer:
             loss_g.backward()
             reduce_gradients(generator)
             self.optimizer_g.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.gan.generator)
         finally:
             discriminator.requires_grad_(True)
         return dist.average_over_ranks(
@@ -218,19 +282,28 @@ class GANTrainer:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Both networks and both optimisers, under the names a GAN checkpoint uses."""
-        return {
+        """Both networks, both optimisers and the EMA (:data:`EMA_PIECES`), under the names a
+        GAN checkpoint uses."""
+        state = {
             "generator": self.gan.generator.state_dict(),
             "discriminator": self.gan.discriminator.state_dict(),
             "optimizer_g": self.optimizer_g.state_dict(),
             "optimizer_d": self.optimizer_d.state_dict(),
         }
+        if self.ema is not None:
+            # The averaged generator's own state dict, loadable into a Generator as it is.
+            state["generator_ema"] = self.ema.module.state_dict()
+            state["ema_updates"] = self.ema.n_averaged.numpy()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gan.generator.load_state_dict(state["generator"])
         self.gan.discriminator.load_state_dict(state["discriminator"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["generator_ema"])
+            self.ema.n_averaged.fill_(int(state["ema_updates"]))
 
 
 # ---------------------------------------------------------------------- data and samples
@@ -286,12 +359,14 @@ def _grid(images: np.ndarray, path: Path, title: str) -> None:
 
 
 def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, dict[str, Any]]:
-    """Rebuild the DCGAN a checkpoint holds from its metadata, with both networks' weights,
-    in eval mode on ``backend``. Returns ``(gan, metadata)``; a classifier checkpoint is
-    refused with a :class:`CheckpointError`."""
-    return load_model(
-        path, "gan", "dcgan", weights={"generator": "generator", "discriminator": "discriminator"}, backend=backend
-    )
+    """Rebuild the DCGAN a checkpoint holds from its metadata, in eval mode on ``backend``,
+    with the generator a user gets (the EMA generator ``generator_ema`` where the run kept
+    one; the raw ``generator`` of a run without EMA, or written before tinymed had it) and the
+    discriminator. Returns ``(gan, metadata)``; a classifier checkpoint is refused with a
+    :class:`CheckpointError`."""
+    checkpoint = load_checkpoint(path, kind="gan", model="dcgan")
+    generator = "generator_ema" if "generator_ema" in checkpoint.state else "generator"
+    return build_from_checkpoint(checkpoint, {generator: "generator", "discriminator": "discriminator"}, backend)
 
 
 # ---------------------------------------------------------------------- a training run
@@ -303,8 +378,9 @@ class _GANRun:
     def __init__(self, config: GANConfig, log: Callable[[str], None], resume: bool, overwrite: bool) -> None:
         self.config, self.log = config, log
         require_backend(config.backend)
+        pieces = PIECES + (EMA_PIECES if config.ema_decay else ())
         self.directory = RunDirectory(
-            config, "gan", "dcgan", RESUMABLE, PIECES, False, log, resume=resume, overwrite=overwrite
+            config, "gan", "dcgan", RESUMABLE, pieces, False, log, resume=resume, overwrite=overwrite
         )
         self.out = self.directory.path
         self.guard = DivergenceGuard(self.directory, "GAN losses", config.divergence_factor)
@@ -340,7 +416,7 @@ class _GANRun:
             },
         ).to(config.backend)
         check_images_fit(self.gan.discriminator, self.train_set, "DCGAN discriminator", config.backend, num_classes > 0)
-        self.trainer = GANTrainer(self.gan, config.lr, config.betas, config.label_smoothing)
+        self.trainer = GANTrainer(self.gan, config.lr, config.betas, config.label_smoothing, config.ema_decay)
         # One latent batch for every epoch's picture, so the pictures show the same samples improving.
         grid = 64
         self.fixed_z = tinymed.randn(grid, config.latent_dim).numpy()
@@ -357,6 +433,7 @@ class _GANRun:
         }
         self.history: list[dict[str, float]] = []
         self.epoch = 0
+        self.stop_reason = ""
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, seconds: float) -> None:
@@ -411,15 +488,33 @@ class _GANRun:
                 )
         return {key: total / len(self.loader) for key, total in totals.items()}
 
+    def _stop(self) -> bool:
+        """Whether the run stops before another epoch; if so, log and keep why."""
+        config = self.config
+        if self.epoch >= config.epochs:
+            self.stop_reason = f"all {config.epochs} epochs done"
+        elif not self.directory.fits_in(config.minutes):
+            self.stop_reason = (
+                f"time budget reached after {self.epoch} epochs: {self.directory.elapsed():.0f} s of training, "
+                f"and another epoch would pass --minutes {config.minutes:g}"
+            )
+        else:
+            return False
+        self.log(self.stop_reason)
+        return True
+
     def run(self, progress: bool) -> dict[str, Any] | None:
         config = self.config
         what = "conditional DCGAN" if self.gan.num_classes else "DCGAN"
+        budget = "" if config.minutes is None else f" (at most; or --minutes {config.minutes:g} of training)"
+        ema = f"EMA decay {config.ema_decay:g}" if config.ema_decay else "no EMA"
         self.log(
             f"training a {what} on {config.dataset} (label {config.label}): {len(self.train_set)} images, "
-            f"{config.epochs} epochs, batch {self.loader.batch_size}, backend {config.backend}, out {self.out}"
+            f"{config.epochs} epochs{budget}, batch {self.loader.batch_size}, {ema}, backend {config.backend}, "
+            f"out {self.out}"
         )
         elapsed = self.directory.elapsed()
-        while self.epoch < config.epochs:
+        while not self._stop():
             self.epoch += 1
             start = time.perf_counter()
             row = self.train_epoch(progress)
@@ -429,7 +524,7 @@ class _GANRun:
             elapsed += time.perf_counter() - start
             self.history.append({"epoch": self.epoch, **row})
             if self.directory.writer:
-                images = generate(self.gan.generator, self.fixed_z, self.fixed_labels, config.backend)
+                images = generate(self.trainer.user_generator, self.fixed_z, self.fixed_labels, config.backend)
                 _grid(
                     images,
                     self.out / f"samples_epoch_{self.epoch:03d}.png",
@@ -450,6 +545,7 @@ class _GANRun:
             "model": model_spec(self.gan),
             "epochs": self.epoch,
             "seconds": self.directory.elapsed(),
+            "stop_reason": self.stop_reason,
             "final": history[-1],
             "history": history,
             "tinymed_version": tinymed.__version__,

@@ -30,6 +30,15 @@ fails before any data is read), builds its data and networks, then opens the dir
 :meth:`RunDirectory.open` (the lock taken, ``last.npz`` loaded when resuming), and writes
 through :meth:`RunDirectory.save` once an epoch.
 
+A run may have a time budget (``minutes``, ``--minutes``) besides its number of epochs: before
+each epoch, :meth:`RunDirectory.fits_in` asks whether one more epoch of the mean length so far
+still ends inside the budget, so the run stops at an epoch boundary, with its checkpoint, inside
+the budget. The budget is the run's training time, counted across ``--resume`` as
+``timings.json`` counts it: a resumed run has what the earlier runs left of it (all of it again
+if ``timings.json`` was lost). Whether an epoch fits depends on the machine's speed, so a
+budgeted run is reproducible only in the epochs it did: rerun with ``--epochs`` that number and
+no budget, and the weights are the same.
+
 A distributed run (``mpiexec -n N tinymed train ...``, see :mod:`tinymed.distributed`) is one
 run with one directory: rank 0 alone creates it, holds its lock and writes into it, while
 every rank reads ``last.npz`` to resume (on a cluster, from a file system the nodes share).
@@ -68,6 +77,7 @@ __all__ = [
     "RunDirectory",
     "require_backend",
     "check_options",
+    "check_minutes",
     "check_not_empty",
     "check_images_fit",
     "check_batches_split",
@@ -116,6 +126,13 @@ def check_options(command: str, config: Any, counts: Iterable[str]) -> None:
         raise TrainingError(
             f"{command}: divergence_factor must be a finite number above 1, got {config.divergence_factor}"
         )
+
+
+def check_minutes(command: str, minutes: float | None) -> None:
+    """Refuse a time budget (``--minutes``) that is not a positive finite number of minutes
+    (None: no budget)."""
+    if minutes is not None and not (type(minutes) in (int, float) and 0 < minutes < float("inf")):
+        raise TrainingError(f"{command}: minutes (--minutes) must be a positive finite number, got {minutes!r}")
 
 
 def check_not_empty(dataset: ImageDataset, split: str) -> None:
@@ -411,6 +428,20 @@ class RunDirectory:
     def elapsed(self) -> float:
         """Seconds of training so far (0 when the timings of a resumed run are lost)."""
         return self.seconds[-1] if self.seconds else 0.0
+
+    def fits_in(self, minutes: float | None) -> bool:
+        """Whether one more epoch fits in a budget of ``minutes`` of training (None: no budget):
+        whether the seconds so far plus their mean per epoch are at most ``60 * minutes``. The
+        first epoch, with no mean yet, always fits. In a distributed run every rank must call
+        it at the same point, and all get the same answer (from their mean clock)."""
+        if minutes is None:
+            return True
+        # After a resume that lost timings.json, self.seconds counts from the resume and holds
+        # one entry per epoch since, so it still gives seconds per epoch.
+        clock = dist.average_over_ranks({"elapsed": self.elapsed(), "epochs": len(self.seconds)})
+        if clock["epochs"] == 0:
+            return True
+        return clock["elapsed"] * (1 + 1 / clock["epochs"]) <= 60 * minutes
 
     def timed(self, history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The history rows with the seconds at the end of each epoch (None where unknown)."""

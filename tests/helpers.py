@@ -21,7 +21,7 @@ from tinymed.course import find_chapter
 from tinymed.course.check import grade_file
 from tinymed.course.graders import exercises_of
 from tinymed.data import make_phantoms, medmnist
-from tinymed.train import classifier
+from tinymed.train import classifier, classifier_evaluation
 
 # float32 keeps about 7 digits; 1e-4 leaves room for the different summation orders of
 # tinymed's and PyTorch's kernels over the small sums of the tests. float64 results agree to
@@ -251,14 +251,16 @@ def fail_at_call(monkeypatch, n, make_failure):
     """Make the trainer's n-th loss computation (1-based, validation batches included) fail:
     ``make_failure(loss)`` is returned or raised instead of the loss."""
     calls = []
-    original = classifier._loss
+    original = classifier_evaluation.classification_loss
 
     def loss(*args):
         calls.append(1)
         value = original(*args)
         return make_failure(value) if len(calls) == n else value
 
-    monkeypatch.setattr(classifier, "_loss", loss)
+    # Training calls it from the trainer's module, validation from the evaluation's.
+    monkeypatch.setattr(classifier, "classification_loss", loss)
+    monkeypatch.setattr(classifier_evaluation, "classification_loss", loss)
 
 
 # ---- the course

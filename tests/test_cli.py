@@ -90,10 +90,52 @@ def test_evaluate_prints_and_writes_the_metrics(trained, capsys):
     for label in ("ACC", "AUC", "sensitivity", "specificity", "confusion matrix"):
         assert label in out
     result = json.loads(report.read_text())
-    assert set(result) == {"acc", "auc", "sensitivity", "specificity", "confusion_matrix", "n"}
+    assert set(result) == {
+        "acc",
+        "auc",
+        "balanced_acc",
+        "sensitivity",
+        "specificity",
+        "acc_at_prior",
+        "confusion_matrix",
+        "n",
+    }
+    assert result["balanced_acc"] == pytest.approx((result["sensitivity"] + result["specificity"]) / 2)
     assert result["n"] == 32 and np.sum(result["confusion_matrix"]) == 32
     metrics = json.loads((trained / "run" / "metrics.json").read_text())
     assert result["auc"] == pytest.approx(metrics["val"]["auc"])
+
+
+def test_evaluate_shift_prints_a_row_per_perturbation_and_writes_them(trained, capsys):
+    report = trained / "shift.json"
+    data = str(trained / "tiny.npz")
+    checkpoint = str(trained / "run" / "best.npz")
+    assert main(["evaluate", checkpoint, "--split", "val", "--data", data, "--shift", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "shift-proxy" in out and "gamma 0.6" in out and "noise 0.06" in out
+    shift = json.loads(report.read_text())["shift"]
+    assert len(shift["conditions"]) == 10 and shift["prior_negative_fraction"] == 0.375
+    assert shift["mean"]["auc"] == pytest.approx(np.mean([row["auc"] for row in shift["conditions"]]))
+    # The run wrote the same figures for the checkpoint it kept.
+    metrics = json.loads((trained / "run" / "metrics.json").read_text())
+    assert metrics["shift"]["mean"] == pytest.approx(shift["mean"])
+
+
+def test_train_cnn_recipe_options_reach_the_config(tmp_path, capsys):
+    data = str(write_tiny_phantoms(tmp_path / "tiny.npz"))
+    out = tmp_path / "run"
+    args = ["train", "cnn", "--dataset", "phantoms", "--data", data, "--epochs", "1", "--batch-size", "16"]
+    args += ["--augment", "strong", "--class-weight", "balanced", "--ema-decay", "0.9", "--selection", "last"]
+    assert main([*args, "--channels", "4,8,8", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    options = metrics["train_config"]
+    assert (options["augment"], options["class_weight"], options["ema_decay"]) == ("strong", "balanced", 0.9)
+    assert options["selection"] == "last" and options["model_config"] == {"channels": [4, 8, 8]}
+    assert main([*args, "--model", "lenet", "--channels", "4,8,8", "--out", str(tmp_path / "lenet")]) == 1
+    assert "--channels sets medcnn's widths; --model lenet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--channels", "4,8", "--out", str(tmp_path / "bad")])
+    assert "expected three positive integers" in capsys.readouterr().err
 
 
 def test_evaluate_defaults_to_the_test_split_and_asks_for_the_file_it_was_trained_on(trained, capsys):

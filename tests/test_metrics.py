@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinymed import metrics
 from tinymed.metrics import (
     accuracy,
     confusion_matrix,
@@ -255,3 +256,19 @@ def test_frechet_errors():
         frechet_distance_from_features(np.zeros((1, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="different feature sizes"):
         frechet_distance_from_features(np.zeros((4, 3)), np.zeros((5, 2)))
+
+
+def test_balanced_accuracy_and_accuracy_at_a_prior_on_a_hand_counted_matrix():
+    # TN 6, FP 2, FN 1, TP 11: sensitivity 11/12, specificity 6/8, ACC 17/20.
+    y_true = np.array([0] * 8 + [1] * 12)
+    y_pred = np.array([0] * 6 + [1] * 2 + [0] * 1 + [1] * 11)
+    assert metrics.balanced_accuracy(y_true, y_pred) == pytest.approx((11 / 12 + 6 / 8) / 2)
+    # At the sample's own balance (8 of 20 negative) it is the ACC; at 37.5 % another mix.
+    assert metrics.accuracy_at_prior(11 / 12, 6 / 8, 8 / 20) == pytest.approx(17 / 20)
+    assert metrics.accuracy_at_prior(11 / 12, 6 / 8, 0.375) == pytest.approx(0.375 * 0.75 + 0.625 * 11 / 12)
+    # Three classes: the mean of the recalls 1/2, 1, 2/3.
+    assert metrics.balanced_accuracy([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    with pytest.raises(ValueError, match="one class only"):
+        metrics.balanced_accuracy([1, 1], [1, 0])
+    with pytest.raises(ValueError, match="negative_fraction must be in"):
+        metrics.accuracy_at_prior(0.9, 0.9, 1.5)

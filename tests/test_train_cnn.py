@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from helpers import assert_same, fail_at_call, write_tiny_phantoms
 
+import tinymed as tm
 from tinymed.train.checkpoint import load_checkpoint
-from tinymed.train.classifier import TrainConfig, load_classifier, train_classifier
+from tinymed.train.classifier import TrainConfig, class_weights, load_classifier, train_classifier
+from tinymed.train.classifier_evaluation import classification_loss
 from tinymed.train.run import TrainingError
 
 TINY = dict(
@@ -125,3 +127,51 @@ def test_multi_class_and_multi_label_flags_train_and_evaluate(tmp_path, flag, im
     channels = image_shape[2] if len(image_shape) == 3 else 1
     assert (model.config["in_channels"], model.config["num_classes"]) == (channels, 8 if flag == "bloodmnist" else 14)
     assert ("confusion_matrix" in summary["val"]) == (flag == "bloodmnist")
+
+
+def test_balanced_class_weights_are_pytorchs_weighted_cross_entropy(torch):
+    labels = np.array([0, 1, 1, 1, 2, 2])
+    weights = class_weights(labels, 3)
+    np.testing.assert_allclose(weights, [6 / 3, 6 / 9, 6 / 6])  # n / (K n_k)
+    logits = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    ours = classification_loss(tm.tensor(logits, requires_grad=True), labels, False, tm.tensor(weights))
+    x = torch.tensor(logits, requires_grad=True)
+    theirs = torch.nn.functional.cross_entropy(x, torch.tensor(labels), weight=torch.tensor(weights))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="no sample of class 1"):
+        class_weights(np.array([0, 0, 2]), 3)
+
+
+def test_ema_keeps_the_averaged_weights_and_resumes_exactly(tmp_path, tiny_data, monkeypatch):
+    options = dict(ema_decay=0.9, selection="last", augment="strong", class_weight="balanced")
+    summary = train(tiny_data, tmp_path / "straight", **options)
+    assert summary["best_epoch"] == 2 and summary["shift"]["mean"]["auc"] > 0
+    last = load_checkpoint(tmp_path / "straight" / "last.npz")
+    best = load_checkpoint(tmp_path / "straight" / "best.npz")
+    averaged = {k.removeprefix("module."): v for k, v in last.state["averaged"].items() if k.startswith("module.")}
+    assert_same(best.state["model"], averaged)
+    assert not np.array_equal(best.state["model"]["fc.weight"], last.state["model"]["fc.weight"])
+
+    def interrupt(loss):
+        raise KeyboardInterrupt
+
+    fail_at_call(monkeypatch, STEPS_PER_EPOCH + 1 + 2, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_data, tmp_path / "resumed", **options)
+    monkeypatch.undo()
+    train(tiny_data, tmp_path / "resumed", resume=True, **options)
+    assert_same(last.state, load_checkpoint(tmp_path / "resumed" / "last.npz").state)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"augment": "heavy"}, "augment must be one of none, light, strong"),
+        ({"class_weight": "inverse"}, "class_weight must be one of None, balanced"),
+        ({"selection": "first"}, "selection must be one of best, last"),
+        ({"ema_decay": 1.0}, r"ema_decay must be in \(0, 1\)"),
+    ],
+)
+def test_recipe_options_are_checked(change, message):
+    with pytest.raises(TrainingError, match=message):
+        TrainConfig(**change)

@@ -46,6 +46,8 @@ __all__ = [
     "confusion_matrix",
     "sensitivity",
     "specificity",
+    "balanced_accuracy",
+    "accuracy_at_prior",
     "frechet_distance",
     "frechet_distance_from_features",
     "dice_score",
@@ -265,6 +267,32 @@ def specificity(y_true, y_pred, pos_label: int = 1) -> float:
     if tn + fp == 0:
         raise ValueError(f"specificity: y_true has no negative sample (every label is {pos_label})")
     return tn / (tn + fp)
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """The mean over classes of each class's recall (scikit-learn's ``balanced_accuracy_score``);
+    for two classes ``(sensitivity + specificity) / 2``. Unlike ACC it does not depend on the
+    class balance of the sample, so a test set with other proportions has the same expectation.
+
+    Raises ValueError when y_true has a single class (a rate is undefined).
+    """
+    y_true, y_pred = _check_pair("balanced_accuracy", y_true, y_pred)
+    classes = np.unique(y_true)
+    if len(classes) < 2:
+        raise ValueError(f"balanced_accuracy: y_true holds one class only ({classes.tolist()})")
+    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in classes]))
+
+
+def accuracy_at_prior(sensitivity: float, specificity: float, negative_fraction: float) -> float:
+    """The accuracy the same operating point would have on a sample whose fraction of negatives
+    is ``negative_fraction`` (pi): ``pi * specificity + (1 - pi) * sensitivity``.
+
+    Accuracy is that mix of the two rates at the sample's own balance; the rates do not depend
+    on the balance, so this reads a validation split as a test split of another balance would.
+    """
+    if not 0.0 <= negative_fraction <= 1.0:
+        raise ValueError(f"accuracy_at_prior: negative_fraction must be in [0, 1], got {negative_fraction}")
+    return negative_fraction * specificity + (1.0 - negative_fraction) * sensitivity
 
 
 def _overlap(name: str, y_true, y_pred, axis) -> tuple[np.ndarray, np.ndarray]:

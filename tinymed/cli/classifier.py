@@ -15,28 +15,37 @@ from tinymed.cli.arguments import (
     add_common_options,
     add_image_options,
     add_training_options,
+    at_least,
     checkpoint_split,
     image_at,
     output_path,
     training_config,
     write_json_report,
 )
-from tinymed.data import ImageDataset
+from tinymed.data import AUGMENTATIONS, ImageDataset
 from tinymed.data.medmnist import SPLITS
+from tinymed.data.shift import SHIFTS
+from tinymed.errors import TrainingError
 from tinymed.explain import attention_map, gradcam
 from tinymed.models import CLASSIFIERS
 from tinymed.train.classifier import (
+    CLASS_WEIGHTS,
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,
     RESUMABLE,
+    SELECTIONS,
     TrainConfig,
+    train_classifier,
+)
+from tinymed.train.classifier_evaluation import (
+    PRIOR_NEGATIVE_FRACTION,
     check_every_class,
     classification_metrics,
     evaluation_loader,
     input_normalization,
     load_classifier,
     predict,
-    train_classifier,
+    shift_evaluation,
 )
 
 __all__ = [
@@ -66,7 +75,35 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default=CLASSIFIERS[0], choices=CLASSIFIERS, help=f"the network (default: {CLASSIFIERS[0]})"
     )
     parser.add_argument(
-        "--no-augment", action="store_true", help="train without augmentation (rotation, shift, brightness/contrast)"
+        "--augment",
+        default=defaults.augment,
+        choices=AUGMENTATIONS,
+        help="light: rotation, shift, brightness/contrast; strong: also zoom, gamma, blur and more contrast "
+        f"(default: {defaults.augment})",
+    )
+    parser.add_argument(
+        "--class-weight",
+        choices=CLASS_WEIGHTS,
+        help="weigh the cross-entropy of class k by n / (K n_k), so each class counts alike (default: none)",
+    )
+    parser.add_argument(
+        "--ema-decay",
+        type=at_least(float, 0, strict=True),
+        metavar="D",
+        help="validate and keep an exponential moving average of the weights, decay D in (0, 1), e.g. 0.99 "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--selection",
+        default=defaults.selection,
+        choices=SELECTIONS,
+        help=f"the epoch kept as best.npz: best by val AUC, or the last (default: {defaults.selection})",
+    )
+    parser.add_argument(
+        "--channels",
+        type=_widths,
+        metavar="C1,C2,C3",
+        help="medcnn's block widths (default: 32,64,128)",
     )
     add_training_options(
         parser,
@@ -79,9 +116,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _widths(text: str) -> list[int]:
+    """``--channels``: three positive integers separated by commas."""
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        widths = []
+    if len(widths) != 3 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers such as 32,64,128, got {text!r}")
+    return widths
+
+
 def train(args: argparse.Namespace) -> None:
     """Train the classifier the options describe (see :func:`train_classifier`)."""
-    config = TrainConfig(**training_config(args), model=args.model, augment=not args.no_augment)
+    if args.channels is not None and args.model != "medcnn":
+        raise TrainingError(f"train cnn --channels sets medcnn's widths; --model {args.model} has none to set")
+    config = TrainConfig(
+        **training_config(args),
+        model=args.model,
+        model_config=None if args.channels is None else {"channels": args.channels},
+        augment=args.augment,
+        class_weight=args.class_weight,
+        ema_decay=args.ema_decay,
+        selection=args.selection,
+    )
     train_classifier(config, resume=args.resume, overwrite=args.overwrite)
 
 
@@ -93,13 +151,34 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_argument(parser, "classifier")
     parser.add_argument("--split", default="test", choices=SPLITS, help="(default: test)")
     parser.add_argument(
-        "--json", metavar="PATH", help="also write acc, auc, sensitivity, specificity, confusion_matrix, n to this file"
+        "--shift",
+        action="store_true",
+        help=f"also evaluate the split under each acquisition perturbation ({', '.join(SHIFTS)}; "
+        "the shift-proxy validation, see tinymed.data.shift)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write acc, auc, balanced_acc, sensitivity, specificity, acc_at_prior, confusion_matrix, n "
+        "(and with --shift, shift) to this file",
     )
     add_common_options(parser, None)
 
 
+# The figures evaluate prints, by key, with their labels.
+FIGURES = {
+    "acc": "ACC",
+    "auc": "AUC",
+    "balanced_acc": "balanced ACC",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "acc_at_prior": f"ACC at {PRIOR_NEGATIVE_FRACTION:.1%} negative",
+}
+
+
 def evaluate(args: argparse.Namespace) -> None:
-    """Print the checkpoint's ACC, AUC, sensitivity, specificity and confusion matrix on a split."""
+    """Print the checkpoint's figures (:data:`FIGURES`) and confusion matrix on a split and,
+    with ``--shift``, a table of them under each perturbation of the shift-proxy validation."""
     json_out = args.json and output_path(args.json, "--json", [args.checkpoint, args.data])
     model, metadata = load_classifier(args.checkpoint, args.backend)
     dataset = classifier_split(args, model, metadata)
@@ -107,33 +186,45 @@ def evaluate(args: argparse.Namespace) -> None:
     loader = evaluation_loader(dataset, metadata["normalization"])
     result = predict(model, loader, args.backend, dataset.info.multilabel)
     scores = classification_metrics(result.labels, result.scores, dataset.info.multilabel)
-    report = {
-        "acc": scores["acc"],
-        "auc": scores["auc"],
-        "sensitivity": scores.get("sensitivity"),
-        "specificity": scores.get("specificity"),
-        "confusion_matrix": scores.get("confusion_matrix"),
-        "n": scores["n"],
-    }
+    report: dict[str, Any] = {key: scores.get(key) for key in (*FIGURES, "confusion_matrix", "n")}
     spec = metadata["model"]
     print(f"{args.checkpoint}: {spec['name']} trained on {metadata['dataset']['name']} (epoch {metadata['epoch']})")
     print(f"{dataset.info.name}, {args.split} split, {report['n']} images")
-    for key, label in (("acc", "ACC"), ("auc", "AUC"), ("sensitivity", "sensitivity"), ("specificity", "specificity")):
+    for key, label in FIGURES.items():
         if report[key] is not None:
-            print(f"  {label:<12} {report[key]:.4f}")
+            print(f"  {label:<22} {report[key]:.4f}")
     if report["confusion_matrix"] is not None:
-        matrix = report["confusion_matrix"]
-        # Columns by class index, rows by index and (shortened) name: MedMNIST's class names
-        # run to 70 characters.
-        rows = [f"{i} {name[:24]}" for i, name in enumerate(dataset.info.labels)]
-        label_width = max(len(r) for r in rows)
-        cell = max(len(str(len(rows) - 1)), *(len(str(count)) for row in matrix for count in row)) + 2
-        print("  confusion matrix (rows: true class, columns: predicted class)")
-        print("  " + " " * label_width + "".join(f"{i:>{cell}}" for i in range(len(rows))))
-        for label, row in zip(rows, matrix):
-            print(f"  {label:<{label_width}}" + "".join(f"{count:>{cell}}" for count in row))
+        _print_confusion_matrix(report["confusion_matrix"], dataset.info.labels)
+    if args.shift:
+        report["shift"] = shift_evaluation(model, dataset, metadata["normalization"], args.backend)
+        _print_shift_table(report["shift"], args.split)
     if json_out:
         write_json_report(json_out, report)
+
+
+def _print_confusion_matrix(matrix: list[list[int]], names: tuple[str, ...]) -> None:
+    # Columns by class index, rows by index and (shortened) name: MedMNIST's class names
+    # run to 70 characters.
+    rows = [f"{i} {name[:24]}" for i, name in enumerate(names)]
+    label_width = max(len(r) for r in rows)
+    cell = max(len(str(len(rows) - 1)), *(len(str(count)) for row in matrix for count in row)) + 2
+    print("  confusion matrix (rows: true class, columns: predicted class)")
+    print("  " + " " * label_width + "".join(f"{i:>{cell}}" for i in range(len(rows))))
+    for label, row in zip(rows, matrix):
+        print(f"  {label:<{label_width}}" + "".join(f"{count:>{cell}}" for count in row))
+
+
+def _print_shift_table(shift: dict[str, Any], split: str) -> None:
+    """One row per perturbation and strength, then their mean; a column per figure it has."""
+    keys = [key for key in FIGURES if key in shift["mean"]]
+    headers = {"acc": "ACC", "auc": "AUC", "balanced_acc": "bal ACC", "sensitivity": "sens", "specificity": "spec"}
+    headers["acc_at_prior"] = f"ACC@{PRIOR_NEGATIVE_FRACTION:.1%}"
+    print(f"  shift-proxy: the {split} split under acquisition perturbations (seed {shift['seed']})")
+    print(f"  {'perturbation':<20}" + "".join(f"{headers[key]:>11}" for key in keys))
+    for row in shift["conditions"]:
+        name = f"{row['perturbation']} {row['strength']:g}"
+        print(f"  {name:<20}" + "".join(f"{row[key]:>11.4f}" for key in keys))
+    print(f"  {'mean':<20}" + "".join(f"{shift['mean'][key]:>11.4f}" for key in keys))
 
 
 # ---------------------------------------------------------------------- tinymed explain

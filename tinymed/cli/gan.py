@@ -27,7 +27,7 @@ from tinymed.cli.arguments import (
 from tinymed.outputs import atomic_write
 from tinymed.repair import MASKS, inpaint, make_mask
 from tinymed.train.checkpoint import CheckpointError
-from tinymed.train.classifier import load_classifier
+from tinymed.train.classifier_evaluation import load_classifier
 from tinymed.train.gan import (
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,

@@ -19,13 +19,17 @@ from tinymed.data.medmnist import FLAGS, DatasetError, download_medmnist, load_m
 from tinymed.data.medmnist_api import *  # noqa: F403
 from tinymed.data.phantoms import Phantoms, load_phantoms, make_phantoms
 from tinymed.data.transforms import (
+    AUGMENTATIONS,
     Compose,
     GaussianNoise,
     Normalize,
     RandomBrightnessContrast,
+    RandomGamma,
+    RandomGaussianBlur,
     RandomHorizontalFlip,
     RandomRotation,
     RandomShift,
+    RandomZoom,
     chest_xray_augmentation,
 )
 
@@ -43,13 +47,17 @@ __all__ = [
     "Phantoms",
     "load_phantoms",
     "make_phantoms",
+    "AUGMENTATIONS",
     "Compose",
     "GaussianNoise",
     "Normalize",
     "RandomBrightnessContrast",
+    "RandomGamma",
+    "RandomGaussianBlur",
     "RandomHorizontalFlip",
     "RandomRotation",
     "RandomShift",
+    "RandomZoom",
     "chest_xray_augmentation",
     *medmnist_api.__all__,
 ]

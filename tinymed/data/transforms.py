@@ -9,6 +9,11 @@ Geometric transforms resample the image through a coordinate map: for each outpu
 the (fractional) input position it comes from. :func:`_resample` reads the input there by
 bilinear interpolation, and positions outside the image read ``fill``.
 
+The deterministic perturbations (:func:`adjust_contrast`, :func:`adjust_gamma`,
+:func:`gaussian_blur`, :func:`zoom`, :func:`add_gaussian_noise`) take one strength, or one per
+image; the random transforms draw those per-image strengths, and the shift-proxy validation
+(:mod:`tinymed.data.shift`) applies fixed ones.
+
 :func:`chest_xray_augmentation` is the recommended pipeline for chest radiographs. It has
 no horizontal flip: a flipped chest X-ray puts the heart on the wrong side (dextrocardia,
 a rare anomaly), so flips teach the model anatomy that does not occur; on PneumoniaMNIST
@@ -28,7 +33,16 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomBrightnessContrast",
     "GaussianNoise",
+    "RandomGamma",
+    "RandomGaussianBlur",
+    "RandomZoom",
     "Normalize",
+    "adjust_contrast",
+    "adjust_gamma",
+    "gaussian_blur",
+    "zoom",
+    "add_gaussian_noise",
+    "AUGMENTATIONS",
     "chest_xray_augmentation",
 ]
 
@@ -79,6 +93,77 @@ def _resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float) ->
 def _pixel_grid(n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     return np.broadcast_to(rows, (n, h, w)), np.broadcast_to(cols, (n, h, w))
+
+
+def _per_image(value: float | np.ndarray, n: int) -> np.ndarray:
+    """One strength for every image, or one per image, as a float64 ``(N, 1, 1, 1)`` array."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(-1), (n,)).reshape(n, 1, 1, 1)
+
+
+def adjust_contrast(x: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """``clip(c (x - m) + m, 0, 1)`` with m the image's mean: torchvision's ``adjust_contrast``
+    for a grayscale image. c = 1 is the identity (up to the clip), c < 1 flattens, c > 1
+    stretches. x ``(N, C, H, W)`` in [0, 1]; factor a number or ``(N,)``."""
+    _check_batch("adjust_contrast", x)
+    c = _per_image(factor, x.shape[0])
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    return np.clip(c * (x - mean) + mean, 0.0, 1.0).astype(x.dtype)
+
+
+def adjust_gamma(x: np.ndarray, gamma: float | np.ndarray) -> np.ndarray:
+    """``x ** gamma`` on [0, 1] (torchvision's ``adjust_gamma`` with gain 1): gamma < 1 brightens
+    the mid-tones, gamma > 1 darkens them, 0 and 1 stay fixed. A different detector response
+    or display curve. gamma a positive number or ``(N,)``."""
+    _check_batch("adjust_gamma", x)
+    g = _per_image(gamma, x.shape[0])
+    if (g <= 0).any():
+        raise ValueError(f"adjust_gamma: gamma must be positive, got {np.unique(g)[:5].tolist()}")
+    return (np.clip(x, 0.0, 1.0) ** g).astype(x.dtype)
+
+
+def gaussian_blur(x: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
+    """Separable Gaussian blur, ``sigma`` in pixels (a number or ``(N,)``; 0 is the identity):
+    each axis is convolved with ``w_k = exp(-k^2 / (2 sigma^2)) / sum``, k in ``-r..r``,
+    ``r = ceil(3 max sigma)``, edges replicated. A softer detector or a lower resolution."""
+    _check_batch("gaussian_blur", x)
+    n, _, h, w = x.shape
+    s = _per_image(sigma, n)[:, 0, 0, 0]
+    if (s < 0).any():
+        raise ValueError(f"gaussian_blur: sigma must be >= 0, got {np.unique(s)[:5].tolist()}")
+    radius = int(np.ceil(3 * s.max()))
+    if radius == 0:
+        return x.copy()
+    k = np.arange(-radius, radius + 1, dtype=np.float64)
+    # A tiny sigma makes every weight but the centre's 0: the identity, without dividing by 0.
+    weights = np.exp(-(k**2) / (2 * np.maximum(s, 1e-6)[:, None] ** 2))
+    weights = (weights / weights.sum(axis=1, keepdims=True))[:, :, None, None, None]
+    out = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (radius, radius), (0, 0)), mode="edge")
+    out = sum(weights[:, i] * out[:, :, i : i + h, :] for i in range(2 * radius + 1))
+    out = np.pad(out, ((0, 0), (0, 0), (0, 0), (radius, radius)), mode="edge")
+    out = sum(weights[:, i] * out[:, :, :, i : i + w] for i in range(2 * radius + 1))
+    return out.astype(x.dtype)
+
+
+def zoom(x: np.ndarray, scale: float | np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Magnifies each image about its centre by ``scale`` (a number or ``(N,)``; > 1 zooms in,
+    < 1 out, uncovered pixels read fill): output pixel p reads the input at
+    ``(p - centre) / scale + centre``, bilinearly. A different field of view or patient
+    distance."""
+    _check_batch("zoom", x)
+    n, _, h, w = x.shape
+    s = _per_image(scale, n)[:, 0]
+    if (s <= 0).any():
+        raise ValueError(f"zoom: scale must be positive, got {np.unique(s)[:5].tolist()}")
+    rows, cols = _pixel_grid(n, h, w)
+    src_rows = (rows - (h - 1) / 2) / s + (h - 1) / 2
+    src_cols = (cols - (w - 1) / 2) / s + (w - 1) / 2
+    return _resample(x, src_rows, src_cols, fill)
+
+
+def add_gaussian_noise(x: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """``clip(x + N(0, std^2), 0, 1)`` per pixel: a noisier detector or a lower dose."""
+    _check_batch("add_gaussian_noise", x)
+    return np.clip(x + std * rng.standard_normal(x.shape), 0.0, 1.0).astype(x.dtype)
 
 
 class Compose:
@@ -192,9 +277,7 @@ class RandomBrightnessContrast:
         _check_batch("RandomBrightnessContrast", x)
         b = rng.uniform(1 - self.brightness, 1 + self.brightness, size=(x.shape[0], 1, 1, 1))
         c = rng.uniform(1 - self.contrast, 1 + self.contrast, size=(x.shape[0], 1, 1, 1))
-        scaled = b * x
-        mean = scaled.mean(axis=(1, 2, 3), keepdims=True)
-        return np.clip(c * (scaled - mean) + mean, 0.0, 1.0).astype(x.dtype)
+        return adjust_contrast(b * x, c[:, 0, 0, 0]).astype(x.dtype)
 
     def __repr__(self) -> str:
         return f"RandomBrightnessContrast(brightness={self.brightness}, contrast={self.contrast})"
@@ -214,6 +297,53 @@ class GaussianNoise:
 
     def __repr__(self) -> str:
         return f"GaussianNoise(std={self.std})"
+
+
+class RandomGamma:
+    """:func:`adjust_gamma` with gamma log-uniform in ``[1 / max_gamma, max_gamma]`` per image,
+    so brightening and darkening are equally likely."""
+
+    def __init__(self, max_gamma: float = 1.5):
+        if max_gamma < 1:
+            raise ValueError(f"RandomGamma: max_gamma must be >= 1, got {max_gamma}")
+        self.max_gamma = max_gamma
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        bound = np.log(self.max_gamma)
+        return adjust_gamma(x, np.exp(rng.uniform(-bound, bound, size=x.shape[0])))
+
+    def __repr__(self) -> str:
+        return f"RandomGamma(max_gamma={self.max_gamma})"
+
+
+class RandomGaussianBlur:
+    """:func:`gaussian_blur` with sigma uniform in ``[0, max_sigma]`` pixels per image."""
+
+    def __init__(self, max_sigma: float = 0.8):
+        if max_sigma < 0:
+            raise ValueError(f"RandomGaussianBlur: max_sigma must be >= 0, got {max_sigma}")
+        self.max_sigma = max_sigma
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return gaussian_blur(x, rng.uniform(0.0, self.max_sigma, size=x.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"RandomGaussianBlur(max_sigma={self.max_sigma})"
+
+
+class RandomZoom:
+    """:func:`zoom` with the scale uniform in ``scale = (min, max)`` per image."""
+
+    def __init__(self, scale: tuple[float, float] = (0.9, 1.1), fill: float = 0.0):
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"RandomZoom: scale must be (min, max) with 0 < min <= max, got {scale}")
+        self.scale, self.fill = (float(scale[0]), float(scale[1])), fill
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return zoom(x, rng.uniform(*self.scale, size=x.shape[0]), self.fill)
+
+    def __repr__(self) -> str:
+        return f"RandomZoom(scale={self.scale}, fill={self.fill})"
 
 
 class Normalize:
@@ -241,12 +371,36 @@ class Normalize:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
-def chest_xray_augmentation(flip: bool = False) -> Compose:
+# The strengths of chest_xray_augmentation, weakest first (``tinymed train cnn --augment``).
+AUGMENTATIONS = ("none", "light", "strong")
+
+
+def chest_xray_augmentation(flip: bool = False, strength: str = "light") -> Compose:
     """The augmentation recommended for chest radiographs: variations a real acquisition
-    has (patient rotated by a few degrees, off-centre, exposure and contrast), no flip
-    unless asked for (see the module docstring). Apply :class:`Normalize` after it.
+    has, no flip unless asked for (see the module docstring). Apply :class:`Normalize` after it.
+
+    ``"light"``: the patient rotated by up to 10 degrees, off-centre by up to 2 pixels,
+    exposure and contrast within 10 %. ``"strong"`` adds what another scanner or hospital
+    changes (the shift-proxy validation's perturbations but noise, which stays unseen): zoom
+    0.9 to 1.1, contrast within 30 %, gamma 1/1.5 to 1.5 and blur up to sigma 0.8 pixels.
+    ``"none"``: no transform.
     """
-    transforms: list[Transform] = [RandomRotation(10.0), RandomShift(2), RandomBrightnessContrast(0.1, 0.1)]
+    if strength not in AUGMENTATIONS:
+        raise ValueError(
+            f"chest_xray_augmentation: strength must be one of {', '.join(AUGMENTATIONS)}, got {strength!r}"
+        )
+    transforms: list[Transform] = []
+    if strength == "light":
+        transforms = [RandomRotation(10.0), RandomShift(2), RandomBrightnessContrast(0.1, 0.1)]
+    elif strength == "strong":
+        transforms = [
+            RandomRotation(10.0),
+            RandomZoom((0.9, 1.1)),
+            RandomShift(2),
+            RandomBrightnessContrast(0.1, 0.3),
+            RandomGamma(1.5),
+            RandomGaussianBlur(0.8),
+        ]
     if flip:
         transforms.append(RandomHorizontalFlip())
     return Compose(transforms)

@@ -3,20 +3,37 @@
 The recipe, chosen to beat MedMNIST's reference (Adam 1e-3, batch 128, 100 epochs, no
 augmentation, normalised with mean 0.5 / std 0.5, best epoch by val AUC):
 
-* **augmentation** that mirrors how real radiographs vary: rotation up to 10 degrees, shifts
-  up to 2 pixels, brightness and contrast up to 10 % (:func:`~tinymed.data.chest_xray_augmentation`);
-  no horizontal flip, which would move the heart to the wrong side;
+* **augmentation** that mirrors how real radiographs vary (``augment``,
+  :func:`~tinymed.data.chest_xray_augmentation`): ``"light"`` (the default) rotates up to 10
+  degrees, shifts up to 2 pixels, changes brightness and contrast up to 10 %; ``"strong"``
+  adds what another scanner changes (zoom, contrast 30 %, gamma, blur); never a horizontal
+  flip, which would move the heart to the wrong side;
 * **normalisation** by the training images' own mean and standard deviation, stored in the
   checkpoint so evaluation normalises exactly as training did;
 * **AdamW** (Adam with decoupled weight decay, Loshchilov and Hutter 2019) under a
   **one-cycle** schedule (Smith 2018): the learning rate warms up for 30 % of the steps to
   ``lr``, then anneals to nearly zero, which trains in few epochs;
-* the **best epoch by validation AUC** (MedMNIST's selection rule) is kept as ``best.npz``.
+* optionally **class weights** (``class_weight="balanced"``): the cross-entropy weighs class k
+  by ``n / (K n_k)`` (scikit-learn's "balanced", given as ``F.cross_entropy``'s ``weight``), so
+  each class counts alike whatever the training split's balance (PneumoniaMNIST's is 26 %
+  normal, its test split's 37.5 %);
+* optionally **weight averaging** (``ema_decay``): an exponential moving average of the
+  weights and BatchNorm statistics after every step
+  (:class:`~tinymed.optim.swa_utils.AveragedModel`), which is what is validated and kept;
+* the **best epoch by validation AUC** (MedMNIST's selection rule, ``selection="best"``) is kept
+  as ``best.npz``; with ``selection="last"``, the last epoch is. A validation split drawn like
+  the training split saturates (AUC 0.99 on PneumoniaMNIST), and choosing among epochs by its
+  last decimals picks noise, while the one-cycle schedule's annealed end, averaged, is a
+  choice made before seeing any data.
+
+At the end the kept model is also read on the shift-proxy validation (the validation split
+under the acquisition changes of :mod:`tinymed.data.shift`), written to ``metrics.json`` under
+``shift``, with the class-balanced figures of :mod:`tinymed.train.classifier_evaluation`.
 
 A run writes to its output directory: ``best.npz`` and ``last.npz`` (checkpoints, see
 :mod:`tinymed.train.checkpoint`), ``history.csv`` (one row per epoch), ``metrics.json``,
 ``timings.json``, and the plots ``curves.png`` (loss and AUC per epoch), ``roc.png`` and
-``confusion_matrix.png`` (the best model on the validation split).
+``confusion_matrix.png`` (the kept model on the validation split).
 
 Before any work the run checks what it was given: the output directory (see
 :class:`~tinymed.train.run.RunDirectory`), non-empty splits, training images that are not
@@ -57,13 +74,23 @@ import numpy as np
 from tqdm import tqdm
 
 import tinymed
-import tinymed.functional as F
 from tinymed import distributed as dist
-from tinymed import metrics, nn, optim, plots
-from tinymed.data import Compose, DataLoader, ImageDataset, Normalize, chest_xray_augmentation, load_dataset
-from tinymed.errors import DatasetError
+from tinymed import optim, plots
+from tinymed.data import AUGMENTATIONS, Compose, DataLoader, ImageDataset, chest_xray_augmentation, load_dataset
+from tinymed.errors import DatasetError, TrainingError
 from tinymed.models import build_model, model_spec
-from tinymed.train.checkpoint import Checkpoint, check_metadata, load_model
+from tinymed.optim.swa_utils import AveragedModel, get_ema_avg_fn
+from tinymed.train.checkpoint import Checkpoint, check_metadata
+from tinymed.train.classifier_evaluation import (
+    check_every_class,
+    classification_loss,
+    classification_metrics,
+    evaluation_loader,
+    input_normalization,
+    load_classifier,
+    predict,
+    shift_evaluation,
+)
 from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
 from tinymed.train.run import (
     RunDirectory,
@@ -82,13 +109,11 @@ from tinymed.train.run import (
 __all__ = [
     "TrainConfig",
     "DEFAULT_EPOCHS",
+    "CLASS_WEIGHTS",
+    "SELECTIONS",
     "train_classifier",
-    "predict",
-    "classification_metrics",
+    "class_weights",
     "load_classifier",
-    "input_normalization",
-    "evaluation_loader",
-    "check_every_class",
 ]
 
 # Epochs by data set, where the default differs. PneumoniaMNIST (4708 training images)
@@ -97,6 +122,12 @@ __all__ = [
 # get 10 passes: with 8, some seeds had not found them yet.
 DEFAULT_EPOCHS = {"phantoms": 10}
 FALLBACK_EPOCHS = 15
+
+# TrainConfig.class_weight: None (every sample counts alike) or "balanced" (every class does).
+CLASS_WEIGHTS = ("balanced",)
+
+# TrainConfig.selection: the epoch kept as best.npz, by validation AUC or the last one.
+SELECTIONS = ("best", "last")
 
 
 @dataclass
@@ -107,7 +138,9 @@ class TrainConfig:
     ``runs/cnn-<dataset>``. model_config is passed to the model's constructor on top of the
     data set's ``in_channels`` and ``num_classes`` (e.g. ``{"channels": [8, 16, 32]}``).
     divergence_factor: how far above its start the loss may climb before the run is stopped
-    (see :mod:`tinymed.train.divergence`).
+    (see :mod:`tinymed.train.divergence`). augment: one of ``AUGMENTATIONS`` (none, light,
+    strong); class_weight: None or ``"balanced"``; ema_decay: None, or the decay of the
+    weights' moving average; selection: one of ``SELECTIONS`` (see the module docstring).
     """
 
     dataset: str = "phantoms"
@@ -120,7 +153,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-2
     weight_decay: float = 1e-2
-    augment: bool = True
+    augment: str = "light"
+    class_weight: str | None = None
+    ema_decay: float | None = None
+    selection: str = "best"
     seed: int = 0
     out: str | None = None
     divergence_factor: float = DEFAULT_FACTOR
@@ -131,6 +167,17 @@ class TrainConfig:
         if self.out is None:
             self.out = os.path.join("runs", f"cnn-{self.dataset}")
         check_options("train cnn", self, ("epochs", "batch_size"))
+        for name, allowed in (
+            ("augment", AUGMENTATIONS),
+            ("class_weight", (None, *CLASS_WEIGHTS)),
+            ("selection", SELECTIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise TrainingError(
+                    f"train cnn: {name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}"
+                )
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise TrainingError(f"train cnn: ema_decay must be in (0, 1), got {self.ema_decay!r}")
 
 
 # Options a resumed run may change without changing its result (where it runs, and when it
@@ -148,17 +195,6 @@ RESUME_FIELDS = {
 }
 
 
-def input_normalization(normalization: dict[str, list[float]]) -> Normalize:
-    """The transform that turns images in [0, 1] into the network's input, from the
-    ``normalization`` entry a checkpoint stores."""
-    return Normalize(normalization["mean"], normalization["std"])
-
-
-def evaluation_loader(dataset: ImageDataset, normalization: dict[str, list[float]]) -> DataLoader:
-    """Every image of ``dataset`` in order, normalised, without augmentation."""
-    return DataLoader(dataset, batch_size=512, transform=input_normalization(normalization))
-
-
 def _normalization(train: ImageDataset) -> dict[str, list[float]]:
     """Per-channel mean and standard deviation of the training images, in [0, 1] units."""
     pixels = train.images.astype(np.float64) / 255.0
@@ -172,80 +208,18 @@ def _normalization(train: ImageDataset) -> dict[str, list[float]]:
     return {"mean": pixels.mean(axis=(0, 2, 3)).tolist(), "std": std.tolist()}
 
 
-def check_every_class(dataset: ImageDataset, split: str) -> None:
-    """Refuse a split whose AUC is undefined: one lacking a class (for a multi-label task, a
-    label always 0 or always 1)."""
-    info = dataset.info
-    if info.multilabel:
-        counts = dataset.labels.sum(axis=0)
-        lacking = [
-            f"{name} always {0 if n == 0 else 1}" for name, n in zip(info.labels, counts) if n in (0, len(dataset))
-        ]
-    else:
-        counts = np.bincount(dataset.labels, minlength=len(info.labels))
-        lacking = [f"no {k} ({name})" for k, (name, n) in enumerate(zip(info.labels, counts)) if n == 0]
-    if lacking:
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The "balanced" class weights ``w_k = n / (K n_k)`` (scikit-learn's
+    ``compute_class_weight("balanced")``), float32 ``(K,)``: with them as cross-entropy's
+    ``weight``, every class carries the same total weight, n / K. labels ``(n,)`` in 0..K-1."""
+    counts = np.bincount(labels, minlength=num_classes)
+    if not counts.all():
+        missing = [k for k in range(num_classes) if counts[k] == 0]
         raise DatasetError(
-            f"the {split} split of {info.name} has {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
-            f"its AUC needs every class"
+            f"train cnn --class-weight balanced: the train split has no sample of class {missing[0]}; "
+            f"its weight n / (K n_k) is undefined"
         )
-
-
-def _loss(logits: tinymed.Tensor, labels: np.ndarray, multilabel: bool) -> tinymed.Tensor:
-    """Cross-entropy of the class logits; binary cross-entropy per label for multi-label tasks."""
-    target = tinymed.tensor(labels.astype(np.float32) if multilabel else labels).to(logits.backend)
-    if multilabel:
-        return F.binary_cross_entropy_with_logits(logits, target)
-    return F.cross_entropy(logits, target)
-
-
-@dataclass
-class Predictions:
-    """A model's outputs on a data set: labels as stored, scores the class probabilities
-    ``(N, K)`` (softmax; sigmoid per label for multi-label), and the mean loss."""
-
-    labels: np.ndarray
-    scores: np.ndarray
-    loss: float
-
-
-def predict(model: nn.Module, loader: DataLoader, backend: str = "numpy", multilabel: bool = False) -> Predictions:
-    """Run the model in eval mode over every batch of ``loader`` (no gradients)."""
-    model.eval()
-    scores, labels, total = [], [], 0.0
-    with tinymed.no_grad():
-        for x, y in loader:
-            logits = model(tinymed.from_numpy(x).to(backend))
-            total += _loss(logits, y, multilabel).item() * len(y)
-            probabilities = F.sigmoid(logits) if multilabel else F.softmax(logits, dim=1)
-            scores.append(probabilities.numpy())
-            labels.append(y)
-    labels_all = np.concatenate(labels)
-    return Predictions(labels_all, np.concatenate(scores).astype(np.float64), total / len(labels_all))
-
-
-def classification_metrics(labels: np.ndarray, scores: np.ndarray, multilabel: bool = False) -> dict[str, Any]:
-    """MedMNIST's ACC and AUC, plus for a binary task sensitivity, specificity and the
-    confusion matrix ``[[TN, FP], [FN, TP]]`` (for multi-class, the K x K matrix)."""
-    result: dict[str, Any] = {
-        "acc": metrics.accuracy(labels, scores),
-        "auc": metrics.roc_auc_score(labels, scores),
-        "n": int(len(labels)),
-    }
-    if multilabel:
-        return result
-    predicted = metrics.predictions(scores)
-    if scores.shape[1] == 2:
-        result["sensitivity"] = metrics.sensitivity(labels, predicted)
-        result["specificity"] = metrics.specificity(labels, predicted)
-    result["confusion_matrix"] = metrics.confusion_matrix(labels, predicted, num_classes=scores.shape[1]).tolist()
-    return result
-
-
-def load_classifier(path: str | os.PathLike, backend: str = "numpy") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the classifier a checkpoint holds from its metadata alone, with its weights,
-    in eval mode on ``backend``. Returns ``(model, metadata)``."""
-    return load_model(path, kind="classifier", backend=backend)
+    return (len(labels) / (num_classes * counts)).astype(np.float32)
 
 
 class _Run:
@@ -254,11 +228,30 @@ class _Run:
     def __init__(self, config: TrainConfig, log: Callable[[str], None], resume: bool, overwrite: bool) -> None:
         self.config, self.log = config, log
         require_backend(config.backend)
+        pieces = (*PIECES, "averaged") if config.ema_decay is not None else PIECES
         self.directory = RunDirectory(
-            config, "classifier", config.model, RESUMABLE, PIECES, True, log, resume=resume, overwrite=overwrite
+            config, "classifier", config.model, RESUMABLE, pieces, True, log, resume=resume, overwrite=overwrite
         )
         self.out = self.directory.path
         self.guard = DivergenceGuard(self.directory, "loss", config.divergence_factor)
+        self.load_data()
+        self.build_model()
+        info = self.train_set.info
+        # The data by name and MD5, never by path: `tinymed evaluate` is told where it is.
+        self.dataset_meta = {
+            "name": info.name,
+            "task": info.task,
+            "labels": list(info.labels),
+            "image_size": list(self.train_set.image_size),
+            "md5": self.train_set.md5,
+        }
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
+        self.epoch = 0
+
+    def load_data(self) -> None:
+        """The splits, checked; the normalisation, the loaders and the class weights."""
+        config = self.config
         source = dict(data_dir=config.data_dir, data_file=config.data_file)
         self.train_set = load_dataset(config.dataset, "train", **source)
         self.val_set = load_dataset(config.dataset, "val", **source)
@@ -274,18 +267,30 @@ class _Run:
         self.multilabel = info.multilabel
         self.normalization = _normalization(self.train_set)
         normalize = input_normalization(self.normalization)
-        augment = Compose([chest_xray_augmentation(), normalize]) if config.augment else normalize
+        augment = chest_xray_augmentation(strength=config.augment)
         self.train_loader = DataLoader(
             self.train_set,
             config.batch_size,
             shuffle=True,
             seed=config.seed,
             drop_last=len(self.train_set) > config.batch_size,
-            transform=augment,
+            transform=Compose([*augment.transforms, normalize]),
         )
         check_batches_split("train cnn", self.train_loader)
         self.val_loader = evaluation_loader(self.val_set, self.normalization)
+        self.weight = None
+        if config.class_weight is not None:
+            if self.multilabel:
+                raise TrainingError(
+                    f"train cnn --class-weight {config.class_weight}: {info.name} is multi-label; "
+                    f"class weights are for one class per image"
+                )
+            weights = class_weights(self.train_set.labels, len(info.labels))
+            self.weight = tinymed.tensor(weights).to(config.backend)
 
+    def build_model(self) -> None:
+        """The network (from the seed), its optimiser and schedule, and its weights' average."""
+        config, info = self.config, self.train_set.info
         tinymed.manual_seed(config.seed)
         model_config = {"in_channels": info.n_channels, "num_classes": len(info.labels), **(config.model_config or {})}
         # `net` is the network itself, what checkpoints hold; `model` what trains it, the
@@ -297,22 +302,23 @@ class _Run:
         self.scheduler = optim.OneCycleLR(
             self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_loader)
         )
-        # The data by name and MD5, never by path: `tinymed evaluate` is told where it is.
-        self.dataset_meta = {
-            "name": info.name,
-            "task": info.task,
-            "labels": list(info.labels),
-            "image_size": list(self.train_set.image_size),
-            "md5": self.train_set.md5,
-        }
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] = {"epoch": 0, "val_auc": -math.inf}
-        self.epoch = 0
+        # BatchNorm's statistics are averaged too (use_buffers), so the average can be
+        # evaluated as it is, without a pass to recompute them.
+        self.averaged = (
+            None
+            if config.ema_decay is None
+            else AveragedModel(self.net, avg_fn=get_ema_avg_fn(config.ema_decay), use_buffers=True)
+        )
+
+    @property
+    def kept(self) -> Any:
+        """The network that is validated and kept as ``best.npz``: the average, if there is one."""
+        return self.net if self.averaged is None else self.averaged.module
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, val_metrics: dict[str, Any], improved: bool, seconds: float) -> None:
-        """``last.npz`` after every epoch, ``best.npz`` when the epoch improved val AUC;
-        ``seconds`` of training so far."""
+        """``last.npz`` after every epoch, ``best.npz`` (the kept network) when the epoch is the
+        one selected so far; ``seconds`` of training so far."""
         metadata = {
             "model": model_spec(self.net),
             "dataset": self.dataset_meta,
@@ -327,7 +333,9 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
-        best = {"model": state["model"]} if improved else None
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
+        best = {"model": self.kept.state_dict()} if improved else None
         self.directory.save(state, metadata, seconds, best=best)
 
     def restore(self, checkpoint: Checkpoint) -> None:
@@ -337,6 +345,8 @@ class _Run:
         self.net.load_state_dict(checkpoint.state["model"])
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         self.scheduler.load_state_dict(checkpoint.state["scheduler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(checkpoint.state["averaged"])
         self.history, self.best = checkpoint.metadata["history"], checkpoint.metadata["best"]
         self.epoch = checkpoint.metadata["epoch"]
         # The loader numbers epochs from 0: the next one to run is epoch `self.epoch + 1`.
@@ -352,7 +362,7 @@ class _Run:
                 batch = len(y)
                 x, y = dist.shard(x, y)  # this rank's share of the global batch
                 logits = self.model(tinymed.from_numpy(x).to(self.config.backend))
-                loss = _loss(logits, y, self.multilabel)
+                loss = classification_loss(logits, y, self.multilabel, self.weight)
                 # The whole batch's loss, the same on every rank, so all stop alike if it diverges.
                 value = dist.average_over_ranks({"loss": loss.item()})["loss"]
                 # Before the update, so the weights stay those of the last good step.
@@ -362,6 +372,8 @@ class _Run:
                 reduce_gradients(self.model)
                 self.optimizer.step()
                 self.scheduler.step()
+                if self.averaged is not None:
+                    self.averaged.update_parameters(self.net)
                 total, seen = total + value * batch, seen + batch
                 bar.set_postfix(loss=f"{total / seen:.4f}")
         return total / seen
@@ -381,10 +393,12 @@ class _Run:
             train_loss = self.train_epoch(progress)
             verify_in_sync(self.model)
             self.guard.check_weights(self.net.named_parameters(), self.epoch)
-            val = predict(self.model, self.val_loader, config.backend, self.multilabel)
+            val = predict(
+                self.model if self.averaged is None else self.averaged, self.val_loader, config.backend, self.multilabel
+            )
             val_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
             elapsed += time.perf_counter() - start
-            improved = val_metrics["auc"] > self.best["val_auc"]
+            improved = config.selection == "last" or val_metrics["auc"] > self.best["val_auc"]
             if improved:
                 self.best = {"epoch": self.epoch, "val_auc": val_metrics["auc"]}
             self.history.append(
@@ -407,7 +421,8 @@ class _Run:
 
     # ---------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
-        """Write history.csv, metrics.json and the plots, for the best model on val."""
+        """Write history.csv, metrics.json and the plots, for the kept model on val and, in
+        metrics.json, on the shift-proxy validation."""
         rows = self.directory.timed(self.history)
         with open(self.out / "history.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -416,11 +431,13 @@ class _Run:
         best_model, _ = load_classifier(self.out / "best.npz", self.config.backend)
         val = predict(best_model, self.val_loader, self.config.backend, self.multilabel)
         best_metrics = {"loss": val.loss, **classification_metrics(val.labels, val.scores, self.multilabel)}
+        shift = shift_evaluation(best_model, self.val_set, self.normalization, self.config.backend)
         summary = {
             "dataset": self.config.dataset,
             "model": model_spec(self.net),
             "best_epoch": self.best["epoch"],
             "val": best_metrics,
+            "shift": shift,
             "epochs": self.epoch,
             "seconds": self.directory.elapsed(),
             "tinymed_version": tinymed.__version__,
@@ -446,6 +463,7 @@ class _Run:
                 )
         self.log(
             f"best epoch {self.best['epoch']}: val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
+            f"shift-proxy mean AUC {shift['mean']['auc']:.4f}, ACC {shift['mean']['acc']:.4f}; "
             f"wrote {self.out}/best.npz, last.npz, history.csv, metrics.json and plots"
         )
         return summary

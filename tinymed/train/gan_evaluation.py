@@ -19,7 +19,7 @@ from tinymed.data import ImageDataset
 from tinymed.metrics import frechet_distance_from_features, knn_precision_recall
 from tinymed.models.dcgan import DCGAN
 from tinymed.train.checkpoint import CheckpointError
-from tinymed.train.classifier import evaluation_loader
+from tinymed.train.classifier_evaluation import evaluation_loader
 from tinymed.train.gan import generate, select_label, to_uint8
 
 __all__ = ["classifier_features", "evaluate_gan"]

@@ -11,11 +11,11 @@ from benchmarks.classifier_study import FIGURES, main
 def test_quick_study_writes_its_results_and_resumes_without_training(tmp_path, capsys):
     data = str(write_tiny_phantoms(tmp_path / "tiny.npz"))
     args = ["--quick", "--dataset", "phantoms", "--data", data, "--seeds", "0", "--out", str(tmp_path / "study")]
-    assert main([*args, "--recipes", "default", "combined"]) == 0
+    assert main([*args, "--recipes", "light", "combined"]) == 0
     first = capsys.readouterr().out
     assert first.count("training in") == 2
     study = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert [row["recipe"] for row in study["summary"]] == ["default", "combined"]
+    assert [row["recipe"] for row in study["summary"]] == ["light", "combined"]
     for row in study["runs"]:
         assert all(row[name] is not None for name in FIGURES)
     assert "| combined | 1 |" in (tmp_path / "study" / "study.md").read_text()
@@ -23,7 +23,7 @@ def test_quick_study_writes_its_results_and_resumes_without_training(tmp_path, c
 
     metrics = tmp_path / "study" / "combined" / "seed-0" / "metrics.json"
     written = metrics.stat().st_mtime_ns
-    assert main([*args, "--recipes", "default", "combined"]) == 0
+    assert main([*args, "--recipes", "light", "combined"]) == 0
     second = capsys.readouterr().out
     assert "training in" not in second and second.count("done already") == 2
     assert metrics.stat().st_mtime_ns == written

@@ -169,9 +169,26 @@ def test_ema_keeps_the_averaged_weights_and_resumes_exactly(tmp_path, tiny_data,
         ({"augment": "heavy"}, "augment must be one of none, light, strong"),
         ({"class_weight": "inverse"}, "class_weight must be one of None, balanced"),
         ({"selection": "first"}, "selection must be one of best, last"),
-        ({"ema_decay": 1.0}, r"ema_decay must be in \(0, 1\)"),
+        ({"ema_decay": 1.0}, r"ema_decay \(--ema-decay\) must be in \[0, 1\)"),
+        ({"ema_decay": -0.5}, r"ema_decay \(--ema-decay\) must be in \[0, 1\)"),
     ],
 )
 def test_recipe_options_are_checked(change, message):
     with pytest.raises(TrainingError, match=message):
         TrainConfig(**change)
+
+
+def test_the_recipe_defaults_by_data_set_and_an_option_overrides_one_piece():
+    """Radiographs get the recipe the study chose; the phantoms keep theirs; an option given
+    changes only its own piece."""
+    radiographs = TrainConfig(dataset="pneumoniamnist")
+    assert (radiographs.epochs, radiographs.augment, radiographs.ema_decay, radiographs.selection) == (
+        20,
+        "strong",
+        0.99,
+        "last",
+    )
+    phantoms = TrainConfig(dataset="phantoms")
+    assert (phantoms.epochs, phantoms.augment, phantoms.ema_decay, phantoms.selection) == (10, "light", 0.0, "best")
+    no_average = TrainConfig(dataset="pneumoniamnist", ema_decay=0.0, epochs=3)
+    assert (no_average.epochs, no_average.augment, no_average.ema_decay) == (3, "strong", 0.0)

@@ -32,6 +32,8 @@ from tinymed.train.classifier import (
     CLASS_WEIGHTS,
     DEFAULT_EPOCHS,
     FALLBACK_EPOCHS,
+    PHANTOM_RECIPE,
+    RADIOGRAPH_RECIPE,
     RESUMABLE,
     SELECTIONS,
     TrainConfig,
@@ -76,10 +78,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--augment",
-        default=defaults.augment,
         choices=AUGMENTATIONS,
         help="light: rotation, shift, brightness/contrast; strong: also zoom, gamma, blur and more contrast "
-        f"(default: {defaults.augment})",
+        f"(default: {RADIOGRAPH_RECIPE['augment']}; {PHANTOM_RECIPE['augment']} on the phantoms)",
     )
     parser.add_argument(
         "--class-weight",
@@ -88,16 +89,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ema-decay",
-        type=at_least(float, 0, strict=True),
+        type=at_least(float, 0),
         metavar="D",
-        help="validate and keep an exponential moving average of the weights, decay D in (0, 1), e.g. 0.99 "
-        "(default: none)",
+        help="validate and keep an exponential moving average of the weights, decay D in [0, 1), 0 for none "
+        f"(default: {RADIOGRAPH_RECIPE['ema_decay']:g}; none on the phantoms)",
     )
     parser.add_argument(
         "--selection",
-        default=defaults.selection,
         choices=SELECTIONS,
-        help=f"the epoch kept as best.npz: best by val AUC, or the last (default: {defaults.selection})",
+        help="the epoch kept as best.npz: best by val AUC, or the last "
+        f"(default: {RADIOGRAPH_RECIPE['selection']}; {PHANTOM_RECIPE['selection']} on the phantoms)",
     )
     parser.add_argument(
         "--channels",

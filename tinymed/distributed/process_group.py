@@ -12,7 +12,10 @@ waiting rank raises :class:`DistBackendError` and, when the process exits, abort
 job with ``MPI_Abort`` rather than hang in ``MPI_Finalize`` waiting for the missing rank.
 An uncaught exception on any rank aborts the job at once, for the same reason: its peers
 would otherwise wait for it until their timeout (mpi4py's ``python -m mpi4py`` does the
-same).
+same). Before aborting, a rank flushes its output and waits :data:`ABORT_GRACE_S`: ``MPI_Abort``
+ends the launcher's processes too, including those that carry each rank's output to the
+terminal, and without the pause the traceback or last message that says why can be lost
+(seen: a rank's traceback missing from ``mpiexec``'s output).
 """
 
 from __future__ import annotations
@@ -84,11 +87,22 @@ class ProcessGroup:
         process exits (registered once)."""
         if not self.failed:
             self.failed = True
-            atexit.register(self.mpi.COMM_WORLD.Abort, 1)
+            atexit.register(_abort_job, self.mpi)
 
 
 _group: ProcessGroup | None = None
 _previous_excepthook: Any = None
+
+# Seconds a failing rank waits between flushing its output and MPI_Abort (see the module docstring).
+ABORT_GRACE_S = 1.0
+
+
+def _abort_job(mpi: ModuleType) -> None:
+    """End every rank of the job, once this rank's output has had time to reach the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(ABORT_GRACE_S)
+    mpi.COMM_WORLD.Abort(1)
 
 
 def _abort_on_uncaught_exception(
@@ -97,7 +111,7 @@ def _abort_on_uncaught_exception(
     """Print the traceback as usual, then end every rank of the job."""
     _previous_excepthook(exc_type, exc, traceback)
     if _group is not None:
-        _group.mpi.COMM_WORLD.Abort(1)
+        _abort_job(_group.mpi)
 
 
 def init_process_group(

@@ -42,10 +42,9 @@ class _Normalization(Function):
         self.batch_statistics = mean is None
         if self.batch_statistics:
             mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
+        centered = x - mean
+        if self.batch_statistics:
             var = (centered * centered).mean(axis=axes, keepdims=True)
-        else:
-            centered = x - mean
         self.inv_std = 1 / self.xp.sqrt(var + eps)
         # In place: each pass over x costs as much as the arithmetic, so no temporaries.
         self.x_hat = centered

@@ -39,13 +39,22 @@ __all__ = ["AveragedModel", "get_ema_avg_fn", "get_ema_warmup_avg_fn", "get_swa_
 AverageFunction = Callable[[Tensor, Tensor, int], Tensor]
 
 
+def _check_decay(function: str, decay: float) -> None:
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"{function}: decay must be in [0, 1], got {decay}")
+
+
+def _ema_step(averaged: Tensor, current: Tensor, decay: float) -> Tensor:
+    """One step of an exponential moving average: ``decay * avg + (1 - decay) * w``."""
+    return decay * averaged + (1.0 - decay) * current
+
+
 def get_ema_avg_fn(decay: float = 0.999) -> AverageFunction:
     """``avg_fn`` of an exponential moving average: ``decay * avg + (1 - decay) * w``."""
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"get_ema_avg_fn: decay must be in [0, 1], got {decay}")
+    _check_decay("get_ema_avg_fn", decay)
 
     def ema(averaged: Tensor, current: Tensor, num_averaged: int) -> Tensor:
-        return decay * averaged + (1.0 - decay) * current
+        return _ema_step(averaged, current, decay)
 
     return ema
 
@@ -61,12 +70,10 @@ def get_ema_warmup_avg_fn(decay: float = 0.999) -> AverageFunction:
     ``(10 * decay - 1) / (1 - decay)`` steps (8990 for 0.999): until then the average covers
     about the last ``(10 + t) / 9`` steps, a ninth of the run, so the initial weights fade
     out however short the run is."""
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"get_ema_warmup_avg_fn: decay must be in [0, 1], got {decay}")
+    _check_decay("get_ema_warmup_avg_fn", decay)
 
     def ema(averaged: Tensor, current: Tensor, num_averaged: int) -> Tensor:
-        decay_t = min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
-        return decay_t * averaged + (1.0 - decay_t) * current
+        return _ema_step(averaged, current, min(decay, (1.0 + num_averaged) / (10.0 + num_averaged)))
 
     return ema
 

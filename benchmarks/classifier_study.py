@@ -31,13 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from matplotlib.figure import Figure
-
+from benchmarks import study
 from tinymed.train.classifier import TrainConfig, train_classifier
 
 __all__ = ["RECIPES", "FIGURES", "run_study", "main"]
@@ -61,7 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 QUICK = {"epochs": 1, "batch_size": 16, "model_config": {"channels": [4, 8, 8], "num_heads": 2}}
 
 # The figures read from each run's metrics.json: name -> (path of keys, label in the table).
-FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
+FIGURES: study.Figures = {
     "val_auc": (("val", "auc"), "val AUC"),
     "val_acc": (("val", "acc"), "val ACC"),
     "val_balanced_acc": (("val", "balanced_acc"), "val bal ACC"),
@@ -72,17 +70,6 @@ FIGURES: dict[str, tuple[tuple[str, ...], str]] = {
     "shift_acc_at_prior": (("shift", "mean", "acc_at_prior"), "shift ACC@37.5%"),
     "seconds": (("seconds",), "train s"),
 }
-
-
-def _figures(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """The :data:`FIGURES` of one run's metrics.json (None where the run has none)."""
-    result: dict[str, float | None] = {}
-    for name, (keys, _) in FIGURES.items():
-        value: Any = metrics
-        for key in keys:
-            value = value.get(key) if isinstance(value, Mapping) else None
-        result[name] = value
-    return result
 
 
 def _train(recipe: str, seed: int, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -102,94 +89,15 @@ def _train(recipe: str, seed: int, run_dir: Path, args: argparse.Namespace) -> d
     return summary
 
 
-def _summary(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per recipe, in :data:`RECIPES` order: the seeds, and each figure's mean and standard
-    deviation over them (sample sd, ddof 1; 0 for one seed)."""
-    rows = []
-    for recipe in dict.fromkeys(run["recipe"] for run in runs):
-        mine = [run for run in runs if run["recipe"] == recipe]
-        row: dict[str, Any] = {"recipe": recipe, "seeds": [run["seed"] for run in mine]}
-        for name in FIGURES:
-            values = np.array([run[name] for run in mine if run[name] is not None], dtype=np.float64)
-            row[name] = {
-                "mean": float(values.mean()) if values.size else None,
-                "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            }
-        rows.append(row)
-    return rows
-
-
-def _markdown(summary: Sequence[Mapping[str, Any]], recipes: Mapping[str, Any]) -> str:
-    """The summary as a Markdown table, mean ± sd, then the recipes' overrides."""
-    lines = [
-        "| recipe | seeds | " + " | ".join(label for _, label in FIGURES.values()) + " |",
-        "| --- | --- |" + " --- |" * len(FIGURES),
-    ]
-    for row in summary:
-        cells = []
-        for name in FIGURES:
-            mean, sd = row[name]["mean"], row[name]["sd"]
-            digits = 0 if name == "seconds" else 4
-            cells.append("n/a" if mean is None else f"{mean:.{digits}f} ± {sd:.{digits}f}")
-        lines.append(f"| {row['recipe']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
-    lines += ["", "Recipes (TrainConfig overrides; every other field at its default):", ""]
-    lines += [f"- `{name}`: `{json.dumps(overrides)}`" for name, overrides in recipes.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _plot(summary: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """One panel per figure but time: each recipe's mean with its sd as an error bar."""
-    names = [name for name in FIGURES if name != "seconds"]
-    fig = Figure(figsize=(4 * 4, 3.2 * 2), layout="constrained")
-    axes = fig.subplots(2, 4).ravel()
-    x = np.arange(len(summary))
-    for ax, name in zip(axes, names):
-        means = [np.nan if row[name]["mean"] is None else row[name]["mean"] for row in summary]
-        ax.errorbar(x, means, yerr=[row[name]["sd"] for row in summary], fmt="o", capsize=4)
-        ax.set_title(FIGURES[name][1])
-        ax.set_xticks(x, [row["recipe"] for row in summary], rotation=35, ha="right", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-
-
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     """Every recipe of ``args.recipes`` over ``args.seeds`` (see the module docstring); writes
     and returns the study."""
-    out = Path(args.out)
-    runs = []
-    for recipe in args.recipes:
-        for seed in args.seeds:
-            metrics = _train(recipe, seed, out / recipe / f"seed-{seed}", args)
-            runs.append({"recipe": recipe, "seed": seed, **_figures(metrics)})
-    recipes = {name: {**RECIPES[name], **(QUICK if args.quick else {})} for name in args.recipes}
-    study = {"dataset": args.dataset, "quick": args.quick, "recipes": recipes, "runs": runs}
-    study["summary"] = _summary(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(study, indent=2) + "\n")
-    table = _markdown(study["summary"], recipes)
-    (out / "study.md").write_text(table)
-    _plot(study["summary"], out / "study.png")
-    print(table)
-    print(f"wrote {out / 'study.json'}, {out / 'study.md'} and {out / 'study.png'}")
-    return study
+    return study.run_study(args, RECIPES, QUICK, _train, FIGURES, "TrainConfig", {})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.classifier_study", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", metavar="FILE.npz", required=True, help="the data set's file, MedMNIST layout")
-    parser.add_argument("--dataset", default="pneumoniamnist", help="its name (default: pneumoniamnist)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="N", help="(default: 0 1 2)")
-    parser.add_argument(
-        "--recipes",
-        nargs="+",
-        default=list(RECIPES),
-        choices=list(RECIPES),
-        metavar="NAME",
-        help=f"which recipes to run (default: all: {', '.join(RECIPES)})",
-    )
-    parser.add_argument("--out", default="benchmarks/results/classifier-study", help="(default: %(default)s)")
-    parser.add_argument("--backend", default="numpy", help="(default: numpy)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 1 epoch of a tiny network per run")
+    study.add_arguments(parser, RECIPES, "benchmarks/results/classifier-study", (0, 1, 2))
     run_study(parser.parse_args(argv))
     return 0
 

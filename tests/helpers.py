@@ -247,6 +247,16 @@ def complete_metadata(kind="classifier", model=None, **changes):
     return {**metadata, **changes}
 
 
+def write_untrained_classifier(path):
+    """An untrained LeNet saved as a classifier checkpoint: features to score a GAN with."""
+    from tinymed.models import model_spec
+    from tinymed.models.lenet import LeNet
+    from tinymed.train.checkpoint import save_checkpoint
+
+    model = LeNet()
+    return save_checkpoint(path, {"model": model.state_dict()}, complete_metadata(model=model_spec(model)))
+
+
 def fail_at_call(monkeypatch, n, make_failure):
     """Make the trainer's n-th loss computation (1-based, validation batches included) fail:
     ``make_failure(loss)`` is returned or raised instead of the loss."""

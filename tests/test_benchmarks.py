@@ -104,20 +104,14 @@ def test_median_ms_times_each_call_after_the_warm_up():
 
 
 def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
-    from helpers import complete_metadata, write_medmnist_file
+    from helpers import write_medmnist_file, write_untrained_classifier
 
     from benchmarks import gan_same_time
-    from tinymed.models import model_spec
-    from tinymed.models.lenet import LeNet
-    from tinymed.train.checkpoint import save_checkpoint
     from tinymed.train.gan import load_gan
 
     data = tmp_path / "tiny.npz"
     write_medmnist_file(data, n=16)
-    model = LeNet()
-    classifier = save_checkpoint(
-        tmp_path / "cnn.npz", {"model": model.state_dict()}, complete_metadata(model=model_spec(model))
-    )
+    classifier = write_untrained_classifier(tmp_path / "cnn.npz")
     argv = ["--data", str(data), "--classifier", str(classifier), "--seeds", "0", "--minutes", "0.01"]
     assert gan_same_time.main([*argv, "--threads", "1", "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -1,0 +1,103 @@
+"""``python -m benchmarks.gan_study``: which DCGAN recipe makes the best X-rays for its time,
+by the Frechet distance of ``tinymed evaluate-gan``.
+
+Every recipe (:data:`RECIPES`, each a set of :class:`GANConfig` overrides) trains the same
+number of epochs over the same seeds, each run on the data set file ``--data``, and is scored
+by ``tinymed evaluate-gan`` with the classifier ``--classifier``: the Frechet distance of its
+features between generated and validation images (lower is better), and k-NN precision and
+recall. The epochs are a third of what the default time budget trains on one core, so a
+recipe's rank is read early in training; the recipe chosen is then checked at the full budget
+against PyTorch by :mod:`benchmarks.gan_same_time`. Recipes with other costs per epoch (a
+smaller batch takes more, smaller steps) are compared by their training seconds, also in the
+table.
+
+Each run trains in its own directory, ``OUT/RECIPE/seed-N``; one already scored
+(``evaluate-gan.json``) is read, not trained again, and one that was killed is resumed from its
+``last.npz``. The results: ``study.json``, ``study.md`` and ``study.png``
+(:mod:`benchmarks.study`).
+
+    python -m benchmarks.gan_study --data pneumoniamnist.npz --classifier runs/cnn/best.npz --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import study
+from benchmarks.gan_same_time import score
+from tinymed.train.gan import GANConfig, train_gan
+
+__all__ = ["RECIPES", "FIGURES", "run_study", "main"]
+
+# The recipes, by name: GANConfig overrides, written out in full. "pytorch" is pytorch/examples'
+# DCGAN recipe (the one benchmarks.gan_same_time trains in PyTorch); "ema" adds the averaged
+# generator; the rest change one thing of "ema" each.
+PYTORCH = {"epochs": 10, "lr": 2e-4, "batch_size": 64, "label_smoothing": 0.0, "ema_decay": 0.0}
+EMA = {**PYTORCH, "ema_decay": 0.999}
+RECIPES: dict[str, dict[str, Any]] = {
+    "pytorch": PYTORCH,
+    "ema": EMA,
+    "ema-lr-3e-4": {**EMA, "lr": 3e-4},
+    "ema-lr-4e-4": {**EMA, "lr": 4e-4},
+    "ema-lr-8e-4": {**EMA, "lr": 8e-4},
+    "ema-batch-32": {**EMA, "batch_size": 32},
+    "ema-smoothing-0.1": {**EMA, "label_smoothing": 0.1},
+    "lr-4e-4": {**PYTORCH, "lr": 4e-4},
+}
+
+# Overrides for --quick: one epoch of narrow networks, a smoke test in seconds.
+QUICK = {"epochs": 1, "batch_size": 8, "ngf": 4, "ndf": 4}
+
+FIGURES: study.Figures = {
+    "fd": (("scores", "fd"), "Frechet distance"),
+    "precision": (("scores", "precision"), "precision"),
+    "recall": (("scores", "recall"), "recall"),
+    "epochs": (("metrics", "epochs"), "epochs"),
+    "seconds": (("metrics", "seconds"), "train s"),
+}
+
+
+def _train(recipe: str, seed: int, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) one run and score it, or read it back if scored already; returns
+    ``{"metrics": its metrics.json, "scores": its evaluate-gan.json}``."""
+    scores_path = run_dir / "evaluate-gan.json"
+    if scores_path.exists():
+        print(f"{recipe} seed {seed}: done already, reading {scores_path}")
+    else:
+        overrides = {**RECIPES[recipe], **(QUICK if args.quick else {})}
+        config = GANConfig(
+            dataset=args.dataset, data_file=args.data, backend=args.backend, seed=seed, out=str(run_dir), **overrides
+        )
+        resume = (run_dir / "last.npz").exists()
+        print(f"{recipe} seed {seed}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+        train_gan(config, resume=resume, progress=False, log=lambda line: print(f"  {line}", flush=True))
+        score(args, run_dir / "last.npz")
+    return {
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+        "scores": json.loads(scores_path.read_text()),
+    }
+
+
+def run_study(args: argparse.Namespace) -> dict[str, Any]:
+    """Every recipe of ``args.recipes`` over ``args.seeds`` (see the module docstring); writes
+    and returns the study."""
+    return study.run_study(args, RECIPES, QUICK, _train, FIGURES, "GANConfig", {"classifier": args.classifier})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gan_study", description=__doc__.split("\n")[0])
+    study.add_arguments(parser, RECIPES, "benchmarks/results/gan-study", (0, 1))
+    parser.add_argument(
+        "--classifier", required=True, metavar="CNN_CHECKPOINT", help="tinymed classifier to score with"
+    )
+    run_study(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

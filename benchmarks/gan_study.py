@@ -47,7 +47,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ema-lr-8e-4": {**EMA, "lr": 8e-4},
     "ema-batch-32": {**EMA, "batch_size": 32},
     "ema-smoothing-0.1": {**EMA, "label_smoothing": 0.1},
-    "lr-4e-4": {**PYTORCH, "lr": 4e-4},
 }
 
 # Overrides for --quick: one epoch of narrow networks, a smoke test in seconds.

@@ -13,9 +13,8 @@ which never takes the log of a sigmoid that rounded to 0 or 1. The generator min
 every sample, and only the first still has a gradient then. ``smoothing`` is one-sided label
 smoothing (Salimans et al., 2016): real targets of 0.9 instead of 1 keep D from becoming
 overconfident; fake targets stay 0. Both optimisers are Adam with the DCGAN paper's betas
-(0.5, 0.999): a smaller beta1 lets the momentum follow the opponent's moves. Its learning rate
-(2e-4) is doubled here (:data:`DEFAULT_LR`): the averaged generator below smooths out the larger
-steps' noise, and in a fixed time the larger steps go further.
+(0.5, 0.999): a smaller beta1 lets the momentum follow the opponent's moves. :class:`GANTrainer`
+keeps the paper's learning rate, 2e-4; ``tinymed train gan`` doubles it (:data:`DEFAULT_LR`).
 
 The generator a user gets is not the one the last step left but an exponential moving average
 of its weights (Yazici et al., 2019), updated after every G step by
@@ -127,9 +126,10 @@ FALLBACK_EPOCHS = 100
 # epoch and the final plots (about 20 s at PneumoniaMNIST's ~21 s epochs), and the last epoch
 # may run a little longer than the mean that let it start: 9 minutes leaves a minute for those.
 FALLBACK_MINUTES = 9.0
-# Adam's learning rate, twice the DCGAN paper's 2e-4: with the EMA generator it reached a lower
-# Frechet distance in the same epochs on both seeds of benchmarks.gan_study, and 8e-4 a higher
-# one (the study's table is in the README).
+# Adam's learning rate of tinymed train gan, twice the DCGAN paper's 2e-4: with the EMA generator
+# its mean Frechet distance over benchmarks.gan_study's two seeds was lower at 10 and at 24 epochs,
+# though within the spread between seeds (lower on three of the four seed pairs); one run at 8e-4
+# scored higher than 2e-4. The study's table is in the README.
 DEFAULT_LR = 4e-4
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
 # warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~1900 steps.

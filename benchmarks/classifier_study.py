@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,14 @@ FIGURES: study.Figures = {
 }
 
 
-def _train(recipe: str, seed: int, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _train(
+    recipe: str, overrides: Mapping[str, Any], seed: int, run_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """Train (or resume) one run, or read it if it has finished; returns its metrics.json."""
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         print(f"{recipe} seed {seed}: done already, reading {metrics_path}")
         return json.loads(metrics_path.read_text())
-    overrides = {**RECIPES[recipe], **(QUICK if args.quick else {})}
     config = TrainConfig(
         dataset=args.dataset, data_file=args.data, backend=args.backend, seed=seed, out=str(run_dir), **overrides
     )

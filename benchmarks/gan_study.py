@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,15 @@ FIGURES: study.Figures = {
 }
 
 
-def _train(recipe: str, seed: int, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _train(
+    recipe: str, overrides: Mapping[str, Any], seed: int, run_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """Train (or resume) one run and score it, or read it back if scored already; returns
     ``{"metrics": its metrics.json, "scores": its evaluate-gan.json}``."""
     scores_path = run_dir / "evaluate-gan.json"
     if scores_path.exists():
         print(f"{recipe} seed {seed}: done already, reading {scores_path}")
     else:
-        overrides = {**RECIPES[recipe], **(QUICK if args.quick else {})}
         config = GANConfig(
             dataset=args.dataset, data_file=args.data, backend=args.backend, seed=seed, out=str(run_dir), **overrides
         )

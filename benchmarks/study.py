@@ -26,8 +26,8 @@ __all__ = ["Figures", "TrainRun", "read_figures", "summarise", "markdown", "plot
 
 # name -> (the keys leading to it in a run's results, its label in the table)
 Figures = Mapping[str, tuple[tuple[str, ...], str]]
-# (recipe, seed, run directory, the command line) -> that run's results
-TrainRun = Callable[[str, int, Path, argparse.Namespace], Mapping[str, Any]]
+# (recipe, its overrides, seed, run directory, the command line) -> that run's results
+TrainRun = Callable[[str, Mapping[str, Any], int, Path, argparse.Namespace], Mapping[str, Any]]
 # Figures that count whole things (seconds, epochs): shown without decimals.
 WHOLE = ("seconds", "epochs")
 
@@ -130,15 +130,15 @@ def run_study(
     about: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Every recipe of ``args.recipes`` (with the ``quick`` overrides under ``--quick``) over
-    ``args.seeds``, each trained (or read back) by ``train(recipe, seed, run_dir, args)``;
+    ``args.seeds``, each trained (or read back) by ``train(recipe, overrides, seed, run_dir, args)``;
     writes to ``args.out`` and returns the study: ``about`` (what was studied), the data set,
     the recipes, every run's figures and the summary. ``config`` names what the recipes
     override, for the table."""
     out, chosen = Path(args.out), {name: {**recipes[name], **(quick if args.quick else {})} for name in args.recipes}
     runs = []
-    for recipe in chosen:
+    for recipe, overrides in chosen.items():
         for seed in args.seeds:
-            results = train(recipe, seed, out / recipe / f"seed-{seed}", args)
+            results = train(recipe, overrides, seed, out / recipe / f"seed-{seed}", args)
             runs.append({"recipe": recipe, "seed": seed, **read_figures(results, figures)})
     study = {"dataset": args.dataset, **about, "quick": args.quick, "recipes": chosen, "runs": runs}
     study["summary"] = summarise(runs, figures)

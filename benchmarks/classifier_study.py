@@ -54,6 +54,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     # combined without the class weights: how much of combined is the shift to a 50 % prior.
     "strong-ema": {"augment": "strong", "ema_decay": 0.99, "selection": "last", "epochs": 20},
 }
+# Width and length of strong-ema (MedCNN's default widths are 32, 64, 128): half the width,
+# 1.25 times the width (1.56 times the work, what still trains within 10 minutes on 2 cores),
+# and 30 epochs instead of 20.
+STRONG_EMA = RECIPES["strong-ema"]
+RECIPES |= {
+    "strong-ema-narrow": {**STRONG_EMA, "model_config": {"channels": [16, 32, 64]}},
+    "strong-ema-wide": {**STRONG_EMA, "model_config": {"channels": [40, 80, 160]}},
+    "strong-ema-30-epochs": {**STRONG_EMA, "epochs": 30},
+}
 
 # Overrides for --quick: a network small enough, and one epoch, for a smoke test in seconds.
 QUICK = {"epochs": 1, "batch_size": 16, "model_config": {"channels": [4, 8, 8], "num_heads": 2}}

@@ -204,6 +204,15 @@ def test_evaluate_gan_writes_its_json(tmp_path, gan_checkpoint, data_file, capsy
     assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
     assert (report["n_generated"], report["n_train"], report["n_val"]) == (48, 48, 24)
     assert "Frechet distance to val, untrained G" in capsys.readouterr().out
+    assert report["raw_generator"] is False
+
+    # The same run's raw generator: another generator, so other scores, and the JSON says which.
+    argv = ["evaluate-gan", str(gan_checkpoint), "--classifier", classifier, "--data", data_file]
+    assert main([*argv, "--raw-generator", "--json", str(tmp_path / "raw.json")]) == 0
+    raw = json.loads((tmp_path / "raw.json").read_text())
+    assert raw["raw_generator"] is True and raw["fd"] != report["fd"]
+    assert raw["fd_floor"] == report["fd_floor"]  # the real images' score does not depend on the generator
+    assert "scoring its raw generator" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------- sampling and repair
@@ -420,6 +429,9 @@ def test_the_user_generator_is_an_averaged_model_fed_the_same_steps(tmp_path, da
         np.asarray(checkpoint.state["generator_ema"]["main.0.weight"]),
         np.asarray(checkpoint.state["generator"]["main.0.weight"]),
     )
+    raw, _ = load_gan(tmp_path / "run" / "last.npz", raw=True)
+    for key, value in raw.generator.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(checkpoint.state["generator"][key]), err_msg=key)
 
 
 def test_ema_decay_0_gives_the_raw_generator_and_old_checkpoints_load_theirs(tmp_path, data_file):

@@ -189,13 +189,20 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="a trained tinymed classifier (best.npz of tinymed train cnn) whose features are compared",
     )
     parser.add_argument("--json", metavar="PATH", help="also write fd, fd_floor, fd_untrained, precision, recall here")
+    parser.add_argument(
+        "--raw-generator",
+        action="store_true",
+        help="score the raw generator the run trained, not its moving average (the same run with and without "
+        "the EMA; a run without EMA has only the raw one)",
+    )
     add_common_options(parser, None, seed="picks the latent vectors")
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """Print (and with ``--json`` write) the GAN's scores from :func:`evaluate_gan`."""
     json_out = args.json and output_path(args.json, "--json", [args.checkpoint, args.classifier, args.data])
-    gan, metadata = load_gan(args.checkpoint, args.backend)
+    gan, metadata = load_gan(args.checkpoint, args.backend, raw=args.raw_generator)
+    which = "its raw" if args.raw_generator else "the user's (its EMA where it kept one)"
     classifier, classifier_metadata = load_classifier(args.classifier, args.backend)
     train_set, val_set = (
         checkpoint_split(args, metadata, split, gan.config["channels"], gan.num_classes or None)
@@ -204,7 +211,7 @@ def evaluate(args: argparse.Namespace) -> None:
     report = evaluate_gan(gan, metadata, classifier, classifier_metadata, train_set, val_set, args.backend, args.seed)
     print(
         f"{args.checkpoint}: DCGAN trained on {metadata['dataset']['name']} (label {metadata['dataset']['label']}, "
-        f"epoch {metadata['epoch']})"
+        f"epoch {metadata['epoch']}), scoring {which} generator"
     )
     print(
         f"features: {report['feature_dim']} from {classifier_metadata['model']['name']} ({args.classifier}); "
@@ -219,7 +226,7 @@ def evaluate(args: argparse.Namespace) -> None:
     ):
         print(f"  {label:<40} {report[key]:.4f}")
     if json_out:
-        write_json_report(json_out, report)
+        write_json_report(json_out, {**report, "raw_generator": args.raw_generator})
 
 
 # ---------------------------------------------------------------------- tinymed repair

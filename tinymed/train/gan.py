@@ -365,14 +365,15 @@ def _grid(images: np.ndarray, path: Path, title: str) -> None:
     plots.plot_image_grid((pictures + 1.0) / 2.0, path, nrow=int(math.ceil(math.sqrt(len(images)))), title=title)
 
 
-def load_gan(path: str | os.PathLike, backend: str = "numpy") -> tuple[DCGAN, dict[str, Any]]:
+def load_gan(path: str | os.PathLike, backend: str = "numpy", raw: bool = False) -> tuple[DCGAN, dict[str, Any]]:
     """Rebuild the DCGAN a checkpoint holds from its metadata, in eval mode on ``backend``,
     with the generator a user gets (the EMA generator ``generator_ema`` where the run kept
     one; the raw ``generator`` of a run without EMA, or written before tinymed had it) and the
-    discriminator. Returns ``(gan, metadata)``; a classifier checkpoint is refused with a
-    :class:`CheckpointError`."""
+    discriminator. ``raw``: the raw generator the run trained even where it kept an EMA, to
+    measure what the average does on the same run. Returns ``(gan, metadata)``; a classifier
+    checkpoint is refused with a :class:`CheckpointError`."""
     checkpoint = load_checkpoint(path, kind="gan", model="dcgan")
-    generator = "generator_ema" if "generator_ema" in checkpoint.state else "generator"
+    generator = "generator_ema" if "generator_ema" in checkpoint.state and not raw else "generator"
     return build_from_checkpoint(checkpoint, {generator: "generator", "discriminator": "discriminator"}, backend)
 
 

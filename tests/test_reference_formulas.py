@@ -237,13 +237,14 @@ def test_backend_identity_and_array_moves():
 # ----------------------------------------------------------------------------------------
 
 # (N, C, H, W, O, KH, KW, stride, padding, dilation): square and not, strided, padded,
-# dilated, batch 1, a kernel larger than the stride, and one covering the whole image.
+# dilated, batch 1, a kernel larger than the stride, and two covering the whole image.
 CONV_CASES = [
     (2, 3, 5, 5, 2, 3, 3, (1, 1), (0, 0), (1, 1)),
     (1, 2, 6, 7, 3, 3, 2, (2, 1), (1, 0), (1, 1)),
     (2, 1, 7, 5, 2, 2, 3, (1, 2), (1, 2), (2, 1)),
     (1, 2, 8, 6, 2, 4, 4, (2, 2), (1, 1), (1, 1)),
     (2, 2, 4, 4, 1, 4, 4, (1, 1), (0, 0), (1, 1)),
+    (3, 2, 3, 3, 4, 3, 3, (2, 2), (0, 0), (1, 1)),
     (1, 1, 9, 8, 2, 2, 2, (3, 2), (1, 1), (3, 2)),
 ]
 

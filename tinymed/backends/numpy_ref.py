@@ -172,6 +172,12 @@ def conv2d_grad_input(
     _, c, kh, kw = weight.shape
     h, w = input_size
     ph, pw = padding
+    if (oh, ow, ph, pw, *dilation) == (1, 1, 0, 0, 1, 1) and (h, w) == (kh, kw):
+        # One window that covers the whole input (DCGAN's first generator layer and last
+        # discriminator layer) is a linear layer: gx = gy (N, O) @ w (O, C*KH*KW). Every pixel
+        # gets exactly one tap, so there is nothing to add, and the tap loop below would only
+        # scatter the product's values one strided slice at a time (10x slower).
+        return (grad_output.reshape(n, o) @ weight.reshape(o, -1)).reshape(n, c, h, w)
     tap_adds, transposed = c * kh * kw * oh * ow, o * oh * ow + c * h * w  # per image
     # The order of the (B, C, H, W) axes in memory, and where height and width land.
     order = (1, 2, 3, 0) if tap_adds > 2 * transposed else (1, 0, 2, 3)

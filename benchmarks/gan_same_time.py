@@ -101,10 +101,14 @@ def train_torch(
     return {"epochs": epochs, "steps": steps, "seconds": trained}
 
 
-def score(args: argparse.Namespace, checkpoint: Path) -> dict[str, float]:
-    """``tinymed evaluate-gan CHECKPOINT --classifier CNN`` on ``--data``: FD, precision, recall."""
-    report = checkpoint.parent / "evaluate-gan.json"
+def score(args: argparse.Namespace, checkpoint: Path, raw: bool = False) -> dict[str, float]:
+    """``tinymed evaluate-gan CHECKPOINT --classifier CNN`` on ``--data``: FD, precision, recall,
+    also written to ``evaluate-gan.json`` beside the checkpoint (with ``raw``, the raw
+    generator's, ``--raw-generator``, to ``evaluate-gan-raw.json``)."""
+    report = checkpoint.parent / ("evaluate-gan-raw.json" if raw else "evaluate-gan.json")
     argv = ["evaluate-gan", str(checkpoint), "--classifier", args.classifier, "--data", args.data]
+    if raw:
+        argv.append("--raw-generator")
     if tinymed_main([*argv, "--json", str(report)]) != 0:
         raise RuntimeError(f"tinymed evaluate-gan {checkpoint} failed")
     scores = json.loads(report.read_text())

@@ -5,7 +5,8 @@ Every recipe (:data:`RECIPES`, each a set of :class:`GANConfig` overrides) train
 number of epochs over the same seeds, each run on the data set file ``--data``, and is scored
 by ``tinymed evaluate-gan`` with the classifier ``--classifier``: the Frechet distance of its
 features between generated and validation images (lower is better), and k-NN precision and
-recall. Most recipes train 10 epochs, so that many can be compared; two train the 24 epochs of
+recall. A recipe with an EMA generator has its raw generator scored too (``raw G's FD``): the
+same run with and without the average. Most recipes train 10 epochs, so that many can be compared; two train the 24 epochs of
 a default run, to check that the short runs' order holds there. The default is then compared
 with PyTorch at the full time budget by :mod:`benchmarks.gan_same_time`. Recipes with other
 costs per epoch (a smaller batch takes more, smaller steps) are compared by their training
@@ -58,6 +59,7 @@ QUICK = {"epochs": 1, "batch_size": 8, "ngf": 4, "ndf": 4}
 
 FIGURES: study.Figures = {
     "fd": (("scores", "fd"), "Frechet distance"),
+    "fd_raw": (("raw_scores", "fd"), "raw G's FD"),
     "precision": (("scores", "precision"), "precision"),
     "recall": (("scores", "recall"), "recall"),
     "epochs": (("metrics", "epochs"), "epochs"),
@@ -69,8 +71,10 @@ def _train(
     recipe: str, overrides: Mapping[str, Any], seed: int, run_dir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Train (or resume) one run and score it, or read it back if scored already; returns
-    ``{"metrics": its metrics.json, "scores": its evaluate-gan.json}``."""
-    scores_path = run_dir / "evaluate-gan.json"
+    ``{"metrics": its metrics.json, "scores": its evaluate-gan.json, "raw_scores": ...}``, the
+    last the raw generator's (``evaluate-gan-raw.json``): the same run with and without the
+    EMA. A run without EMA has only the raw generator, scored once."""
+    scores_path, raw_path = run_dir / "evaluate-gan.json", run_dir / "evaluate-gan-raw.json"
     if scores_path.exists():
         print(f"{recipe} seed {seed}: done already, reading {scores_path}")
     else:
@@ -81,10 +85,12 @@ def _train(
         print(f"{recipe} seed {seed}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
         train_gan(config, resume=resume, progress=False, log=lambda line: print(f"  {line}", flush=True))
         score(args, run_dir / "last.npz")
-    return {
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "scores": json.loads(scores_path.read_text()),
-    }
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics["train_config"]["ema_decay"] and not raw_path.exists():
+        score(args, run_dir / "last.npz", raw=True)
+    scores = json.loads(scores_path.read_text())
+    raw_scores = json.loads(raw_path.read_text()) if metrics["train_config"]["ema_decay"] else scores
+    return {"metrics": metrics, "scores": scores, "raw_scores": raw_scores}
 
 
 def run_study(args: argparse.Namespace) -> dict[str, Any]:

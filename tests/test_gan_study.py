@@ -23,6 +23,10 @@ def test_quick_study_scores_each_recipe_and_resumes_without_training(tmp_path, c
     for row in study["runs"]:
         assert all(row[name] is not None for name in FIGURES)
         assert np.isfinite(row["fd"]) and 0 <= row["precision"] <= 1 and row["epochs"] == 1
+    # Without an EMA the raw generator is the user's; with one, it is scored apart from it.
+    pytorch, ema = study["runs"]
+    assert pytorch["fd_raw"] == pytorch["fd"] and ema["fd_raw"] != ema["fd"]
+    assert not (tmp_path / "study" / "pytorch" / "seed-0" / "evaluate-gan-raw.json").exists()
     assert "| ema-lr-4e-4 | 1 |" in (tmp_path / "study" / "study.md").read_text()
     assert (tmp_path / "study" / "study.png").stat().st_size > 0
 

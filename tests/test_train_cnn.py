@@ -183,7 +183,7 @@ def test_the_recipe_defaults_by_data_set_and_an_option_overrides_one_piece():
     changes only its own piece."""
     radiographs = TrainConfig(dataset="pneumoniamnist")
     assert (radiographs.epochs, radiographs.augment, radiographs.ema_decay, radiographs.selection) == (
-        20,
+        30,
         "strong",
         0.99,
         "last",

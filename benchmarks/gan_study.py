@@ -6,8 +6,8 @@ number of epochs over the same seeds, each run on the data set file ``--data``, 
 by ``tinymed evaluate-gan`` with the classifier ``--classifier``: the Frechet distance of its
 features between generated and validation images (lower is better), and k-NN precision and
 recall. A recipe with an EMA generator has its raw generator scored too (``raw G's FD``): the
-same run with and without the average. Most recipes train 10 epochs, so that many can be compared; two train the 24 epochs of
-a default run, to check that the short runs' order holds there. The default is then compared
+same run with and without the average. Most recipes train 10 epochs, so that many can be
+compared; three train the 24 epochs of a default run, to check that the short runs' order holds there. The default is then compared
 with PyTorch at the full time budget by :mod:`benchmarks.gan_same_time`. Recipes with other
 costs per epoch (a smaller batch takes more, smaller steps) are compared by their training
 seconds, also in the table.
@@ -86,10 +86,11 @@ def _train(
         train_gan(config, resume=resume, progress=False, log=lambda line: print(f"  {line}", flush=True))
         score(args, run_dir / "last.npz")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    if metrics["train_config"]["ema_decay"] and not raw_path.exists():
+    has_ema = bool(metrics["train_config"]["ema_decay"])
+    if has_ema and not raw_path.exists():
         score(args, run_dir / "last.npz", raw=True)
     scores = json.loads(scores_path.read_text())
-    raw_scores = json.loads(raw_path.read_text()) if metrics["train_config"]["ema_decay"] else scores
+    raw_scores = json.loads(raw_path.read_text()) if has_ema else scores
     return {"metrics": metrics, "scores": scores, "raw_scores": raw_scores}
 
 

@@ -26,7 +26,7 @@ too (``use_buffers=True``)::
 after the ``t``-th update (:func:`~tinymed.optim.swa_utils.get_ema_warmup_avg_fn`). The game
 keeps moving G around a good generator; the average sits nearer its middle and gives steadier
 samples. The warm-up keeps a short run's average from being dominated by the random initial
-weights: ``decay ** t`` of them would remain, 17% after PneumoniaMNIST's 1800 steps at 0.999.
+weights: ``decay ** t`` of them would remain, 17% after 1800 steps at 0.999 (24 epochs of PneumoniaMNIST at batch 64).
 ``--ema-decay 0`` turns it off (the raw G is then the user's).
 
 How long: a fixed number of epochs on the phantoms; on a MedMNIST data set, unless ``--epochs``
@@ -137,7 +137,7 @@ DEFAULT_LR = 4e-4
 # distance 0.62 and 0.67 on seeds 0 and 1 against 1.22 and 0.86 at batch 64.
 DEFAULT_BATCH_SIZE = 32
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
-# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~1900 steps.
+# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~3500 (24 epochs at batch 32).
 DEFAULT_EMA_DECAY = 0.999
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.

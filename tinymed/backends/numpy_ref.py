@@ -71,7 +71,12 @@ def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    n, c, h, w = x.shape
+    # A filled array with x copied into its middle: what np.pad does, but np.pad's general
+    # machinery cost more than the copy at these sizes (4 ms of a 75 ms DCGAN step).
+    x_pad = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    x_pad[:, :, ph : ph + h, pw : pw + w] = x
+    return x_pad
 
 
 def _windows(

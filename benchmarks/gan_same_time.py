@@ -52,14 +52,14 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 def train_tinymed(args: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     """``tinymed train gan`` with its defaults (and ``--minutes`` if given) into ``out``;
-    returns its epochs and seconds of training from ``metrics.json``."""
+    returns its epochs, optimiser steps and seconds of training from ``metrics.json``."""
     command = [sys.executable, "-m", "tinymed", "train", "gan", "--dataset", args.dataset, "--data", args.data]
     command += ["--seed", str(seed), "--out", str(out), "--overwrite"]
     command += [] if args.minutes is None else ["--minutes", str(args.minutes)]
     env = {**os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES}}
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"epochs": metrics["epochs"], "seconds": metrics["seconds"]}
+    return {key: metrics[key] for key in ("epochs", "steps", "seconds")}
 
 
 def train_torch(
@@ -140,12 +140,10 @@ def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace, torch: ModuleType) -> dict[str, Any]:
     """Both libraries for every seed, scored; writes results.json and results.md to ``--out``."""
     out, rows = Path(args.out), []
-    steps_per_epoch = len(load_dataset(args.dataset, "train", data_file=args.data)) // TORCH_RECIPE["batch_size"]
     for seed in args.seeds:
         ours, theirs = out / f"seed{seed}" / "tinymed", out / f"seed{seed}" / "torch"
         theirs.mkdir(parents=True, exist_ok=True)
         tinymed_run = train_tinymed(args, seed, ours)
-        tinymed_run["steps"] = tinymed_run["epochs"] * max(steps_per_epoch, 1)
         torch_run = train_torch(torch, args, seed, tinymed_run["seconds"], ours / "last.npz", theirs)
         for framework, trained, directory in (("tinymed", tinymed_run, ours), ("torch", torch_run, theirs)):
             rows.append({"seed": seed, "framework": framework, **trained, **score(args, directory / "last.npz")})

@@ -107,7 +107,7 @@ def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
     from helpers import write_medmnist_file, write_untrained_classifier
 
     from benchmarks import gan_same_time
-    from tinymed.train.gan import load_gan
+    from tinymed.train.gan import DEFAULT_BATCH_SIZE, load_gan
 
     data = tmp_path / "tiny.npz"
     write_medmnist_file(data, n=16)
@@ -119,6 +119,9 @@ def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
     for row in results["rows"]:
         assert row["epochs"] >= 1 and row["steps"] >= 1 and row["seconds"] > 0
         assert np.isfinite(row["fd"]) and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+    # tinymed's steps are its run's: an epoch of the 16 images is one batch at the default batch 16 or above.
+    tinymed_row = results["rows"][0]
+    assert tinymed_row["steps"] == tinymed_row["epochs"] * max(1, 16 // DEFAULT_BATCH_SIZE)
     assert [mean["framework"] for mean in results["means"]] == ["tinymed", "torch"]
     assert "| mean | torch |" in (tmp_path / "out" / "results.md").read_text()
     # The PyTorch generator loads as a tinymed GAN, with the tinymed run's architecture.

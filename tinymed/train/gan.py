@@ -557,6 +557,8 @@ class _GANRun:
             "dataset": self.dataset_meta,
             "model": model_spec(self.gan),
             "epochs": self.epoch,
+            # Each network's optimiser steps: every epoch is the loader's batches (the last, partial one dropped).
+            "steps": self.epoch * len(self.loader),
             "seconds": self.directory.elapsed(),
             "stop_reason": self.stop_reason,
             "final": history[-1],

@@ -14,8 +14,10 @@ For each seed, on one data set file (``--data``, PneumoniaMNIST in the MedMNIST 
 3. both scored by ``tinymed evaluate-gan`` with the same classifier (``--classifier``): the
    Frechet distance of its features to the validation images, and k-NN precision and recall.
 
-Writes ``results.json`` and ``results.md`` (a row per seed and library, then the means) to
-``--out``. Run from the repository root::
+Each seed's two rows go to ``--out``/seedN/rows.json as soon as it is scored; ``results.json``
+and ``results.md`` (a row per seed and library, then the means) are then written from every
+seed in ``--out``, so seeds run by separate invocations (say, one per core, each with
+``--threads 1``) end in one table. Run from the repository root::
 
     python -m benchmarks.gan_same_time --data pneumoniamnist.npz --classifier runs/cnn/best.npz
 """
@@ -138,15 +140,21 @@ def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace, torch: ModuleType) -> dict[str, Any]:
-    """Both libraries for every seed, scored; writes results.json and results.md to ``--out``."""
-    out, rows = Path(args.out), []
+    """Both libraries for every seed of ``args.seeds``, scored; then results.json and results.md
+    of every seed in ``--out`` (see the module docstring)."""
+    out = Path(args.out)
     for seed in args.seeds:
         ours, theirs = out / f"seed{seed}" / "tinymed", out / f"seed{seed}" / "torch"
         theirs.mkdir(parents=True, exist_ok=True)
         tinymed_run = train_tinymed(args, seed, ours)
         torch_run = train_torch(torch, args, seed, tinymed_run["seconds"], ours / "last.npz", theirs)
-        for framework, trained, directory in (("tinymed", tinymed_run, ours), ("torch", torch_run, theirs)):
-            rows.append({"seed": seed, "framework": framework, **trained, **score(args, directory / "last.npz")})
+        rows = [
+            {"seed": seed, "framework": framework, **trained, **score(args, directory / "last.npz")}
+            for framework, trained, directory in (("tinymed", tinymed_run, ours), ("torch", torch_run, theirs))
+        ]
+        (out / f"seed{seed}" / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    seeds = sorted(out.glob("seed*/rows.json"), key=lambda path: int(path.parent.name.removeprefix("seed")))
+    rows = [row for path in seeds for row in json.loads(path.read_text())]
     results = {"data": args.data, "classifier": args.classifier, "threads": args.threads, "rows": rows}
     results["means"] = mean_rows(rows)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

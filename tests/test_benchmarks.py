@@ -112,10 +112,13 @@ def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
     data = tmp_path / "tiny.npz"
     write_medmnist_file(data, n=16)
     classifier = write_untrained_classifier(tmp_path / "cnn.npz")
-    argv = ["--data", str(data), "--classifier", str(classifier), "--seeds", "0", "--minutes", "0.01"]
-    assert gan_same_time.main([*argv, "--threads", "1", "--out", str(tmp_path / "out")]) == 0
+    argv = ["--data", str(data), "--classifier", str(classifier), "--minutes", "0.01", "--threads", "1"]
+    # Two seeds run by separate invocations (as one per core would) end in one table, in seed order.
+    for seed in ("1", "0"):
+        assert gan_same_time.main([*argv, "--seeds", seed, "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [(row["seed"], row["framework"]) for row in results["rows"]] == [(0, "tinymed"), (0, "torch")]
+    pairs = [(row["seed"], row["framework"]) for row in results["rows"]]
+    assert pairs == [(0, "tinymed"), (0, "torch"), (1, "tinymed"), (1, "torch")]
     for row in results["rows"]:
         assert row["epochs"] >= 1 and row["steps"] >= 1 and row["seconds"] > 0
         assert np.isfinite(row["fd"]) and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1

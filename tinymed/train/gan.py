@@ -14,7 +14,8 @@ every sample, and only the first still has a gradient then. ``smoothing`` is one
 smoothing (Salimans et al., 2016): real targets of 0.9 instead of 1 keep D from becoming
 overconfident; fake targets stay 0. Both optimisers are Adam with the DCGAN paper's betas
 (0.5, 0.999): a smaller beta1 lets the momentum follow the opponent's moves. :class:`GANTrainer`
-keeps the paper's learning rate, 2e-4; ``tinymed train gan`` doubles it (:data:`DEFAULT_LR`).
+and ``tinymed train gan`` keep the paper's learning rate, 2e-4 (:data:`DEFAULT_LR`), though
+``tinymed train gan`` takes batches of 16, a quarter of the paper's (:data:`DEFAULT_BATCH_SIZE`).
 
 The generator a user gets is not the one the last step left but an exponential moving average
 of its weights (Yazici et al., 2019), updated after every G step by
@@ -127,17 +128,17 @@ FALLBACK_EPOCHS = 100
 # epoch and the final plots (about 20 s at PneumoniaMNIST's ~21 s epochs), and the last epoch
 # may run a little longer than the mean that let it start: 9 minutes leaves a minute for those.
 FALLBACK_MINUTES = 9.0
-# Adam's learning rate of tinymed train gan, twice the DCGAN paper's 2e-4: with the EMA generator
-# its mean Frechet distance over benchmarks.gan_study's two seeds was lower at 10 and at 24 epochs,
-# though within the spread between seeds (lower on three of the four seed pairs); one run at 8e-4
-# scored higher than 2e-4. The study's table is in the README.
-DEFAULT_LR = 4e-4
-# Batch 32, half PyTorch's DCGAN batch: twice the steps per epoch at about the same time per
-# epoch. Over the 24 epochs of a default run (lr 4e-4, EMA) benchmarks.gan_study measured Frechet
-# distance 0.62 and 0.67 on seeds 0 and 1 against 1.22 and 0.86 at batch 64.
-DEFAULT_BATCH_SIZE = 32
+# Batch 16, a quarter of PyTorch's DCGAN batch, at the DCGAN paper's learning rate 2e-4: the same
+# learning rate per image as the batch 32 at 4e-4 it replaces, in four times PyTorch's steps per
+# epoch at about the same time per epoch. Over the 24 epochs of a default run benchmarks.gan_study
+# measured Frechet distance 0.50, 0.55 and 0.49 on seeds 0, 1 and 2, against 0.62 and 0.67 at
+# batch 32 (lr 4e-4) and 1.22 and 0.86 at batch 64 (lr 4e-4); at batch 16, lr 4e-4 scored 1.01 and
+# 1e-4 0.72 (seed 0). The study's table is in the README.
+DEFAULT_LR = 2e-4
+DEFAULT_BATCH_SIZE = 16
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
-# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~3500 (24 epochs at batch 32).
+# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~7500 (25 epochs at batch
+# 16): over a default run, the warm-up decides the average, and a larger decay changes nothing.
 DEFAULT_EMA_DECAY = 0.999
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.

@@ -33,7 +33,8 @@ Conventions shared by every primitive
   with ``x_pad`` the input padded by ``padding`` zeros, and output size
   ``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1`` (likewise ``OW``).
 * Every primitive is deterministic: the same inputs give bit-identical outputs on the same
-  device (no floating-point atomics whose order varies from run to run).
+  device (no floating-point atomics whose order varies from run to run); on the CPU, at the
+  same BLAS thread count, since OpenBLAS may split a product's sums differently across threads.
 
 The primitives
 --------------

@@ -137,8 +137,9 @@ FALLBACK_MINUTES = 9.0
 DEFAULT_LR = 2e-4
 DEFAULT_BATCH_SIZE = 16
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
-# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond a default run's ~7500 (25 epochs at batch
-# 16): over a default run, the warm-up decides the average, and a larger decay changes nothing.
+# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond the 6800 to 8200 steps of the default
+# runs measured on the 2-core machine (23 to 28 epochs at batch 16): there the warm-up, not the
+# decay, decides the average.
 DEFAULT_EMA_DECAY = 0.999
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.

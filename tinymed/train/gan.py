@@ -137,9 +137,9 @@ FALLBACK_MINUTES = 9.0
 DEFAULT_LR = 2e-4
 DEFAULT_BATCH_SIZE = 16
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
-# warm-up (1 + t) / (10 + t) caps until t = 8990, beyond the 6800 to 8200 steps of the default
-# runs measured on the 2-core machine (23 to 28 epochs at batch 16): there the warm-up, not the
-# decay, decides the average.
+# warm-up (1 + t) / (10 + t) caps until t = 8990, near the end of the default runs measured on
+# the 2-core machine (6762 to 9408 steps, 23 to 32 epochs at batch 16): the warm-up, not the
+# decay, decides the average for all or nearly all of a run.
 DEFAULT_EMA_DECAY = 0.999
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.

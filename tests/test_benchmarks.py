@@ -112,7 +112,7 @@ def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
     data = tmp_path / "tiny.npz"
     write_medmnist_file(data, n=16)
     classifier = write_untrained_classifier(tmp_path / "cnn.npz")
-    argv = ["--data", str(data), "--classifier", str(classifier), "--minutes", "0.01", "--threads", "1"]
+    argv = ["--data", str(data), "--classifier", str(classifier), "--minutes", "0.01", "--threads", "1", "--width", "8"]
     # Two seeds run by separate invocations (as one per core would) end in one table, in seed order.
     for seed in ("1", "0"):
         assert gan_same_time.main([*argv, "--seeds", seed, "--out", str(tmp_path / "out")]) == 0
@@ -125,8 +125,13 @@ def test_gan_same_time_smoke_run_writes_json_and_table(tmp_path, torch):
     # tinymed's steps are its run's: an epoch of the 16 images is one batch at the default batch 16 or above.
     tinymed_row = results["rows"][0]
     assert tinymed_row["steps"] == tinymed_row["epochs"] * max(1, 16 // DEFAULT_BATCH_SIZE)
+    # The whole command, start-up and plots included, takes longer than its training.
+    assert tinymed_row["command_seconds"] > tinymed_row["seconds"]
     assert [mean["framework"] for mean in results["means"]] == ["tinymed", "torch"]
     assert "| mean | torch |" in (tmp_path / "out" / "results.md").read_text()
-    # The PyTorch generator loads as a tinymed GAN, with the tinymed run's architecture.
+    # The PyTorch generator loads as a tinymed GAN, with the tinymed run's architecture: --width's.
     gan, metadata = load_gan(tmp_path / "out" / "seed0" / "torch" / "last.npz")
     assert metadata["train_config"]["recipe"] == "pytorch/examples dcgan" and gan.latent_dim == 100
+    for framework in ("tinymed", "torch"):
+        _, metadata = load_gan(tmp_path / "out" / "seed0" / framework / "last.npz")
+        assert {key: metadata["model"]["config"][key] for key in ("ngf", "ndf")} == {"ngf": 8, "ndf": 8}

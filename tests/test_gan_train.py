@@ -370,6 +370,17 @@ def test_a_time_budget_stops_at_an_epoch_boundary_and_says_why(tmp_path, data_fi
     assert summary["epochs"] == 4 and summary["stop_reason"].startswith("time budget reached after 4 epochs")
 
 
+def test_train_gan_defaults_to_width_32_for_both_networks_and_an_option_overrides_each():
+    from tinymed.cli import build_parser
+    from tinymed.train.gan import DEFAULT_WIDTH
+
+    assert DEFAULT_WIDTH == 32 and (GANConfig().ngf, GANConfig().ndf) == (DEFAULT_WIDTH, DEFAULT_WIDTH)
+    args = build_parser().parse_args(["train", "gan"])
+    assert (args.ngf, args.ndf) == (DEFAULT_WIDTH, DEFAULT_WIDTH)
+    args = build_parser().parse_args(["train", "gan", "--ngf", "64"])
+    assert (args.ngf, args.ndf) == (64, DEFAULT_WIDTH)
+
+
 def test_default_budget_only_when_neither_epochs_nor_minutes_is_given():
     assert GANConfig(dataset="pneumoniamnist").minutes == 9.0
     assert GANConfig(dataset="pneumoniamnist").epochs == 100

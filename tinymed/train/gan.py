@@ -128,8 +128,9 @@ DEFAULT_EPOCHS = {"phantoms": 10}
 FALLBACK_EPOCHS = 100
 # The default budget, in minutes of training: the whole command should finish within 10
 # minutes on 2 cores. Around the training come start-up, a sample grid and a checkpoint per
-# epoch and the final plots (about 20 s at PneumoniaMNIST's ~21 s epochs), and the last epoch
-# may run a little longer than the mean that let it start: 9 minutes leaves a minute for those.
+# epoch and the final plots (a default run on the 2-core AMD EPYC machine: 534 s for the whole
+# command, 526 s of it training, at 14 to 17 s an epoch), and the last epoch may run a little
+# longer than the mean that let it start: 9 minutes leaves a minute for those.
 FALLBACK_MINUTES = 9.0
 # Batch 16, a quarter of PyTorch's DCGAN batch, at the DCGAN paper's learning rate 2e-4: the same
 # learning rate per image as the batch 32 at 4e-4 it replaces, in four times PyTorch's steps per
@@ -141,8 +142,8 @@ DEFAULT_LR = 2e-4
 DEFAULT_BATCH_SIZE = 16
 # The EMA's decay (with its warm-up, see the module docstring): the usual 0.999, which the
 # warm-up (1 + t) / (10 + t) caps until t = 8990, near the end of the default runs measured on
-# the 2-core machine (6762 to 9408 steps, 23 to 32 epochs at batch 16): the warm-up, not the
-# decay, decides the average for all or nearly all of a run.
+# the 2-core machines (6762 to 9408 steps at width 64, 8820 to 10290 at width 32, batch 16): the
+# warm-up, not the decay, decides the average for all or most of a run.
 DEFAULT_EMA_DECAY = 0.999
 # Both networks' width (--ngf, --ndf): half the DCGAN tutorial's 64. A step at width 32 costs
 # about 2.5 times less (the two 4 x 4 convolutions between 64 and 128 channels are most of the

@@ -16,8 +16,7 @@ overconfident; fake targets stay 0. Both optimisers are Adam with the DCGAN pape
 (0.5, 0.999): a smaller beta1 lets the momentum follow the opponent's moves. :class:`GANTrainer`
 and ``tinymed train gan`` keep the paper's learning rate, 2e-4 (:data:`DEFAULT_LR`), though
 ``tinymed train gan`` takes batches of 16, a quarter of the paper's (:data:`DEFAULT_BATCH_SIZE`),
-and networks half as wide as the DCGAN tutorial's, 32 feature maps where it has 64
-(:data:`DEFAULT_WIDTH`): in a budget of minutes, more epochs beat more width.
+and networks 32 wide, half the DCGAN tutorial's 64 (:data:`DEFAULT_WIDTH`).
 
 The generator a user gets is not the one the last step left but an exponential moving average
 of its weights (Yazici et al., 2019), updated after every G step by
@@ -128,9 +127,8 @@ DEFAULT_EPOCHS = {"phantoms": 10}
 FALLBACK_EPOCHS = 100
 # The default budget, in minutes of training: the whole command should finish within 10
 # minutes on 2 cores. Around the training come start-up, a sample grid and a checkpoint per
-# epoch and the final plots (a default run on the 2-core AMD EPYC machine: 534 s for the whole
-# command, 526 s of it training, at 14 to 17 s an epoch), and the last epoch may run a little
-# longer than the mean that let it start: 9 minutes leaves a minute for those.
+# epoch and the final plots (8 s of a 534 s default run on the 2-core AMD EPYC machine), and the
+# last epoch may run longer than the mean that let it start: 9 minutes leaves a minute for those.
 FALLBACK_MINUTES = 9.0
 # Batch 16, a quarter of PyTorch's DCGAN batch, at the DCGAN paper's learning rate 2e-4: the same
 # learning rate per image as the batch 32 at 4e-4 it replaces, in four times PyTorch's steps per
@@ -145,13 +143,9 @@ DEFAULT_BATCH_SIZE = 16
 # the 2-core machines (6762 to 9408 steps at width 64, 8820 to 10290 at width 32, batch 16): the
 # warm-up, not the decay, decides the average for all or most of a run.
 DEFAULT_EMA_DECAY = 0.999
-# Both networks' width (--ngf, --ndf): half the DCGAN tutorial's 64. A step at width 32 costs
-# about 2.5 times less (the two 4 x 4 convolutions between 64 and 128 channels are most of the
-# work at 64, and their cost goes with the product of the channels), so a budget trains that many
-# more epochs, and in ten minutes the epochs matter more than the width: on the 2-core AMD EPYC
-# machine, one core each, seed 0, benchmarks.gan_same_time measured Frechet distance 0.53 after 31
-# epochs at width 32 against 0.98 after 13 at 64 (PyTorch's recipe on the same architectures in
-# the same time: 0.67 and 1.25). The README has the table.
+# Both networks' width (--ngf, --ndf), half the DCGAN tutorial's 64: a step costs ~2.5x less, so a
+# budget trains that many more epochs, and in minutes epochs beat width (benchmarks.gan_same_time,
+# one core, seed 0: FD 0.53 after 31 epochs against 0.98 after 13 at 64; the README's table).
 DEFAULT_WIDTH = 32
 
 # tanh's range [-1, 1] is the generator's output; images in [0, 1] map onto it.

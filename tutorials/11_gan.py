@@ -313,9 +313,10 @@ print(f"{len(loader)} batches per epoch, images in [{real_images.min().item()}, 
 
 # %% [markdown]
 # The networks are narrower than the module's defaults (32 feature maps where it has 64), to
-# train in minutes on a CPU; `tinymed train gan` makes the same choice, for the same reason. Two Adam optimisers with the DCGAN paper's settings: a learning
-# rate of $2\cdot10^{-4}$ and $\beta_1 = 0.5$, a shorter memory than the usual 0.9, so that
-# each network's momentum follows its opponent's moves.
+# train in minutes on a CPU; `tinymed train gan` makes the same choice, for the same reason.
+# Two Adam optimisers with the DCGAN paper's settings: a learning rate of $2\cdot10^{-4}$ and
+# $\beta_1 = 0.5$, a shorter memory than the usual 0.9, so that each network's momentum follows
+# its opponent's moves.
 #
 # One step, written out. The discriminator's step sees `fake.detach()`: its loss must not send
 # gradients into $G$. The generator's step freezes $D$ (`requires_grad_(False)`), so that

@@ -186,6 +186,42 @@ def test_training_helpers_in_one_process():
         dist.check_resume_world_size(2, "last.npz")
 
 
+class _Request:
+    """A stand-in for a nonblocking MPI request that completes at its ``done_after``-th Test,
+    or, given ``done_after_s``, at the first Test that many seconds after it was made."""
+
+    def __init__(self, done_after: int | None = None, done_after_s: float | None = None) -> None:
+        self.tests, self.done_after, self.made = 0, done_after, time.monotonic()
+        self.done_after_s = done_after_s
+
+    def Test(self) -> bool:
+        self.tests += 1
+        if self.done_after_s is not None:
+            return time.monotonic() - self.made >= self.done_after_s
+        return self.tests >= self.done_after
+
+
+def test_a_short_wait_polls_without_sleeping_and_a_long_one_backs_off(monkeypatch):
+    """MPI advances a nonblocking collective only inside Test, so a rank that slept between
+    polls would stall a collective that finishes in a millisecond. A wait spins (yielding the
+    core) for its first ``_SPIN_S``, and only then sleeps, the pauses doubling up to a cap."""
+    from tinymed.distributed import process_group
+
+    pauses: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(process_group.time, "sleep", lambda s: (pauses.append(s), real_sleep(s)))
+    group = process_group.ProcessGroup(mpi=None, comm=None, rank=0, size=2, timeout=timedelta(seconds=10))
+
+    quick = _Request(done_after=1000)
+    group.wait(quick, "all_reduce", "a test")
+    assert quick.tests == 1000 and pauses == []
+
+    slow = _Request(done_after_s=process_group._SPIN_S + 0.05)
+    group.wait(slow, "all_reduce", "a test")
+    assert pauses and pauses[0] == process_group._FIRST_PAUSE_S, pauses
+    assert pauses == sorted(pauses) and max(pauses) <= process_group._LONGEST_PAUSE_S, pauses
+
+
 # ---------------------------------------------------------------------------- the trainers
 # LeNet has neither BatchNorm nor dropout, so two ranks must reach one process's weights.
 TINY_CNN = dict(dataset="phantoms", model="lenet", epochs=2, batch_size=16)  # 64 images: 4 steps an epoch

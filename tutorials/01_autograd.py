@@ -263,8 +263,9 @@ assert all(math.isclose(v.grad, grad[name]) for v, name in [(vw, "w"), (vb, "b")
 
 # %% [markdown]
 # The engine built this graph by itself. We draw it from the `Value`s, in the engine's own
-# topological order, with each node's value and gradient. (The engine wrote $-\log p$ as
-# $\log p$ times $-1$, so there is one more node than in our drawing: the constant $-1$.)
+# topological order, with each node's value and gradient. (Where our drawing has one node for
+# $L = -\log p$, the engine has three: $\log p$, the constant $-1$ and their product, because
+# it wrote $-\log p$ as $\log p$ times $-1$.)
 
 # %%
 order = topological_order(vL)
@@ -539,8 +540,7 @@ else:
 #   our engine fails where tinymed, which walks its graph with a list as a stack, does not
 #   (exercise 1.2 fixes ours).
 # - **Speed.** One Python object per number made the scalar engine slower than tinymed by the
-#   factor printed in section 7 (over a hundred in the full run, on 49 features and 64
-#   images). Tensors are not an optimisation; they are what makes training possible at all.
+#   factor printed in section 7 (about 50 in our full runs, on 49 features and 64 images). Tensors are not an optimisation; they are what makes training possible at all.
 # - **Memory.** Reverse mode keeps every intermediate value alive until backward has used it.
 #   For a CNN those are its feature maps, the main reason training needs far more memory than
 #   prediction.
@@ -684,7 +684,9 @@ def cost(n):
 
 
 sizes = course.pick([10, 30, 100, 300], [10, 30])
-times = np.array([cost(n) for n in sizes])
+# The fastest of three runs: a single run of a few microseconds can include a one-off cost
+# (the first call, a garbage collection) larger than the work being timed.
+times = np.array([np.min([cost(n) for _ in range(3)], axis=0) for n in sizes])
 fig = plots.plot_curves(
     [{"epoch": n, "reverse": r, "central": c} for n, (r, c) in zip(sizes, times)],
     [plots.Panel("cost of all n gradients", "seconds", {"backward": "reverse", "central differences": "central"})],

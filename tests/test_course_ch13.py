@@ -35,6 +35,12 @@ _STEP = "    return compute_s / p + 2 * (p - 1) * latency + 2 * (p - 1) / p * gr
             "the mean",
         ),
         (
+            "13.1",
+            "    p = len(buffers)\n",
+            "    p = len(buffers)\n    total = np.sum(buffers, axis=0)\n    return [total.copy() for _ in buffers], 2 * (p - 1)\n",
+            "not added in a ring's order",
+        ),
+        (
             "13.2",
             "    return order[rank:total:world_size]",
             "    return order[rank * per_rank : (rank + 1) * per_rank]",
@@ -56,6 +62,7 @@ _STEP = "    return compute_s / p + 2 * (p - 1) * latency + 2 * (p - 1) / p * gr
         "ring-no-gather",
         "ring-in-place",
         "ring-mean",
+        "ring-not-simulated",
         "shard-contiguous",
         "shard-drop-last-rounds-up",
         "shard-no-padding",

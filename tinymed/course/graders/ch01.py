@@ -59,13 +59,17 @@ def _grade_tanh(ns: Mapping[str, Any]) -> None:
         rtol=1e-6,
     )
     x = Value(400.0)
-    y = tanh(x)
-    y.backward()
+    overflow_hint = "use math.tanh: (e^2x - 1) / (e^2x + 1) overflows for large x"
+    try:
+        y = tanh(x)
+        y.backward()
+    except OverflowError:
+        raise Fail(f"tanh(Value(400.0)) raised OverflowError; {overflow_hint}") from None
     expect_close(
         (y.data, x.grad),
         (1.0, 0.0),
         "tanh(Value(400.0)) and its gradient",
-        "use math.tanh: (e^2x - 1) / (e^2x + 1) overflows for large x",
+        overflow_hint,
     )
 
 
@@ -157,6 +161,14 @@ def _grade_softplus(ns: Mapping[str, Any]) -> None:
             f"a float32 input of shape {x32.shape} gave {y32.dtype} of shape {y32.shape}; keep the input's "
             "shape and dtype (compute with self.xp on the array you are given)",
         )
+    points = np.array([-1.0, 0.0, 2.0])
+    x = tm.tensor(points, requires_grad=True)
+    Softplus.apply(x).backward(tm.tensor(np.full(3, 3.0)))
+    expect(
+        not np.allclose(np.asarray(x.grad, dtype=np.float64), 1 / (1 + np.exp(-points))),
+        "with grad_output 3 everywhere, backward returned the local derivative sigmoid(x) itself; multiply it by "
+        "grad_output, the gradient arriving from above (the chain rule)",
+    )
     tm.manual_seed(0)
     x = (3 * tm.randn(3, 4, dtype=tm.float64)).requires_grad_()
     expect_gradcheck(Softplus.apply, [x], "Softplus", "the derivative of log(1 + e^x) is 1 / (1 + e^-x)")

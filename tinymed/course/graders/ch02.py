@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,11 +164,25 @@ def _grade_stack_geometry(ns: Mapping[str, Any]) -> None:
     try:
         result = stack_geometry(12, too_deep)
     except ValueError as e:
-        expect("2" in str(e), f"your ValueError says {str(e)!r}; name the position of the layer that fails (2 here)")
+        # The position as a number of its own: not the "-2" of an output size, nor a 1-based "3".
+        expect(
+            re.search(r"(?<![\d.-])2(?![\d.])", str(e)) is not None,
+            f"your ValueError says {str(e)!r}; name the position of the layer that fails: 2 here, counting from 0 "
+            "as Python's list indices do",
+        )
     else:
         raise Fail(
             f"on a 12-pixel input the third layer's 5x5 kernel meets a 2x2 map, yet stack_geometry returned {result}; "
             "raise ValueError when an output size is below 1"
+        )
+    try:
+        result = stack_geometry(4, [{"kernel_size": 5, "stride": 2}])
+    except ValueError:
+        pass
+    else:
+        raise Fail(
+            f"a 5x5 kernel with stride 2 on a 4-pixel input has output size floor((4 - 5) / 2) + 1 = 0, yet "
+            f"stack_geometry returned {result}; the formula floors: use //, since int(a / s) rounds -0.5 up to 0"
         )
 
 

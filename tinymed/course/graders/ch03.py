@@ -19,7 +19,7 @@ import numpy as np
 
 import tinymed as tm
 import tinymed.functional as F
-from tinymed.course.grading import Exercise, expect, expect_close, expect_gradcheck
+from tinymed.course.grading import Exercise, Fail, expect, expect_close, expect_gradcheck
 
 __all__ = ["EXERCISES"]
 
@@ -161,18 +161,21 @@ def _grade_linear_backward(ns: Mapping[str, Any]) -> None:
         y = F.linear(*tensors)
         grad_y = rng.standard_normal(y.shape)
         y.backward(tm.tensor(grad_y))
-        result = linear_backward(x, w, grad_y)
+        tail = (
+            "; every leading axis of x is a row: reshape x to (-1, in) and dL/dy to (-1, out)"
+            if leading != (4,)
+            else ""
+        )
+        try:
+            result = linear_backward(x, w, grad_y)
+        except ValueError as e:  # NumPy's shape errors, from products of arrays that are not matrices
+            raise Fail(f"linear_backward raised ValueError on {what}: {e}{tail}") from None
         expect(
             isinstance(result, tuple) and len(result) == 3,
             f"return the tuple (grad_input, grad_weight, grad_bias), got {type(result).__name__}",
         )
         for name, got, t, hint in zip(("dL/dx", "dL/dW", "dL/db"), result, tensors, hints):
             got = np.asarray(got)
-            tail = (
-                "; every leading axis of x is a row: reshape x to (-1, in) and dL/dy to (-1, out)"
-                if leading != (4,)
-                else ""
-            )
             expect(got.shape == t.shape, f"{name} has shape {got.shape}, expected {t.shape} ({what}); {hint}{tail}")
             expect_close(got, np.asarray(t.grad), f"{name} ({what})", hint + tail)
     x, w, b = (tm.tensor(rng.standard_normal(s), requires_grad=True) for s in ((2, 4), (3, 4), (3,)))

@@ -130,13 +130,14 @@ def _grade_frechet_distance(ns: Mapping[str, Any]) -> None:
     )
     expect_close(fd(mu2, sigma2, mu1, sigma1), want, "the same two Gaussians in the other order", rtol=1e-6)
     flat = np.outer([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])  # rank 1: eigh finds eigenvalues near -5e-16 beside 14
-    expect_close(
-        fd(np.zeros(3), flat, np.ones(3), flat),
-        3.0,
-        "two Gaussians with the same rank-1 covariance, means 0 and 1",
-        "a covariance may be singular: clip the tiny negative eigenvalues round-off gives to 0 before the sqrt",
-        atol=1e-6,
-    )
+    singular = "a covariance may be singular: clip the tiny negative eigenvalues round-off gives to 0 before the sqrt"
+    what = "two Gaussians with the same rank-1 covariance, means 0 and 1"
+    # Unclipped, the sqrt of a tiny negative eigenvalue is NaN, and eigh of a matrix holding NaN fails to converge.
+    try:
+        got = fd(np.zeros(3), flat, np.ones(3), flat)
+    except np.linalg.LinAlgError as e:
+        raise Fail(f"{what}: np.linalg raised LinAlgError ({e}); {singular}") from None
+    expect_close(got, 3.0, what, singular, atol=1e-6)
 
 
 def _grade_generator_loss(ns: Mapping[str, Any]) -> None:
@@ -159,8 +160,9 @@ def _grade_generator_loss(ns: Mapping[str, Any]) -> None:
     loss = loss_of(x)
     expect(
         np.isfinite(loss.item()),
-        f"logits [-1000, -50, 0.5, 50, 1000] gave {loss.item()}: sigmoid(-1000) rounds to 0 and log(0) is -inf; "
-        "use -log sigmoid(l) = max(-l, 0) + log(1 + exp(-|l|))",
+        f"logits [-1000, -50, 0.5, 50, 1000] gave {loss.item()}: at l = -1000, exp(-l) overflows to inf, or "
+        "sigmoid(l) rounds to 0 and log(0) is -inf; use -log sigmoid(l) = max(-l, 0) + log(1 + exp(-|l|)), which "
+        "only ever exponentiates -|l|",
     )
     expect_close(
         loss.item(), (1000 + 50 + np.log1p(np.exp(-0.5))) / 5, "the loss of logits [-1000, -50, 0.5, 50, 1000]"

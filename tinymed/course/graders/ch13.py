@@ -18,6 +18,22 @@ from tinymed.course.grading import Exercise, Fail, expect, expect_close
 from tinymed.utils.data import DistributedSampler
 
 
+def _ring_order_sum(buffers: list[np.ndarray], offset: int) -> np.ndarray:
+    """The buffers' sum, chunk by chunk, added in a ring's order: chunk ``c``'s sum starts at
+    rank ``(c + offset) % p`` and each next rank round the ring adds its own copy. Floating-point
+    addition is not associative, so that order shows in the last bits of the result."""
+    p = len(buffers)
+    parts = [np.array_split(b, p) for b in buffers]
+    sums = []
+    for c in range(p):
+        start = (c + offset) % p
+        total = parts[start][c].copy()
+        for k in range(1, p):
+            total = total + parts[(start + k) % p][c]
+        sums.append(total)
+    return np.concatenate(sums)
+
+
 def _grade_ring_all_reduce(ns: Mapping[str, Any]) -> None:
     ring = ns["ring_all_reduce"]
     rng = np.random.default_rng(0)
@@ -75,6 +91,20 @@ def _grade_ring_all_reduce(ns: Mapping[str, Any]) -> None:
             steps == 2 * (p - 1),
             f"{what}: {steps} steps; a ring all-reduce takes 2(p - 1) = {2 * (p - 1)}, each rank sending one chunk per "
             "step",
+        )
+    # Values of very different sizes, so that the order of the additions changes the result's last bits.
+    p = 4
+    buffers = [rng.standard_normal(8) * 10.0 ** rng.uniform(-8, 8, 8) for _ in range(p)]
+    results, _ = ring([b.copy() for b in buffers])
+    ring_orders = [_ring_order_sum(buffers, offset) for offset in range(p)]
+    for r, got in enumerate(results):
+        expect(
+            any(np.array_equal(np.asarray(got), want) for want in ring_orders),
+            f"4 ranks of 8 numbers of very different sizes: rank {r}'s sums are right up to rounding, but their "
+            "terms were not added in a ring's order. In a ring, chunk c's sum starts at one rank and each rank it "
+            "reaches adds its own copy, so chunk c adds the ranks c, c + 1, c + 2, ... (mod p); summing all the "
+            "buffers at once (np.sum) adds every chunk in the order 0, 1, 2, .... Simulate the steps, each rank "
+            "sending one chunk to the next",
         )
 
 

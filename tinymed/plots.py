@@ -133,7 +133,7 @@ def plot_confusion_matrix(
     fig = Figure(figsize=(1.2 * k + 2.5, 1.2 * k + 2), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="images")
     ax.set(
         xticks=range(k),
         yticks=range(k),
@@ -158,12 +158,16 @@ def plot_confusion_matrix(
 
 
 def plot_explanation(
-    image: np.ndarray, heatmaps: Mapping[str, np.ndarray], path: str | os.PathLike | None = None, title: str = ""
+    image: np.ndarray,
+    heatmaps: Mapping[str, np.ndarray],
+    path: str | os.PathLike | None = None,
+    title: str = "",
+    label: str = "map value (0 to 1)",
 ) -> Figure:
     """The image alone, then each heatmap (values in [0, 1], the image's size) overlaid on it.
 
     image ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, values in [0, 1]; heatmaps maps a panel
-    title (e.g. ``"Grad-CAM (block3)"``) to its ``(H, W)`` map.
+    title (e.g. ``"Grad-CAM (block3)"``) to its ``(H, W)`` map; ``label`` names the colour bar.
     """
     panels = 1 + len(heatmaps)
     fig = Figure(figsize=(3.2 * panels, 3.6), layout="constrained")
@@ -178,7 +182,7 @@ def plot_explanation(
     for ax in axes:
         ax.axis("off")
     if heatmaps:
-        fig.colorbar(overlay, ax=list(axes), fraction=0.02)
+        fig.colorbar(overlay, ax=list(axes), fraction=0.02, label=label)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -43,6 +43,7 @@
 # notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs in seconds on less data.
 
 # %%
+import functools
 import inspect
 import math
 import time
@@ -91,9 +92,10 @@ assert np.array_equal(tokens, tokens_loop)
 print("image", image.shape, "-> tokens", tokens.shape, "(49 patches of 4x4 = 16 pixels)")
 
 # %% [markdown]
-# The tokens drawn on the image, with their numbers. Token 22 (row 3, column 1) lies in the
-# lung on the image's left, which is the patient's right lung; token 24 lies on the spine and
-# heart, in the middle.
+# The tokens drawn on the image, with their numbers. We will follow two of them, chosen by what
+# they show rather than by number (which token lands where depends on the X-ray): the darkest
+# patch inside the chest, away from the image's border, which lies in a lung, and the
+# brightest, which lies on the spine and heart in the middle.
 
 # %%
 fig = Figure(figsize=(4.6, 4.6), layout="constrained")
@@ -105,6 +107,12 @@ for t in range(GRID * GRID):
     ax.text(c * P_SIZE + 1.5, r * P_SIZE + 1.5, str(t), color="yellow", ha="center", va="center", fontsize=6)
 ax.set(title="49 tokens: 4×4 patches, numbered row by row", xlabel="pixel column", ylabel="pixel row")
 course.show(fig, "tokens")
+
+interior = [r * GRID + c for r in range(1, GRID - 1) for c in range(1, GRID - 1)]  # off the image's border
+lung = min(interior, key=lambda t: tokens[t].mean())  # the darkest patch inside the chest
+spine = max(interior, key=lambda t: tokens[t].mean())  # the brightest
+for name, t in (("lung", lung), ("spine", spine)):
+    print(f"{name}: token {t} (row {t // GRID}, column {t % GRID}), mean brightness {tokens[t].mean():.2f}")
 
 # %% [markdown]
 # ## 2. Attention for one query, by hand
@@ -123,12 +131,12 @@ course.show(fig, "tokens")
 # (section 6). For now we use the tokens themselves, standardised so that a pixel darker than
 # the image's mean is negative: $q_i = k_i = v_i = x_i$. A dark lung patch then scores high
 # against other dark patches, and low against the bright spine. The loop below follows the
-# formula for query 22, one key at a time.
+# formula for the lung's token as the query, one key at a time.
 
 # %%
 X = (tokens - tokens.mean()) / tokens.std()  # (49, 16), standardised pixels
 d_k = X.shape[1]
-query = 22
+query = lung
 scores = np.zeros(GRID * GRID)
 for j in range(GRID * GRID):
     scores[j] = sum(X[query, m] * X[j, m] for m in range(d_k)) / math.sqrt(d_k)
@@ -137,13 +145,17 @@ weights = np.array([math.exp(s) / total for s in scores])
 output = sum(weights[j] * X[j] for j in range(GRID * GRID))
 for j in np.argsort(weights)[::-1][:5]:
     print(f"key {j:2d} (row {j // GRID}, column {j % GRID}): score {scores[j]:6.3f}, weight {weights[j]:.3f}")
-print(f"weights sum to {weights.sum():.6f}; output o_22 has {output.shape[0]} numbers, like a value")
+print(f"weights sum to {weights.sum():.6f}; output o_{query} has {output.shape[0]} numbers, like a value")
 assert math.isclose(weights.sum(), 1.0)
 assert tokens[np.argmax(weights)].mean() < tokens[query].mean()  # the favourite key is darker than the query
+favourites = np.argsort(weights)[::-1][:5]
+assert tokens[favourites].mean() < np.quantile(tokens.mean(axis=1), 0.25)  # and the top five are among the darkest
 
 # %% [markdown]
-# Look up those keys on the figure of section 1. Query 22 did not pick its twin in the other
-# lung: it picked the *darkest* patches of the image, wherever they are. A dot product grows
+# Look up those keys on the figure of section 1. The lung's query did not pick its twin in the
+# other lung: it picked the *darkest* patches of the image, wherever they are, the image's
+# border included (the last assert checks that its five favourites are darker than three
+# quarters of the patches). A dot product grows
 # with the length of a vector as well as with its direction, and after standardising, the
 # darkest patches are the longest vectors pointing the "dark" way. What "alike" should mean is
 # exactly what the learned projections of section 6 let a network choose. The mechanism is
@@ -209,9 +221,21 @@ for fn in (F.scaled_dot_product_attention, tm.backends.numpy_ref.attention_forwa
 print(inspect.getdoc(tm.backends.numpy_ref.attention_forward))
 
 # %% [markdown]
+# That Function's backward is code like any other, so chapter 4's check applies to it: the
+# gradients with respect to the query, the key and the value at once, against central
+# differences in float64, with and without the causal mask of section 5. (Its formulas are in
+# the first file printed above, beside the forward.)
+
+# %%
+q, k, v = (tm.randn(2, 5, 4, dtype=tm.float64, requires_grad=True) for _ in range(3))
+for causal in (False, True):
+    checked = tm.gradcheck(functools.partial(F.scaled_dot_product_attention, is_causal=causal), [q, k, v])
+    print(f"gradcheck of F.scaled_dot_product_attention, is_causal={causal}: {checked}")
+
+# %% [markdown]
 # The weights drawn: the whole 49×49 matrix $A$, then two of its rows laid back on the image.
-# Each row is a 7×7 grid of weights, one per patch, drawn over the X-ray: query 22 (a dark
-# lung patch) looks at the dark patches, query 24 (the bright spine) at the bright ones.
+# Each row is a 7×7 grid of weights, one per patch, drawn over the X-ray: the lung's query (a
+# dark patch) looks at the dark patches, the spine's (a bright one) at the bright ones.
 
 
 # %%
@@ -231,8 +255,8 @@ axes = fig.subplots(1, 3)
 shown = axes[0].imshow(A, cmap="viridis")
 axes[0].set(title="all weights A (row = query)", xlabel="key j", ylabel="query i")
 fig.colorbar(shown, ax=axes[0], fraction=0.046, label="weight")
-draw_row(axes[1], fig, A[22], "query 22 (lung) looks at...", marked=22)
-draw_row(axes[2], fig, A[24], "query 24 (spine) looks at...", marked=24)
+draw_row(axes[1], fig, A[lung], f"query {lung} (lung) looks at...", marked=lung)
+draw_row(axes[2], fig, A[spine], f"query {spine} (spine) looks at...", marked=spine)
 course.show(fig, "weights")
 
 # %% [markdown]
@@ -554,7 +578,12 @@ heatmaps = {
     for h, w_ in enumerate(per_head)
 }
 heatmaps["received, mean of queries"] = maps[-1]
-fig = plots.plot_explanation(val.images[picks[-1], 0] / 255.0, heatmaps, title="per head (each scaled to max 1)")
+fig = plots.plot_explanation(
+    val.images[picks[-1], 0] / 255.0,
+    heatmaps,
+    title="per head (each scaled to max 1)",
+    label="attention weight / largest",
+)
 course.show(fig, "medcnn-heads")
 
 # %% [markdown]
@@ -586,7 +615,7 @@ course.show(fig, "medcnn-heads")
 # $e^{s_j - m}\,e^{m - m'} = e^{s_j - m'}$ moves them to the new shift. After the last tile,
 # $l\,e^{m} = \sum_j e^{s_j}$: the softmax's denominator, found without ever holding a full
 # row, and $\log\sum_j e^{s_j} = m + \log l$ (the **log-sum-exp**, *lse*). Here is the running
-# pair $(m, l)$ for the 49 scores of query 22, in tiles of 8 keys.
+# pair $(m, l)$ for the 49 scores of the lung's query, in tiles of 8 keys.
 
 # %%
 row, tile = S[query], 8
@@ -619,7 +648,7 @@ left.step(
 )
 for st, *_ in steps[1:]:
     left.axvline(st - 0.5, color="grey", ls="--", lw=0.8)
-left.set(title="query 22's scores, streamed in tiles of 8", xlabel="key j", ylabel="score")
+left.set(title=f"query {query}'s scores, streamed in tiles of 8", xlabel="key j", ylabel="score")
 right.bar(range(1, len(steps) + 1), [ll for *_, ll in steps], color="C2")
 right.axhline(np.exp(row - row.max()).sum(), color="k", ls="--", label="Σ e^(s - max s), all keys at once")
 right.set(title="running sum l after each tile", xlabel="tiles seen", ylabel="l")
@@ -637,7 +666,7 @@ course.show(fig, "online-softmax")
 
 # %%
 _, lse_ref = tm.backends.numpy_ref.attention_forward(X[None], X[None], X[None], None, 1 / math.sqrt(d_k), False)
-print(f"reference lse for query 22: {lse_ref[0, query]:.6f}")
+print(f"reference lse for query {query}: {lse_ref[0, query]:.6f}")
 assert math.isclose(lse_ref[0, query], lse)
 
 # %% [markdown]
@@ -816,4 +845,5 @@ fig = plots.plot_curves(
 )
 for ax in fig.axes:
     ax.set(xscale="log", xlabel="d_k")
+fig.axes[1].set_ylim(bottom=0)  # from 0, so that small changes look small
 course.show(fig, "experiment-scale")

@@ -176,7 +176,7 @@ for h in [1e-1, 1e-2, 1e-3, 1e-4]:
 #
 # In float64 that is $h \approx 6\cdot10^{-6}$ (tinymed's gradcheck uses $10^{-6}$) with an
 # error of $10^{-11}$ or less; for forward differences, $h \approx \sqrt{\varepsilon} \approx
-# 10^{-8}$ and an error about a hundred times larger. Measured over fifteen decades of $h$, in
+# 10^{-8}$ and an error a few hundred times larger. Measured over fifteen decades of $h$, in
 # both precisions:
 
 # %%
@@ -216,8 +216,9 @@ course.show(fig, "error-vs-h")
 #
 # A check compares two numbers and must tell "equal up to the estimate's error" from "a bug".
 # In float64 the central difference is good to about $10^{-10}$ relative, so a disagreement of
-# $10^{-5}$ can only be a bug. In float32 the estimate itself is off by $10^{-4}$ or more (with
-# larger values of $f$, and after summing many terms, worse), so a tolerance loose enough to let
+# $10^{-5}$ can only be a bug. In float32 the estimate is off by $10^{-6}$ at the best $h$
+# (section 3's plot) and by a few times $10^{-3}$ at gradcheck's $h = 10^{-6}$, worse with
+# larger values of $f$ and after summing many terms, so a tolerance loose enough to let
 # a correct backward pass also lets a bug of that size through. That is why `tm.gradcheck`
 # insists on float64 inputs, and says so:
 
@@ -250,8 +251,9 @@ else:
 #
 # $$|a_i - n_i| \le \text{atol} + \text{rtol}\cdot |n_i| ,$$
 #
-# $a$ from autograd, $n$ from the differences, with `atol=1e-5`, `rtol=1e-3` by default. The
-# first element that fails (the worst one) is reported: which input, which index, both values.
+# $a$ from autograd, $n$ from the differences, with `atol=1e-5`, `rtol=1e-3` by default. For
+# the first input that fails, its worst element is reported: which input, which index, both
+# values.
 # The file:
 
 # %%
@@ -409,8 +411,12 @@ print("tm.gradcheck:", report(IgnoresGradOutput))
 #
 # `tm.gradcheck` checks any function of tensors, so it checks a stack of operations as
 # easily as one: here a convolution, a ReLU and a max pool of chapters 2 and 3, with respect
-# to both the input and the weights. Random float64 values keep it away from ReLU's kink at 0
-# and from pooling ties (with probability one). We count the forward passes it needs.
+# to both the input and the weights. Random float64 values keep the convolution's outputs away
+# from ReLU's kink at 0 (with probability one), but not the pooling away from ties: a window
+# whose four values the ReLU has all set to 0 is a four-way tie. The check still passes there,
+# because the gradient through such a window is 0 on both sides: autograd sends it to one
+# zero that the ReLU then blocks, and nudging any one input by $h$ leaves the window's maximum
+# at 0. We count the forward passes it needs.
 
 # %%
 x = tm.randn(1, 2, 6, 6, dtype=tm.float64, requires_grad=True)

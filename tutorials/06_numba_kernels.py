@@ -311,8 +311,11 @@ for T in (1, 4, 16, 32, 64):
     print(f"{T:>7} {loads:>14,} {2 * M * N * K / (4 * loads):>10.2f}")
 
 # %% [markdown]
-# $T = 64$ reaches the 16 FLOP per byte the H100 needs; tinymed's CUDA kernels use 64, for
-# that reason (section 7 shows how a block of 256 threads handles a $64\times64$ tile). Real GPUs
+# $T = 64$ comes to 16 FLOP per byte, close to the 18 the H100 needs (doubling $T$ again would
+# pass it, but two $128\times128$ float32 tiles take 128 KB of shared memory, room for only
+# one block per multiprocessor);
+# tinymed's CUDA kernels use 64, for that reason (section 7 shows how a block of 256 threads
+# handles a $64\times64$ tile). Real GPUs
 # also cache global memory, which blurs these numbers, but not the conclusion.
 #
 # ## 4. Tiling, step by step
@@ -382,9 +385,9 @@ course.show(fig, "tile-loads")
 # copies $a[\text{row},\, k_0 + t_x]$ and $b[k_0 + t_y,\, \text{col}]$, zeros past the edges.
 # `cuda.shared.array` declares the tiles: one copy per block, seen by all its threads, with a
 # size that must be a constant when the kernel is compiled; so the kernel is built by a small
-# function of $T$ (tinymed builds its kernels the same way, for each tile size and dtype). Then comes the one new rule of shared memory:
-# `cuda.syncthreads()` is a **barrier**, where every thread of the block waits until all have
-# arrived. Two are needed per step:
+# function of $T$ (tinymed builds its kernels the same way, for each tile size and dtype). Then
+# comes the one new rule of shared memory: `cuda.syncthreads()` is a **barrier**, where every
+# thread of the block waits until all have arrived. Two are needed per step:
 #
 # 1. after the copy, so that no thread reads a tile element another thread has not written yet;
 # 2. after the multiply-adds, so that no thread overwrites a tile (next step's copy) that a
@@ -473,9 +476,9 @@ course.show(fig, "simulator-cost")
 #
 # ## 7. Reading tinymed's own kernels
 #
-# tinymed's Numba kernels are the package `tinymed.kernels.numba`, one module per formula
-# family. Here is where the matrix product lives on this machine, and its inner loop, with the
-# file's own line numbers:
+# tinymed's Numba kernels are the files of `kernels/numba/` in the repository, one module per
+# formula family, installed as the package `tinymed.kernels.numba`. Here is where the matrix
+# product lives on this machine, and its inner loop, with the file's own line numbers:
 
 # %%
 from tinymed.kernels.numba import gemm as gemm_kernels

@@ -59,9 +59,10 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 # ## 1. A classifier to explain
 #
 # We train tinymed's `MedCNN` (chapter 5 met its attention block), small: 8, 16 and 32
-# channels, 2 heads. The loop is chapter 8's, shortened: AdamW under a one-cycle learning-rate
-# schedule, and no augmentation, to keep the run short. `fit` returns the network in
-# evaluation mode, with the normalisation its inputs need.
+# channels, 2 heads. It is not chapter 8's plain CNN: section 5's attention maps need an
+# attention block. The loop has chapter 8's shape, made quicker: AdamW under a one-cycle
+# learning-rate schedule instead of Adam under a cosine one, and no augmentation. `fit`
+# returns the network in evaluation mode, with the normalisation its inputs need.
 
 
 # %%
@@ -229,6 +230,17 @@ maps = {
 maps[f"'{val.info.labels[0]}', block3"] = explain.gradcam(model, tm.tensor(x_pick[:1]), target=0)[0]
 fig = plots.plot_explanation(shown[0], maps, title="Grad-CAM: the layer and the class change the map")
 course.show(fig, "gradcam-layers")
+for name, heat in maps.items():
+    if not heat.any():
+        print(f"{name}: empty (every value 0 after the ReLU)")
+
+# %% [markdown]
+# A panel can come out empty. Grad-CAM keeps only the positive part of $\sum_k \alpha_k^c A_k$
+# (the ReLU of section 3): where the weighted channels only argue *against* the class, nothing
+# is left. On an X-ray the network calls pneumonia with near certainty, the other class's map
+# is often empty, and so can be an early block's. An empty map is an answer ("nothing in this
+# layer speaks for this class here"), not a failure; the cell prints which maps were empty in
+# your run.
 
 # %% [markdown]
 # ## 4. Occlusion sensitivity: hide a patch, watch the score
@@ -525,10 +537,11 @@ fig.colorbar(overlay, ax=axes[:, -1].tolist(), fraction=0.05, label="importance 
 course.show(fig, "phantom-truth")
 
 # %% [markdown]
-# Read the scores against the chance level. In our full run saliency and Grad-CAM put their
-# hottest pixel on the (grown) opacity for 11 of the 12 phantoms and occlusion for 9, while
-# attention never did: it shows where the block looked, and it looked at the other lung. Yet
-# every map put most of its weight *off* the opacity (at best 17%, for occlusion), because the
+# Read the scores against the chance level. In our full runs (the phantom network is the same
+# whether PneumoniaMNIST is present or not) Grad-CAM put its hottest pixel on the (grown)
+# opacity for all 12 phantoms, saliency for 9 and occlusion for 8, while attention never did:
+# it shows where the block looked, and it looked at the other lung. Yet every map put most of
+# its weight *off* the opacity (at best 16%, for occlusion), because the
 # opacity covers about 2% of the image and the maps are far blurrier than that: Grad-CAM's
 # 7×7 grid smears it over the neighbours. And this is the easy case: on the phantoms the only
 # difference between the classes is the opacity, so a network that works *must* use it. A

@@ -423,8 +423,9 @@ rows = [
 fig = plots.plot_gan_history(rows, title=f"DCGAN on {train.info.name}, means over {window} steps")
 for ax in fig.axes:
     ax.set_xlabel("training step")
-fig.axes[0].axhline(2 * np.log(2), color="C0", lw=1, linestyle=":")
-fig.axes[0].axhline(np.log(2), color="C1", lw=1, linestyle=":")
+fig.axes[0].axhline(2 * np.log(2), color="C0", lw=1, linestyle=":", label="2 log 2: D's loss when D(x) = 1/2")
+fig.axes[0].axhline(np.log(2), color="C1", lw=1, linestyle=":", label="log 2: G's loss when D(G(z)) = 1/2")
+fig.axes[0].legend(fontsize=8)
 course.show(fig, "dynamics")
 
 # %% [markdown]
@@ -461,6 +462,7 @@ fig = plots.plot_image_grid(
     np.concatenate([pool[:8], generated[:8], nearest[:8]]),
     nrow=8,
     titles=["real"] * 8 + ["generated"] * 8 + ["nearest real"] * 8,
+    title="training images, generated images, and each one's nearest training image",
 )
 course.show(fig, "real-generated-nearest")
 print(f"mean squared distance to the nearest training image: {distance.min(axis=1).mean():.4f}")
@@ -560,14 +562,17 @@ course.show(fig, "frechet-sample-size")
 #
 # Suppose a box of pixels is missing (a burnt-in label, a detector fault). A trained generator
 # can fill it: every $z$ gives a plausible X-ray, so look for the $z$ whose X-ray agrees with
-# ours where ours is known (Yeh et al., 2017). With $y$ the image, $M$ the mask of known pixels
-# and $n_M$ their number, minimise over $z$ only, the networks fixed:
+# ours where ours is known (Yeh et al., 2017). With $y$ the image scaled to the generator's
+# range $[-1, 1]$, $M$ the mask of known pixels and $n_M$ their number, minimise over $z$ only,
+# the networks fixed:
 #
-# $$\mathcal L(z) = \underbrace{\frac{1}{n_M}\sum_{M} \lvert G(z) - y \rvert}_{\text{agree
+# $$\mathcal L(z) = \underbrace{\frac{1}{2 n_M}\sum_{M} \lvert G(z) - y \rvert}_{\text{agree
 #   where known}} \; + \; \lambda_a \underbrace{\bigl(-\log D(G(z))\bigr)}_{\text{look real}}
 #   \; + \; \lambda_p \underbrace{\tfrac{1}{2 d}\lVert z \rVert^2}_{\text{stay a typical } z} .$$
 #
-# Gradient descent on $z$ uses the same autograd as training, with $z$ the only tensor that
+# (The 2 undoes the scaling: $[-1, 1]$ is twice as wide as $[0, 1]$, so the first term is the
+# mean brightness error on the image's own scale, which is what the cell prints.) Gradient
+# descent on $z$ uses the same autograd as training, with $z$ the only tensor that
 # requires a gradient. The repaired image is $y$ where known and $G(z^*)$ in the hole. First by
 # hand, for one starting $z$:
 

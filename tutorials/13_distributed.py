@@ -137,8 +137,8 @@ print("dist.shard in a world of one keeps the whole batch:", dist.shard(np.arang
 # **ring all-reduce** keeps every link equally busy. Cut each gradient into $p$ chunks, and
 # arrange the ranks in a ring, each sending to the next:
 #
-# 1. **Reduce-scatter**, $p-1$ steps: at step $s$, rank $r$ sends chunk $(r - s) \bmod p$ to rank
-#    $r+1$, which adds it to its own copy of that chunk. After $p-1$ steps, rank $r$ holds the
+# 1. **Reduce-scatter**, $p-1$ steps: at step $s$ ($s = 0, 1, \dots, p-2$), rank $r$ sends chunk
+#    $(r - s) \bmod p$ to rank $r+1$, which adds it to its own copy of that chunk. After $p-1$ steps, rank $r$ holds the
 #    complete sum of chunk $(r+1) \bmod p$.
 # 2. **All-gather**, $p-1$ more steps: the complete chunks travel round the ring once more,
 #    each rank overwriting its copy, until every rank has every summed chunk.
@@ -183,7 +183,7 @@ for s, (ax, table) in enumerate(zip(fig.subplots(1, len(history)), history)):
         for c in range(p):
             ax.text(c, r, table[r, c], ha="center", va="center", color="white" if table[r, c] == p else "black")
     ax.set(xticks=range(p), yticks=range(p), xlabel="chunk", ylabel="rank")
-    ax.set_title("start" if s == 0 else f"after step {s}: r sends chunk (r-{s - 1}) mod {p}", fontsize=9)
+    ax.set_title("start" if s == 0 else f"after step {s - 1}: r sent chunk (r-{s - 1}) mod {p}", fontsize=9)
 fig.colorbar(image, ax=fig.axes, label="ranks summed into the chunk", shrink=0.8)
 fig.suptitle(f"Ring reduce-scatter, {p} ranks: {p - 1} steps; then {p - 1} all-gather steps")
 course.show(fig, "ring-reduce-scatter")
@@ -353,8 +353,9 @@ for p_ in (8, 64):
         print(f"         global batch {B:>5}: efficiency {step_seconds(B, 1) / (p_ * step_seconds(B, p_)):.0%}")
 
 # %% [markdown]
-# The benchmark measured the same model of a step on MedCNN with two processes on one machine
-# (`python benchmarks/bench_distributed.py`); its results, where they were committed:
+# `python benchmarks/bench_distributed.py` times real training steps of MedCNN (a larger model
+# than this chapter's LeNet) with one and with two processes on one machine, and compares them
+# with this model; its results, where they were committed:
 
 # %%
 results = course.chapters_dir().parent / "benchmarks" / "results" / "distributed.json"
@@ -368,9 +369,11 @@ else:
     print("no committed benchmarks/results/distributed.json here (it comes with a git clone of tinymed)")
 
 # %% [markdown]
-# Two processes on one 2-core machine, which other programs were using, reach about 70%: the
-# all-reduce between them is cheap (shared memory), but two processes compete for the same
-# memory bandwidth and caches, and each waits for the slower one at every all-reduce.
+# Two processes on one 2-core machine reach the efficiency printed above: 95% in the committed
+# run, made on an idle machine, and 70% in an earlier run while other programs were using it.
+# The all-reduce between them is cheap (shared memory), but two processes compete for the same
+# memory bandwidth and caches, and each waits for the slower one at every all-reduce, which
+# another program on the machine makes slower still.
 #
 # ## 7. Honest limits
 #
@@ -392,7 +395,17 @@ else:
 #
 # ## Exercises
 #
-# **13.1 Ring all-reduce.** Write `ring_all_reduce(buffers)`: `buffers` is a list of $p$
+# Exercises 13.1 to 13.3 are graded. Write your answer in place of the
+# `raise NotImplementedError(...)` line of each cell below, keep the function's name, and run
+#
+# ```bash
+# tinymed course check 13           # in the folder holding your 13_distributed.py or .ipynb
+# ```
+#
+# It runs only the cells tagged `exercise` and prints PASS or FAIL with a hint for each.
+# Exercises 13.4 and 13.5 are for you and your instructor.
+#
+# **Exercise 13.1 (ring all-reduce).** Write `ring_all_reduce(buffers)`: `buffers` is a list of $p$
 # 1-D NumPy arrays of the same length, one per rank. Simulate the ring: split each into $p$
 # chunks (`np.array_split`, so the length need not divide by $p$), do the $p-1$ reduce-scatter
 # steps of section 3, then the $p-1$ all-gather steps, in each step every rank sending exactly
@@ -423,7 +436,7 @@ def ring_all_reduce(buffers):
 
 
 # %% [markdown]
-# **13.2 DistributedSampler's arithmetic.** Write `shard_indices(n, rank, world_size,
+# **Exercise 13.2 (DistributedSampler's arithmetic).** Write `shard_indices(n, rank, world_size,
 # drop_last=False)`: the list of indices (of a dataset of `n`, not shuffled) that rank `rank`
 # of `world_size` reads, as section 2 describes: pad by repeating from the start to a multiple
 # of `world_size`, or with `drop_last` cut the tail to one; then every `world_size`-th index
@@ -446,7 +459,7 @@ def shard_indices(n, rank, world_size, drop_last=False):
 
 
 # %% [markdown]
-# **13.3 The cost model.** Write `predicted_step_time(compute_s, p, gradient_bytes,
+# **Exercise 13.3 (the cost model).** Write `predicted_step_time(compute_s, p, gradient_bytes,
 # bandwidth, latency)`: the step time $T(p)$ of section 6, with `compute_s` the compute time of
 # the whole global batch on one rank ($Bc$), bandwidth in bytes per second, latency in seconds
 # per message. One rank communicates nothing.
@@ -460,13 +473,13 @@ def predicted_step_time(compute_s, p, gradient_bytes, bandwidth, latency):
 
 
 # %% [markdown]
-# **13.4 (prose) Why not a tree, and why not a parameter server?** Rank 0 could gather every
+# **Exercise 13.4 (in words): why not a tree, and why not a parameter server?** Rank 0 could gather every
 # gradient, sum, and broadcast the result. Count the bytes through rank 0's link and the number
 # of steps, against the ring's. Then look at the ring's $2(p-1)\alpha$ term: for what gradient
 # sizes is a tree (about $2\log_2 p$ steps) better? Which would you pick for LeNet's 0.24 MB on
 # 64 ranks over 10 Gbit/s Ethernet, and for a 400 MB model?
 #
-# **13.5 (experiment) Shares of unequal size.** In section 1, split the 16 images into shares
+# **Exercise 13.5 (experiment): shares of unequal size.** In section 1, split the 16 images into shares
 # of 6, 6 and 4 and average the three gradients with equal weights. Predict first: larger or
 # smaller gap than before, and by how much? Run it, then fix the average by weighting each
 # share by its size. What does this say about `dist.shard` refusing a batch that does not

@@ -411,9 +411,18 @@ print(f"{len(X_train)} images, {full_steps} steps: train loss {all_losses[-1]:.4
 # %%
 fig = plots.plot_curves(
     [{"epoch": k + 1, "scalar": s, "tinymed": t} for k, (s, t) in enumerate(zip(scalar_losses, tensor_losses))],
-    [plots.Panel(f"the same {n_images} images", "mean BCE loss", {"scalar engine": "scalar", "tinymed": "tinymed"})],
+    [
+        plots.Panel(
+            f"{n_images} images in both engines; all images in black",
+            "mean BCE loss",
+            {"scalar engine": "scalar", "tinymed": "tinymed"},
+        )
+    ],
     title="two engines, one trajectory",
 )
+scalar_line, tinymed_line = fig.axes[0].lines[:2]
+scalar_line.set(markersize=9, markerfacecolor="none")  # drawn first and equal: rings around tinymed's squares
+tinymed_line.set(markersize=4)
 fig.axes[0].plot(range(1, full_steps + 1), all_losses, "k-", lw=1, label=f"tinymed, all {len(X_train)} images")
 fig.axes[0].set_xlabel("gradient step")
 fig.axes[0].legend()

@@ -379,7 +379,7 @@ for ax, (values, name) in zip(axes, panels):
     for (r, c), v in np.ndenumerate(values):
         ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=7, color="w" if v < values.max() / 2 else "k")
     ax.set(title=name, xlabel="column", ylabel="row", xticks=range(values.shape[1]), yticks=range(values.shape[0]))
-    fig.colorbar(shown, ax=ax, shrink=0.8)
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="value")
 fig.suptitle("a transposed convolution stamps the kernel once per input pixel")
 course.show(fig, "transposed-convolution")
 
@@ -653,7 +653,7 @@ fig = Figure(figsize=(6.5, 3.8), layout="constrained")
 ax = fig.subplots()
 ax.scatter(opacity_sizes, per_image[has_opacity], s=12, alpha=0.6)
 ax.set(xlabel="size of the true mask (pixels)", ylabel="Dice of the predicted mask", ylim=(-0.03, 1.03))
-ax.set_title("small opacities are harder: one pixel of edge is a larger share of them")
+ax.set_title("small opacities are harder on average: one pixel of edge is a larger share of them")
 course.show(fig, "dice-by-size")
 small = opacity_sizes <= np.median(opacity_sizes)
 print(

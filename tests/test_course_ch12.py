@@ -34,6 +34,18 @@ _BOUND = "    return intensity, np.minimum(peak_gflops, intensity * bandwidth_gb
         ("12.4", "    return statistics.median(durations)", "    return statistics.mean(durations)", "the mean"),
         ("12.4", "    return statistics.median(durations)", "    return min(durations)", "the fastest call"),
         ("12.4", "        raise ValueError(", "        return 0.0\n        raise ValueError(", "must raise ValueError"),
+        (
+            "12.1",
+            "    OH = (H + 2 * padding - KH) // stride + 1\n",
+            "    import numpy\n    numpy.zeros((N, C, H, W), numpy.float32)\n    OH = (H + 2 * padding - KH) // stride + 1\n",
+            "ran out of memory",
+        ),
+        (
+            "12.4",
+            "    clock = time.perf_counter if clock is None else clock\n",
+            "    clock = time.perf_counter\n",
+            "`clock` argument",
+        ),
     ],
     ids=[
         "conv-multiply-adds",
@@ -49,6 +61,8 @@ _BOUND = "    return intensity, np.minimum(peak_gflops, intensity * bandwidth_gb
         "timing-mean",
         "timing-min",
         "timing-repeat-zero",
+        "conv-builds-arrays",
+        "timing-ignores-clock",
     ],
 )
 def test_chapter12_graders_hint_at_the_mistake(tmp_path: Path, exercise: str, old: str, new: str, hint: str) -> None:

@@ -117,14 +117,16 @@ if bench:
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per call", title=f"conv2 {part}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"LeNet conv2 on {bench['machine']['cpu']} (committed results, a loaded machine)")
+    fig.suptitle(f"LeNet conv2 on {bench['machine']['cpu']} (committed results, one run)")
     course.show(fig, "committed-conv2")
 
 # %% [markdown]
 # Read it with suspicion, as the note committed beside it asks (`NOTE.md` in the same folder):
-# that run shared 2 cores with other jobs at a load average of 8 to 14, so some rows are slower
-# by large, uneven factors. A line that jumps up and down between batch sizes is load, not the
-# library. Section 6 comes back to this; the rest of the chapter measures for itself.
+# that run was made on a nearly idle machine (the load averages printed above), and still single
+# rows of a few milliseconds move by up to 2x between runs, because a scheduler tick or another
+# process waking costs as much as the work. A line that jumps up and down between batch sizes
+# is that noise, not the library. Section 6 comes back to this; the rest of the chapter measures
+# for itself.
 #
 # ## 2. Where the time goes in one training step
 #
@@ -162,9 +164,11 @@ print(prof.table())
 fig = prof.plot(f"LeNet, one training step, batch {batch}")
 course.show(fig, "profile-lenet")
 phase = {p: sum(r.seconds for r in prof.records.values() if r.phase == p) for p in ("forward", "backward")}
+conv = {p: prof.records[("_Conv2d", p)].seconds for p in ("forward", "backward")}
 print(
     {p: f"{1e3 * s:.1f} ms" for p, s in phase.items()},
-    f"backward / forward = {phase['backward'] / phase['forward']:.2f}",
+    f"all ops: backward / forward = {phase['backward'] / phase['forward']:.2f};",
+    f"the convolutions alone: {conv['backward'] / conv['forward']:.2f}",
 )
 print(f"profiler source: {Path(inspect.getsourcefile(profile)).relative_to(checkout)}")
 assert abs(prof.op_seconds + prof.overhead_seconds - prof.total_seconds) < 1e-9
@@ -173,8 +177,9 @@ assert abs(prof.op_seconds + prof.overhead_seconds - prof.total_seconds) < 1e-9
 # Three things to read off. The convolutions and the pooling take nearly all of it; the three
 # linear layers, a few percent. A convolution's backward does twice the forward's FLOPs (the
 # gradient with respect to the input, and the one with respect to the weight); whether it also
-# takes twice the time depends on how well each is implemented: the ratio printed above says,
-# for tinymed on this machine (and it moves with the load). And the overhead
+# takes twice the time depends on how well each is implemented: the convolutions' ratio
+# printed above says, for tinymed on this machine (and it moves with the load; the ratio over
+# all ops is lower, because max pooling's backward is far cheaper than its forward). And the overhead
 # outside the ops is small at this batch: Python's cost per op is paid once per call, whatever
 # the batch. At a batch of one it is not small any more (section 5).
 #
@@ -257,7 +262,9 @@ for name, (flops, nbytes) in ops.items():
 # %% [markdown]
 # Pooling and addition do about one operation per element while reading and writing four
 # bytes each: $I \ll 1$. The GEMM and the convolution reuse every input value many times
-# ($K$ times in a product, $O K_H K_W$ times in a convolution): $I$ in the tens.
+# (in an $(M \times K)(K \times N)$ product each entry of the first matrix serves $N$ outputs
+# and each of the second $M$; in a convolution each input value serves $O K_H K_W$): $I$ in
+# the tens.
 #
 # Now the two ceilings of *this* machine, measured the way the benchmark measures them
 # (`benchmarks/machine.py`): the peak from a large float32 matrix product, the bandwidth from
@@ -349,7 +356,7 @@ course.show(fig, "roofline")
 #   \text{ when the data lives on the host}\Bigr] .$$
 #
 # The numbers: $t_\text{launch} = 5\,\mu$s (CUDA launches take 3 to 10); $P_\text{GPU} = 2$
-# TFLOP/s, a tenth of a data-centre GPU's float32 peak, about what small untuned kernels like
+# TFLOP/s, a tenth of an A100's float32 peak (a thirtieth of an H100's), about what small untuned kernels like
 # tinymed's reach; $\beta_\text{GPU} = 1.5$ TB/s (HBM); PCIe 4.0 x16 moves about
 # $\beta_\text{PCIe} = 25$ GB/s and each copy costs $t_\text{copy} = 10\,\mu$s to start. The CPU
 # side is not modelled but measured: tinymed's NumPy backend on this machine, for a
@@ -387,7 +394,7 @@ print({op: {B: f"{ms:.3f}" for B, ms in zip(batches, v)} for op, v in cpu_ms.ite
 # %%
 fig = Figure(figsize=(11, 4.2), layout="constrained")
 grid_b = np.logspace(0, np.log10(batches[-1]), 50)
-for ax, (op, work, kernels) in zip(fig.subplots(1, 2), [("relu", relu_work, 1), ("conv2d", conv2_work, 3)]):
+for ax, (op, work, kernels) in zip(fig.subplots(1, 2), [("relu", relu_work, 1), ("conv2d", conv2_work, 1)]):
     flops, nbytes, moved = work(grid_b)
     ax.plot(batches, cpu_ms[op], "o-", color="tab:blue", label="CPU, measured (tinymed NumPy)")
     ax.plot(
@@ -411,11 +418,13 @@ for ax, (op, work, kernels) in zip(fig.subplots(1, 2), [("relu", relu_work, 1), 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
 course.show(fig, "cpu-vs-gpu-model")
-for op, work, kernels in [("relu", relu_work, 1), ("conv2d", conv2_work, 3)]:
+for op, work, kernels in [("relu", relu_work, 1), ("conv2d", conv2_work, 1)]:
     gpu_ms = [1e3 * gpu_seconds(*work(B), kernels, True) for B in batches]
     print(
         f"{op:>7}, data copied each call: GPU/CPU time at B = {batches}: {np.round(np.divide(gpu_ms, cpu_ms[op]), 2)}"
     )
+relu_gbs = relu_work(batches[-1])[1] / (cpu_ms["relu"][-1] / 1e3) / 1e9
+print(f"tinymed's CPU ReLU at B = {batches[-1]}: {relu_gbs:.1f} GB/s; PCIe in the model: {GPU['pcie'] / 1e9:.0f} GB/s")
 
 # %% [markdown]
 # Read the two panels from the left. At a batch of one the GPU's time is its launch floor (with
@@ -423,17 +432,22 @@ for op, work, kernels in [("relu", relu_work, 1), ("conv2d", conv2_work, 3)]:
 # fixed cost per call too, NumPy's and tinymed's Python, about the first measured point of the
 # ReLU; a CPU library with less of it (PyTorch's ReLU takes a microsecond or two) undercuts a
 # 5 µs launch, and then the CPU wins at small batches even with the data on the GPU. As the
-# batch grows the GPU's line stays nearly flat while the CPU's climbs: past the crossover the GPU
-# wins by the ratio of the roofs. But look at the dashed line of the ReLU: when every call must
-# first copy its input over PCIe, the GPU can never do better than PCIe's 25 GB/s, about what
-# the CPU reads from its own memory: a memory-bound op loses at small batches and gains at most
-# a small factor at large ones (compare the last printed ratios of the two ops). The
-# convolution does enough arithmetic per byte to pay for the trip.
+# batch grows the GPU's line stays nearly flat while the CPU's climbs, and the GPU wins by the
+# ratio of the roofs. But look at the dashed line of the ReLU: when every call must first copy
+# its input over PCIe, the GPU can never stream faster than PCIe's 25 GB/s, about what a CPU
+# reads from its own memory. Against a CPU ReLU that streams at that speed (PyTorch's comes
+# close), a memory-bound op gains nothing from the trip, and loses at small batches to the
+# launch and copy costs. tinymed's NumPy ReLU is not such a CPU ReLU: the last line printed
+# above gives its speed, a fraction of its memory's (one thread, and a second pass over the
+# input for the mask its backward would need: see tinymed/ops/activation.py), which is why the
+# modelled GPU still comes out ahead of it in the printed ratios.
+# That is a verdict on tinymed's ReLU, not on the CPU. The convolution does enough arithmetic
+# per byte to pay for the trip whatever the CPU.
 #
 # A training step is a few dozen such calls (the profiler counted them in section 2), so a
 # GPU step has a floor of a few dozen launches however small the batch. Two habits follow:
 # **batch** on a GPU, and fuse kernels so that there are fewer launches (chapter 5's fused
-# attention is one kernel where the naive one is five); and **keep data on the device** (copy
+# attention is one kernel where the naive one is three); and **keep data on the device** (copy
 # each batch once; never bring intermediate results back). Where a GPU machine ran
 # `benchmarks/gpu_suite.sh`, its results folder is named `gpu-<model>` and its JSON has a
 # `cuda` device: its rows measure what this section models.
@@ -480,7 +494,17 @@ course.show(fig, "noise")
 #
 # ## Exercises
 #
-# **12.1 Counting a convolution.** Write `conv2d_cost(x_shape, weight_shape, stride=1,
+# Exercises 12.1 to 12.4 are graded. Write your answer in place of the
+# `raise NotImplementedError(...)` line of each cell below, keep the function's name, and run
+#
+# ```bash
+# tinymed course check 12           # in the folder holding your 12_benchmarks.py or .ipynb
+# ```
+#
+# It runs only the cells tagged `exercise` and prints PASS or FAIL with a hint for each.
+# Exercises 12.5 and 12.6 are for you and your instructor.
+#
+# **Exercise 12.1 (counting a convolution).** Write `conv2d_cost(x_shape, weight_shape, stride=1,
 # padding=0, itemsize=4)`, returning `(flops, nbytes)` for `F.conv2d` of an input of shape
 # `(N, C, H, W)` with a weight `(O, C, KH, KW)`: two FLOPs per multiply-add, and the bytes of
 # the input, the weight and the output, each once.
@@ -500,7 +524,7 @@ def conv2d_cost(x_shape, weight_shape, stride=1, padding=0, itemsize=4):
 
 
 # %% [markdown]
-# **12.2 Counting a matrix product.** Write `gemm_cost(m, n, k, itemsize=4)`, returning
+# **Exercise 12.2 (counting a matrix product).** Write `gemm_cost(m, n, k, itemsize=4)`, returning
 # `(flops, nbytes)` for the product of an `(m, k)` and a `(k, n)` matrix into an `(m, n)` one.
 
 
@@ -512,7 +536,7 @@ def gemm_cost(m, n, k, itemsize=4):
 
 
 # %% [markdown]
-# **12.3 The roofline bound.** Write `roofline(flops, nbytes, peak_gflops, bandwidth_gbs)`,
+# **Exercise 12.3 (the roofline bound).** Write `roofline(flops, nbytes, peak_gflops, bandwidth_gbs)`,
 # returning `(intensity, attainable_gflops)`: the arithmetic intensity in FLOP per byte and
 # $\min(P, I\beta)$. It must work on NumPy arrays of ops as well as on numbers.
 
@@ -528,7 +552,7 @@ def roofline(flops, nbytes, peak_gflops, bandwidth_gbs):
 
 
 # %% [markdown]
-# **12.4 A timing helper.** Write `median_time(fn, repeat=5, warmup=1, clock=None)`: call `fn`
+# **Exercise 12.4 (a timing helper).** Write `median_time(fn, repeat=5, warmup=1, clock=None)`: call `fn`
 # `warmup` times untimed, then `repeat` times, each timed with `clock()` (a function returning
 # seconds; `time.perf_counter` when `clock` is None), and return the median of the `repeat`
 # durations. `repeat < 1` is a `ValueError`. (The grader hands you a fake clock, so that it
@@ -556,7 +580,7 @@ def median_time(fn, repeat=5, warmup=1, clock=None):
 
 
 # %% [markdown]
-# **12.5 (prose) Which roof?** MedCNN's attention (chapter 5) computes
+# **Exercise 12.5 (in words): which roof?** MedCNN's attention (chapter 5) computes
 # $\mathrm{softmax}(QK^\top/\sqrt{d})V$ over $L = 49$ positions with $d = 32$. Count its FLOPs
 # and the bytes of $Q, K, V$ and the output, and place it against this machine's ridge point.
 # Is it memory- or compute-bound? The naive implementation also writes the $L\times L$ score
@@ -564,9 +588,9 @@ def median_time(fn, repeat=5, warmup=1, clock=None):
 # sequence be before that traffic outweighs the rest? What does that say about fusing the
 # kernel?
 #
-# **12.6 (experiment) One thread.** Predict first: with `OPENBLAS_NUM_THREADS=1` set before
+# **Exercise 12.6 (experiment): one thread.** Predict first: with `OPENBLAS_NUM_THREADS=1` set before
 # NumPy is imported, which points of section 4's roofline move, and which way: the GEMM, the
 # convolution, the pooling, the add? Run the chapter again with it (`OPENBLAS_NUM_THREADS=1
-# python tutorials/12_benchmarks.py`) and compare the roofline figures and section 5's fitted
-# line. Explain what moved with what each op spends its time on, and what the load average
+# python tutorials/12_benchmarks.py`; copy the figures of the first run elsewhere first, as the
+# second overwrites them) and compare the roofline figures and section 5's measured CPU points. Explain what moved with what each op spends its time on, and what the load average
 # printed in section 6 had to do with it.

@@ -87,7 +87,8 @@ def _grade_leaky_relu_source(ns: Mapping[str, Any]) -> None:
         re.search(r"setp\.\w+\.[su]32", ptx) is not None,
         "the kernel never compares an index with n: loop while i < n, or the spare threads write past the end of y",
     )
-    flushing = sorted(set(re.findall(r"setp\.\w+\.ftz\.f32", ptx)))
+    # Comparisons, and max/min (fmaxf(x, 0) is a comparison too): each flushes a subnormal operand to 0.
+    flushing = sorted(set(re.findall(r"(?:setp\.\w+|max|min)\.ftz\.f32", ptx)))
     expect(
         not flushing,
         f"the PTX compares floats with {', '.join(flushing)}: under -ftz=true a subnormal x "
@@ -107,9 +108,12 @@ def _grade_grid_size(ns: Mapping[str, Any]) -> None:
         (1, 1024, 1, "a single element still needs one block"),
         (0, 256, 0, "n = 0 needs 0 blocks"),
         ((2**31 - 1) * 1024, 1024, 2**31 - 1, "the largest grid, 2**31 - 1 blocks, is allowed"),
-        (10**12 + 1, 1000, 10**9 + 1, "use integer arithmetic, (n + T - 1) // T, not floats"),
+        (10**12 + 1, 1000, 10**9 + 1, "(n + T - 1) // T"),
     ]:
-        got = grid_size(n, threads)
+        try:
+            got = grid_size(n, threads)
+        except ValueError as e:
+            raise Fail(f"grid_size({n}, {threads}) raised ValueError({str(e)!r}), expected {want}: {hint}") from None
         expect(
             isinstance(got, int | np.integer),
             f"grid_size({n}, {threads}) returned {type(got).__name__}; return an int (a number of blocks)",
@@ -120,9 +124,15 @@ def _grade_grid_size(ns: Mapping[str, Any]) -> None:
         ((100, 2048), "threads_per_block", "a block has at most 1024 threads"),
         ((-1, 256), "n", "a negative number of elements is a mistake to report"),
         (((2**31 - 1) * 1024 + 1, 1024), "2**31", "a 1-D grid has at most 2**31 - 1 blocks"),
+        ((10**400, 1024), "2**31", "a 1-D grid has at most 2**31 - 1 blocks"),
     ]:
         try:
             grid_size(*args)
+        except OverflowError:  # only 10**400 is beyond a float
+            raise Fail(
+                "grid_size(10**400, 1024) raised OverflowError: a float cannot hold n / T there; use integer "
+                "arithmetic, (n + T - 1) // T, which is exact for any n, and then compare with 2**31 - 1"
+            ) from None
         except ValueError as e:
             expect(word in str(e), f"grid_size{args} raised ValueError({str(e)!r}); name {word!r} in the message")
         else:

@@ -474,10 +474,18 @@ axes = right.subplots(2, 4)
 for col, m in enumerate(methods):
     for row_, (label, source) in enumerate((("trained", trained_maps), ("random", random_maps))):
         axes[row_, col].imshow(shown[0], cmap="gray", vmin=0, vmax=1)
-        axes[row_, col].imshow(source[m][0], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        overlay = axes[row_, col].imshow(source[m][0], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         axes[row_, col].set_title(f"{m}, {label}", fontsize=8)
         axes[row_, col].set(xticks=[], yticks=[])
+right.colorbar(overlay, ax=axes, fraction=0.03, label="map value (max = 1)")
 course.show(fig, "sanity-check")
+
+# %% [markdown]
+# Read the random attention map with care. Random weights spread each query's attention nearly
+# evenly, so every position receives about the same total; divided by its maximum (every map
+# here is scaled to a maximum of 1), a nearly flat map is nearly 1 everywhere, and draws as one
+# colour from edge to edge. That colour says "attention spread evenly", not "everything matters":
+# chapter 5 met the same trap when a map is scaled to its own maximum.
 
 # %% [markdown]
 # ## 8. Pointing at the truth: the phantoms

@@ -372,6 +372,12 @@ def test_chapters_5_and_9_graders_hint_at_the_mistake(tmp_path, exercise, old, n
         ),
         (
             "8.1",
+            "missed = counts[positive, :].sum() - found",
+            "missed = counts[:, positive].sum() - found",
+            "the positive predictive value",
+        ),
+        (
+            "8.1",
             "cleared = counts.sum() - found - missed - false_alarms",
             "cleared = counts[1 - positive, 1 - positive]",
             "every row but `positive`",
@@ -449,6 +455,7 @@ def test_chapters_5_and_9_graders_hint_at_the_mistake(tmp_path, exercise, old, n
     ],
     ids=[
         "ch8-rates-transposed",
+        "ch8-sensitivity-by-column",
         "ch8-rates-binary-only",
         "ch8-rates-undefined",
         "ch8-auc-ties",

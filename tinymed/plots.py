@@ -208,10 +208,12 @@ def plot_image_grid(
     cols = min(nrow, n)
     rows = -(-n // cols)
     gap = max(1, h // 14)
-    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, *images.shape[3:]))
+    # Between rows, room for the next row's titles (a line of text is about a sixth of an image).
+    row_gap = gap if titles is None else max(gap, h // 5)
+    canvas = np.ones((rows * (h + row_gap) - row_gap, cols * (w + gap) - gap, *images.shape[3:]))
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
-        canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
+        canvas[r * (h + row_gap) : r * (h + row_gap) + h, c * (w + gap) : c * (w + gap) + w] = image
     width = (1.0 if titles is None else 2.2) * cols
     height = width * canvas.shape[0] / canvas.shape[1]
     fig = Figure(figsize=(width, height + (0.5 if title or titles else 0)))
@@ -220,7 +222,7 @@ def plot_image_grid(
     ax.axis("off")
     for i, text in enumerate(titles or ()):
         r, c = divmod(i, cols)
-        ax.text(c * (w + gap) + w / 2, r * (h + gap) - gap, text, ha="center", va="bottom", fontsize=9)
+        ax.text(c * (w + gap) + w / 2, r * (h + row_gap) - gap, text, ha="center", va="bottom", fontsize=9)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -505,7 +505,10 @@ auc_area = np.trapezoid(tpr, fpr)
 auc = metrics.roc_auc_score(y, scores)
 print(f"AUC: trapezoids {auc_area:.6f}, {positive.size} x {negative.size} pairs {auc_pairs:.6f}, tinymed {auc:.6f}")
 assert np.isclose(auc_area, auc_pairs) and np.isclose(auc, auc_pairs)
-print("roc_curve and roc_auc_score live in", Path(inspect.getsourcefile(metrics.roc_curve)).name)
+print(
+    "roc_curve and roc_auc_score live in",
+    Path(inspect.getsourcefile(metrics.roc_curve)).relative_to(Path(tm.__file__).parent.parent),
+)
 
 # %% [markdown]
 # The AUC does not depend on any threshold, nor on the class balance (it compares ill with

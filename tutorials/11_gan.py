@@ -493,7 +493,10 @@ m1, m2 = rng.normal(size=5), rng.normal(size=5)
 v1, v2 = rng.uniform(0.5, 2.0, 5), rng.uniform(0.5, 2.0, 5)
 diagonal = metrics.frechet_distance(m1, np.diag(v1), m2, np.diag(v2))
 assert np.isclose(diagonal, np.sum((m1 - m2) ** 2 + (np.sqrt(v1) - np.sqrt(v2)) ** 2))
-print(f"5-D diagonal: {diagonal:.6f}, the sum of five 1-D distances; lives in", Path(metrics.__file__).name)
+print(
+    f"5-D diagonal: {diagonal:.6f}, the sum of five 1-D distances; lives in",
+    Path(metrics.__file__).relative_to(package_root),
+)
 
 # %% [markdown]
 # For full covariances, $(\Sigma_1\Sigma_2)^{1/2}$ is a matrix square root, and the product of

@@ -49,6 +49,16 @@ def _grade_sensitivity_specificity(ns: Mapping[str, Any]) -> None:
         )
     if np.allclose(got, (50 / 60, 35 / 40)):
         raise Fail("on [[50, 10], [5, 35]] you returned the rates of class 0: use the class `positive` you are given")
+    if np.isclose(got[0], 35 / 45):
+        raise Fail(
+            "on [[50, 10], [5, 35]] your sensitivity is 35/45 = TP/(TP+FP), the positive predictive value: rows are "
+            "the true class, so divide TP by the row of the ill, matrix[positive, :].sum() = 40"
+        )
+    if np.isclose(got[1], 50 / 55):
+        raise Fail(
+            "on [[50, 10], [5, 35]] your specificity is 50/55 = TN/(TN+FN), the negative predictive value: divide "
+            "TN by the rows of the healthy (every row but `positive`), here 50 + 10 = 60"
+        )
     expect_close(got, (35 / 40, 50 / 60), "(sensitivity, specificity) of [[50, 10], [5, 35]] for class 1")
     expect_close(rates(binary, 0), (50 / 60, 35 / 40), "the same matrix for class 0", "class 0 is now the positive one")
     rng = np.random.default_rng(8)

@@ -332,6 +332,7 @@ for B in (64, 256, 1024, 4096):
     ax.plot(ranks, efficiency, "o-", label=f"global batch {B}")
 ax.axhline(0.8, color="gray", ls=":", label="80%")
 ax.set(xscale="log", xlabel="ranks p", ylabel="efficiency T(1) / (p T(p))", ylim=(0, 1.05))
+ax.set_xticks(ranks, [str(p_) for p_ in ranks])  # the rank counts themselves, not powers of ten
 ax.set_title(f"LeNet on 10 Gbit/s Ethernet ({1e3 * c:.1f} ms of compute per image, this CPU)")
 ax.grid(True, alpha=0.3)
 ax.legend(fontsize=8)

@@ -399,7 +399,8 @@ course.show(fig, "masks")
 #
 # One edge case needs care: a query with *no* key left (say, a padded query under a mask that
 # also hides padded queries). Its row of scores is all $-\infty$, its maximum is $-\infty$, and
-# the shifted softmax computes $-\infty - (-\infty) = $ `nan`. tinymed, like PyTorch, returns
+# the shifted softmax computes $-\infty - (-\infty) = $ `nan`. tinymed, like current PyTorch
+# (2.13, the version tinymed's tests compare with; older releases returned `nan`), returns
 # zeros for such a row instead.
 
 # %%

@@ -89,7 +89,7 @@ print(f"train labels {train.labels.shape} {train.labels.dtype}, classes {dict(en
 
 # %% [markdown]
 # Eight images of each class. At this size a radiologist would not make a diagnosis (the
-# originals are over a thousand pixels wide); what survives is the overall pattern: how dark
+# originals are mostly over a thousand pixels wide); what survives is the overall pattern: how dark
 # and clear the lungs are, and whether a bright hazy region fills part of one.
 
 # %%
@@ -312,7 +312,8 @@ for p, old in zip(model.parameters(), before):
 
 # %% [markdown]
 # We train with **Adam** instead of plain SGD: it keeps a running average of each parameter's
-# gradient and of its square, and steps by their ratio, so every parameter moves at a sensible
+# gradient and of its square, and steps by the first over the square root of the second (with
+# a correction for the averages' start at zero), so every parameter moves at a sensible
 # rate whatever the scale of its gradient. Its step is a few more lines of arithmetic, in the
 # file printed below; the five lines of the loop stay the same.
 #
@@ -579,8 +580,11 @@ course.show(fig, "threshold-trade")
 #
 # 1. **Validation is drawn like train.** MedMNIST split one pool of images at random into train
 #    and val: same hospital, same period, same machines, same graders. Validation measures how
-#    well the model does on *more of the same*. The test images are the source's separately
-#    collected set, other children: closer to what the next patient brings.
+#    well the model does on *more of the same*, and the source's training pool holds several
+#    images of some children, so a random split can put one child on both sides. The test
+#    images are the source's own evaluation set, kept apart by its authors (same hospital and
+#    period, so not an external test either): closer to what the next patient brings, not the
+#    same.
 # 2. **Selection.** We choose the epoch, the learning rate, the threshold by looking at
 #    validation figures; each choice fits the validation set a little. A figure used for a choice
 #    is optimistic.
@@ -678,10 +682,10 @@ course.show(fig, "bootstrap")
 #   regions; the detail a radiologist reads (air bronchograms, the border of the heart, small
 #   effusions) is gone.
 # - **One source.** Children aged one to five in one hospital. Adults, other machines, portable
-#   X-rays of patients lying down, other hospitals' habits are all unseen. CNNs trained on one
-#   hospital's X-rays are known to learn the hospital (markers, positioning, the machine's
-#   noise) along with the disease, and lose accuracy elsewhere (Zech et al., *PLOS Medicine*
-#   2018).
+#   X-rays of patients lying down, other hospitals' habits are all unseen. CNNs trained on
+#   X-rays pooled from several hospitals learned to recognise the hospital (markers,
+#   positioning, the machine's noise) and used it along with the disease, and did worse on
+#   hospitals they had not seen (Zech et al., *PLOS Medicine* 2018).
 # - **The label.** "Pneumonia" merges bacterial and viral, which are treated differently, and
 #   it is the graders' reading of the image, not a diagnosis confirmed by tests.
 # - **A probability that is not one.** The softmax output ranks images; nothing made it

@@ -156,7 +156,9 @@ print("saliency maps", saliency.shape, "- ours and tinymed.explain.saliency agre
 # ## 3. Grad-CAM: which places in a feature map?
 #
 # Pixels are the wrong unit for a CNN's reasoning; its last convolution block (`block3`, 32
-# channels on a 7×7 grid) holds the features the head classifies. **Grad-CAM** (Selvaraju et
+# channels on a 7×7 grid) holds the features the rest of the network classifies (in MedCNN
+# an attention block still mixes the positions before the head, so the gradients reach
+# `block3` through it). **Grad-CAM** (Selvaraju et
 # al., 2017) weighs each channel $A_k$ of that block by how much the class score rises with it,
 # on average over the positions, adds the weighted channels up, and keeps the positive part:
 #
@@ -395,8 +397,9 @@ for a_name in names_m:
 #
 # ## 7. Sanity checks: does the map depend on the network?
 #
-# Adebayo et al. ("Sanity Checks for Saliency Maps", 2018) proposed a test any explanation
-# should pass: **randomise the network's weights and explain again**. A map that explains the
+# Adebayo et al. ("Sanity Checks for Saliency Maps", 2018) proposed two tests any explanation
+# should pass; the one we run is **randomise the network's weights and explain again** (the
+# other retrains the network on shuffled labels). A map that explains the
 # *network* must change when the network is destroyed; a map that stays the same was showing
 # the *image* (its edges, its bright spots), not the decision. They randomise layer by layer,
 # from the head down (a *cascade*), and measure the rank correlation between each map and the
@@ -455,7 +458,9 @@ random_maps = maps  # the whole network randomised
 #   anything: **saliency** on the phantoms (about 0.8 with a random head), **occlusion** on
 #   PneumoniaMNIST (about 0.6 with every layer random: hiding a dark lung moves almost any
 #   network's output). Such a map is partly a picture of the *image*, not of the decision.
-#   Adebayo et al. found the same of several popular gradient methods.
+#   Adebayo et al. found this most clearly in Guided Backprop and Guided Grad-CAM; plain
+#   gradients (saliency) passed their test, so our saliency result on the phantoms deserves
+#   a closer look (a head of one linear layer is a small part of the network to randomise).
 #
 # The curves, and the maps of the fully randomised network beside the trained one's:
 

@@ -216,8 +216,10 @@ course.show(fig, "accuracy-versus-dice")
 # by one pixel gets fewer pixels wrong than growing it by one (the rim just inside is shorter
 # than the rim just outside), so pixel accuracy prefers it; but those pixels are a large
 # share of a small mask, and Dice prefers growing. Which of Dice and IoU to report is a
-# convention: IoU is the lower of the two (except at 0 and 1), and they rank segmenters the
-# same way, since one is a function of the other.
+# convention: IoU is the lower of the two (except at 0 and 1), and on one image they rank
+# masks the same way, since one is a function of the other. Their means over many images can
+# still disagree: per-image Dice of (0.5, 1.0) against (0.8, 0.8) averages 0.75 against 0.80,
+# but the IoUs (0.33, 1.0) and (0.67, 0.67) both average 0.67.
 #
 # ## 3. A loss you can differentiate: soft Dice
 #
@@ -387,8 +389,10 @@ course.show(fig, "transposed-convolution")
 # ## 5. The U-Net: down, up, and the skip connections
 #
 # The **U-Net** (Ronneberger, Fischer and Brox, 2015) has two halves. Its **encoder** is a
-# classifier's trunk: blocks of two 3×3 convolutions (each followed by BatchNorm and ReLU, as
-# in chapter 8), then a 2×2 max pooling that halves the image and lets the next block see a
+# classifier's trunk: blocks of two 3×3 convolutions (in tinymed's version, as in most modern
+# ones, each followed by BatchNorm and ReLU, as in chapter 8, and padded; the original had
+# unpadded convolutions, no BatchNorm, and ended in a softmax over two classes), then a 2×2
+# max pooling that halves the image and lets the next block see a
 # wider context. Its **decoder** climbs back: a 2×2 transposed convolution with stride 2
 # doubles the size, and a conv block refines the result. The deepest map knows *that* an
 # opacity is around here (as Grad-CAM's 7×7 map did) but has lost where its edge runs. So
@@ -429,7 +433,7 @@ def size(name):
     return " x ".join(map(str, shapes[name][1:]))
 
 
-def joined(up, skip):  # the concatenation: the upsampled map's channels, then the skip's
+def joined(up, skip):  # the concatenation: the skip's channels, then the upsampled map's
     return f"{shapes[up][1] + shapes[skip][1]} x {size(up).split(' x ', 1)[1]}"
 
 

@@ -115,9 +115,11 @@ print("conv_transpose2d lives in", Path(inspect.getsourcefile(F.conv_transpose2d
 # output counts them. With kernel 3 and stride 2 the count alternates, 1, 2, 1, 2 along a row
 # and 1, 2, 4 over the image: some pixels receive four times the signal of their neighbours,
 # and generated images show a faint **checkerboard** unless the weights learn to cancel it.
-# With kernel 4 and stride 2, the DCGAN choice, every interior pixel is covered exactly four
-# times; only the border, which padding 1 partly crops, gets fewer. The kernel size is a
-# multiple of the stride: that is the reason for 4.
+# With kernel 4 and stride 2, the choice of the widely copied PyTorch DCGAN example (the paper
+# itself used 5×5 kernels), every interior pixel is covered exactly four times; only the
+# border, which padding 1 partly crops, gets fewer. The kernel size is a multiple of the
+# stride: that is the reason for 4 (Odena, Dumoulin and Olah, "Deconvolution and Checkerboard
+# Artifacts", 2016, explain the pattern).
 
 # %%
 fig = Figure(figsize=(9, 4), layout="constrained")
@@ -137,10 +139,12 @@ course.show(fig, "stamps")
 # ## 2. The textbook listing, and why it breaks on X-rays
 #
 # The DCGAN paper (Radford, Metz and Chintala, 2016) built its networks for 64×64 colour
-# photographs, and most textbook listings copy them. Here is such a listing: a generator that
-# starts from a 4×4 map and doubles it twice with kernel 4 and stride 2, but forgets the
-# padding; and the paper's discriminator, whose first layer reads 3 colour channels and whose
-# last 4×4 kernel expects the 4×4 map that four halvings leave of a 64×64 image.
+# photographs, and most textbook listings copy the widely used PyTorch version of them (kernel
+# 4 throughout, a last 4×4 convolution where the paper flattened to one output). Here is such
+# a listing: a generator that starts from a 4×4 map and doubles it twice with kernel 4 and
+# stride 2, but forgets the padding; and that version's discriminator, whose first layer reads
+# 3 colour channels and whose last 4×4 kernel expects the 4×4 map that four halvings leave of
+# a 64×64 image.
 
 
 # %%
@@ -260,11 +264,12 @@ print("both live in", Path(inspect.getsourcefile(Generator)).relative_to(package
 #   L_G = -\log D(G(z)) .$$
 #
 # $D$ learns to say 1 on real images and 0 on generated ones; $G$ learns to make $D$ say 1 on
-# its images. The original GAN paper wrote the generator's move as *minimising*
-# $\log(1 - D(G(z)))$, the exact opposite of $D$'s second term. That **saturating** loss fails
-# in practice: early in training $D$ rejects every generated image, $D(G(z)) \approx 0$, and
+# its images. The original GAN paper (Goodfellow et al., 2014) wrote the game with the
+# generator *minimising* $\log(1 - D(G(z)))$, the exact opposite of $D$'s second term, and
+# noted in the same section that this **saturating** loss fails in practice: early in training $D$ rejects every generated image, $D(G(z)) \approx 0$, and
 # there its slope is nearly flat, so $G$ gets almost no gradient. The **non-saturating**
-# $-\log D(G(z))$ has the same aim and a steep slope exactly there. In terms of the logit,
+# $-\log D(G(z))$, which that paper recommends instead, has the same aim and a steep slope
+# exactly there. In terms of the logit,
 # $\frac{d}{d\ell}\log(1 - \sigma(\ell)) = -\sigma(\ell)$, which vanishes as $D(G(z)) \to 0$,
 # while $\frac{d}{d\ell}\bigl(-\log \sigma(\ell)\bigr) = -(1 - \sigma(\ell))$ tends to $-1$.
 # Autograd agrees:
@@ -402,7 +407,8 @@ print(f"{steps} steps in {time.perf_counter() - start:.0f} s; last step:", {k: r
 #
 # - $D$'s loss. Guessing gives $2 \log 2 \approx 1.39$ (1/2 on every image); near 0, $D$ wins
 #   every time and $G$ learns little.
-# - $G$'s loss, $-\log D(G(z))$: $\log 2 \approx 0.69$ when $D$ is fooled half the time.
+# - $G$'s loss, $-\log D(G(z))$: $\log 2 \approx 0.69$ when $D$ gives every generated image
+#   1/2.
 # - $D(x)$, the mean probability "real" on real images, and $D(G(z))$ on generated ones. At the
 #   game's ideal end both would be 1/2: $D$ can no longer tell. In practice they hover apart,
 #   and the generator improves while $D$ keeps finding new differences.
@@ -565,9 +571,11 @@ course.show(fig, "frechet-sample-size")
 #
 # Suppose a box of pixels is missing (a burnt-in label, a detector fault). A trained generator
 # can fill it: every $z$ gives a plausible X-ray, so look for the $z$ whose X-ray agrees with
-# ours where ours is known (Yeh et al., 2017). With $y$ the image scaled to the generator's
-# range $[-1, 1]$, $M$ the mask of known pixels and $n_M$ their number, minimise over $z$ only,
-# the networks fixed:
+# ours where ours is known: the idea of Yeh et al. (2017), in a simpler variant (they weight
+# the known pixels by their distance to the hole, use a prior term $\log(1 - D(G(z)))$ and
+# blend the result in; the $\lVert z\rVert^2$ term below is ours). With $y$ the image scaled
+# to the generator's range $[-1, 1]$, $M$ the mask of known pixels and $n_M$ their number,
+# minimise over $z$ only, the networks fixed:
 #
 # $$\mathcal L(z) = \underbrace{\frac{1}{2 n_M}\sum_{M} \lvert G(z) - y \rvert}_{\text{agree
 #   where known}} \; + \; \lambda_a \underbrace{\bigl(-\log D(G(z))\bigr)}_{\text{look real}}

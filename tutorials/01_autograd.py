@@ -60,8 +60,9 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 #
 # $$u = w\,x, \qquad z = u + b, \qquad p = \sigma(z) = \frac{1}{1 + e^{-z}}, \qquad L = -\log p .$$
 #
-# Each step is one small operation whose result feeds the next. Computing them in order is the
-# **forward pass**.
+# ($z$, the score before the sigmoid, is called the **logit**: a function whose name ends in
+# `_with_logits` takes $z$, not $p$.) Each step is one small operation whose result feeds the
+# next. Computing them in order is the **forward pass**.
 
 # %%
 x, w, b = 0.8, 1.5, -0.5
@@ -549,11 +550,13 @@ else:
 #   our engine fails where tinymed, which walks its graph with a list as a stack, does not
 #   (exercise 1.2 fixes ours).
 # - **Speed.** One Python object per number made the scalar engine slower than tinymed by the
-#   factor printed in section 7 (about 50 in our full runs, on 49 features and 64 images). Tensors are not an optimisation; they are what makes training possible at all.
+#   factor printed in section 7 (about 50 in our full runs, on 49 features and 64 images).
+#   Tensors are not an optimisation; they are what makes training possible at all.
 # - **Memory.** Reverse mode keeps every intermediate value alive until backward has used it.
 #   For a CNN those are its feature maps, the main reason training needs far more memory than
 #   prediction.
-# - **Kinks.** At a point where a function has no derivative (ReLU at 0, |x| at 0) the engine
+# - **Kinks.** At a point where a function has no derivative (ReLU, $\max(0, x)$, which
+#   chapter 2 puts between layers, at 0; $|x|$ at 0) the engine
 #   returns whatever the local derivative's code says; tinymed, like PyTorch, says 0.
 # - **Accumulation.** Our engine restarts from zero at every backward. tinymed and PyTorch add
 #   into `.grad` instead, so that gradients of several losses can be summed; that is why
@@ -638,8 +641,8 @@ def iterative_topological_order(root):
 
 
 # %% [markdown]
-# **Exercise 1.3 (a tinymed Function).** Write `Softplus`, the smooth ReLU
-# $\operatorname{softplus}(x) = \log(1 + e^{x})$, as a `tm.Function` with its `backward`
+# **Exercise 1.3 (a tinymed Function).** Write `Softplus`, a smooth version of the ReLU
+# $\max(0, x)$, $\operatorname{softplus}(x) = \log(1 + e^{x})$, as a `tm.Function` with its `backward`
 # ($\frac{d}{dx}\operatorname{softplus}(x) = \sigma(x)$). Two traps: $e^{800}$ overflows (look
 # at `np.logaddexp`), and the derivative must stay finite at $x = \pm 800$. Keep the input's
 # dtype and shape; the grader also runs `tm.gradcheck` on your op.

@@ -333,7 +333,8 @@ right.add_patch(Rectangle((1 * 3 + 2 - 0.5, -0.5), 1, 9, fill=False, ec="tab:red
 course.show(fig, "im2col")
 
 # %% [markdown]
-# Now the convolution of the X-ray with 8 random 3×3 filters as **one** matrix product,
+# Now the convolution of the X-ray with 8 random 3×3 filters as **one** matrix product (a
+# *GEMM*, for "general matrix multiply", in the name BLAS libraries give it),
 # $(8, 9) \times (9, 26\cdot 26)$, checked against the loop of section 2 filter by filter, and
 # against `F.conv2d`:
 
@@ -405,8 +406,8 @@ assert np.allclose(by_hand, np.asarray(w_t.grad))
 # The gradient with respect to the input goes the other way: $W_{\text{mat}}^\top\,
 # \partial L/\partial Y$ gives, for every tap of every window, the gradient of the pixel that
 # tap read, and adding each window back where it came from gives $\partial L/\partial x$. That
-# operation is the **transposed convolution**, which chapter 11's generator uses to make images
-# larger (`numpy_ref.conv2d_grad_input` in the reference).
+# operation is the **transposed convolution**, which chapter 10's U-Net and chapter 11's
+# generator use to make images larger (`numpy_ref.conv2d_grad_input` in the reference).
 #
 # ## 7. Stride, padding, dilation
 #

@@ -13,9 +13,9 @@
 # %% [markdown]
 # # Chapter 3 · Pooling and the affine layer
 #
-# In chapter 2's last experiment the CNN changed its verdict when an X-ray moved by three
-# pixels: its convolutions moved their feature maps along, but the layer on top read every
-# pixel of them at a fixed place. Most CNNs put a **pooling** layer between their
+# In chapter 2's last experiment the CNN's score changed when an X-ray moved by three pixels:
+# its convolutions moved their feature maps along, but the layer on top read every pixel of
+# them at a fixed place. Most CNNs put a **pooling** layer between their
 # convolutions: it keeps only the largest value of each small window and throws the other
 # three of four away. Why would throwing information away help a network, what does it cost,
 # and how does a gradient get back through a `max`, which has no derivative where two values

@@ -238,7 +238,8 @@ else:
 #
 # ## 5. From one number to a tensor: what `tm.gradcheck` does
 #
-# An operation maps tensors to a tensor, so "the gradient" is a whole Jacobian. `tm.gradcheck`
+# An operation maps tensors to a tensor, so "the gradient" is a whole **Jacobian**, the matrix
+# of every output element's derivative with respect to every input element. `tm.gradcheck`
 # avoids building it. It draws a fixed random tensor $v$ of the output's shape and checks the
 # scalar
 #
@@ -269,7 +270,8 @@ print(inspect.getdoc(tm.gradcheck))
 # ## 6. An operation to check: smooth L1
 #
 # Regression losses in medical imaging (how far is the predicted box around a nodule from the
-# radiologist's box?) often use the **smooth L1** or Huber function of the error $d$: quadratic
+# radiologist's box?) often use the **smooth L1** function of the error $d$ (the Huber loss
+# divided by its threshold $\beta$): quadratic
 # near zero, so its gradient fades smoothly as the error vanishes, linear far away, so one wild
 # outlier does not dominate:
 #

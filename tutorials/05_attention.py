@@ -498,7 +498,13 @@ print("where the module lives:", Path(inspect.getsourcefile(nn.MultiheadAttentio
 #
 # We train a small MedCNN (8, 16 and 32 channels, 2 heads) for a short while. Chapter 8
 # takes the training loop apart; here it is a tool, and the numbers depend on the data and on
-# fast mode.
+# fast mode. Three of its pieces in one line each: `tinymed.data.DataLoader` serves an image
+# data set in shuffled batches of NumPy arrays, augmented and normalised by its `transform`
+# (chapter 8 uses PyTorch's general `tinymed.utils.data.DataLoader` instead, and augments in
+# its loop); `AdamW` is Adam (chapter 8) that also shrinks every weight a little at each step
+# (weight decay); and `train()`/`eval()` switch layers that behave differently while training,
+# such as dropout, which MedCNN applies before its head: it zeroes a random fifth of the
+# features at each training step, so that no single feature can carry the decision.
 
 # %%
 train = course.xray_dataset("train", n=course.pick(1500, 128))
@@ -671,8 +677,9 @@ print(f"reference lse for query {query}: {lse_ref[0, query]:.6f}")
 assert math.isclose(lse_ref[0, query], lse)
 
 # %% [markdown]
-# The fused kernel in CUDA C (chapter 7 reads it line by line, chapter 6 has its Numba twin)
-# keeps exactly these running quantities in registers. Its opening comment:
+# The fused kernel in CUDA C (`kernels/cuda/attention.cu`, which chapter 7's way of reading
+# kernels opens up; `kernels/numba/attention.py` is its Numba twin) keeps exactly these
+# running quantities in registers. Its opening comment:
 
 # %%
 kernel_file = resources.files("tinymed.kernels") / "cuda" / "attention.cu"
@@ -840,7 +847,7 @@ fig = plots.plot_curves(
     rows_,
     [
         plots.Panel("largest weight per query", "mean over 49 queries", {"largest weight": "max"}, ylim=(0, 1.05)),
-        plots.Panel("gradient reaching the queries", "‖dL/dQ‖ / √d_k", {"gradient": "grad"}),
+        plots.Panel("gradient reaching the queries", "‖d loss / dQ‖ / √d_k", {"gradient": "grad"}),
     ],
     title=f"scores scaled by d_k^-{power}",
 )

@@ -467,8 +467,8 @@ course.show(fig, "simulator-cost")
 # %% [markdown]
 # In the simulator the time grows in proportion to the number of threads: it really runs them
 # all, one by one. At the rate printed above, the first convolution of chapter 2's CNN on a
-# batch of 64 X-rays (64 images × 8 channels × 28 × 28 outputs, about 400,000 threads) would
-# take minutes; on a GPU it takes well under a millisecond. So in the simulator we use tiny
+# batch of 64 X-rays (64 images × 8 channels × 28 × 28 outputs, about 400,000 threads; chapter
+# 2 trained on batches of 32, half that) would take minutes; on a GPU it takes well under a millisecond. So in the simulator we use tiny
 # arrays and blocks, which is also what makes it good for testing: small shapes that still
 # cross several block and tile edges. What the simulator is for is **correctness**: it runs
 # your indexing, your guards and your barriers exactly as written, and it checks every index
@@ -656,7 +656,8 @@ assert np.allclose(numba_grad, cpu_grad, atol=1e-5)
 #   synchronisation.
 # - **Memory effects are invisible.** Coalesced reads, bank conflicts, caches and occupancy
 #   decide a kernel's speed on a GPU; the simulator has none of them. Chapter 7 reads what the
-#   compiler makes of a kernel, and chapter 12 measures them on a GPU.
+#   compiler makes of a kernel, and chapter 12 models their costs and reads GPU benchmark
+#   results where a GPU has run them.
 # - **Arithmetic differs in the last bits.** The GPU compiler fuses `a * b + c` into one
 #   instruction with one rounding (FMA); NumPy rounds twice. A test that demands bit equality
 #   between a GPU kernel and NumPy fails for no fault of the kernel.

@@ -72,7 +72,10 @@ print(
 # read them from the installed files, with their own line numbers, so that what you see here
 # is what runs. The convolution of chapter 2, with the padding and stride of its section 7,
 #
-# $$y_{n,o,i,j} = b_o + \sum_{c}\sum_{p,q} w_{o,c,p,q}\; x_{n,\,c,\; i s_h - p_h + p d_h,\; j s_w - p_w + q d_w},$$
+# $$y_{n,o,i,j} = b_o + \sum_{c}\sum_{p,q} w_{o,c,p,q}\; x_{n,\,c,\; i S_h - P_h + p D_h,\; j S_w - P_w + q D_w},$$
+#
+# (stride $S$, padding $P$ and dilation $D$ along each axis, as in chapter 2; $p, q$ are the
+# kernel's taps)
 #
 # is the kernel `conv2d_forward`. Its first lines are chapter 6's pattern, one thread per
 # output, in C: the thread number from `blockIdx`, `blockDim` and `threadIdx`, the guard
@@ -474,7 +477,7 @@ if GPU:
     seconds = float(np.median(times))
     print(f"{side} x {side} product: {seconds * 1e3:.2f} ms (median of 5), {2 * side**3 / seconds / 1e12:.1f} TFLOP/s")
 else:
-    print("skipped: no GPU here; chapter 12 reads the benchmark results measured on one")
+    print("skipped: no GPU here; chapter 12 models the GPU's costs")
 
 # %% [markdown]
 # ## 7. Honest limits

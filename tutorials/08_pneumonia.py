@@ -72,9 +72,9 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 # carries one label: 0 **normal** or 1 **pneumonia** (bacterial and viral together), graded by
 # physicians. MedMNIST split the source's training images at random, 9 to 1, into **train**
 # (4,708) and **val** (524), and kept the source's separate evaluation images, 624 of them, as
-# **test**.
-# The file on this machine has no test split (it is kept for independent evaluation); section 9
-# is about what that split would do to our numbers.
+# **test**. This chapter leaves the test split alone, whether or not your file has it (the
+# official file does): a test figure is measured once, at the end, with everything fixed
+# beforehand. Section 9 is about what that split does to the numbers.
 #
 # The phantoms, the offline fallback, are synthetic chest-like images; label 1 adds a faint
 # bright blob (an "opacity") in one lung. Everything below runs on either; what the numbers
@@ -265,8 +265,9 @@ assert abs(first_loss - np.log(2)) < 0.3
 # %% [markdown]
 # ## 5. The training loop, written out
 #
-# PyTorch's idiom, which tinymed copies name for name: the images and labels go into a
-# `TensorDataset`; a `DataLoader` cuts it into shuffled **batches** (a new order every epoch);
+# PyTorch's idiom, which tinymed copies name for name (`tinymed.utils.data`, as
+# `torch.utils.data`): the images and labels go into a `TensorDataset`; a `DataLoader` cuts it
+# into shuffled **batches** (a new order every epoch);
 # one pass over all the batches is an **epoch**. The dataset holds pixels in $[0, 1]$, because
 # augmentation works on those; normalisation comes after it, batch by batch.
 

@@ -60,8 +60,11 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 #
 # We train tinymed's `MedCNN` (chapter 5 met its attention block), small: 8, 16 and 32
 # channels, 2 heads. It is not chapter 8's plain CNN: section 5's attention maps need an
-# attention block. The loop has chapter 8's shape, made quicker: AdamW under a one-cycle
-# learning-rate schedule instead of Adam under a cosine one, and no augmentation. `fit`
+# attention block. The loop has chapter 8's shape, made quicker: AdamW (Adam with weight
+# decay, chapter 5) under a **one-cycle** schedule instead of Adam under a cosine one (the
+# learning rate climbs from small to its maximum over the first part of the run, then decays
+# to almost zero, which lets a short run take large steps in the middle safely), and no
+# augmentation. `fit`
 # returns the network in evaluation mode, with the normalisation its inputs need.
 
 

@@ -65,7 +65,8 @@ print(f"tinymed {tm.__version__}, fast mode {'on' if course.fast() else 'off'}")
 #
 # A discriminator is a classifier like chapter 8's: convolutions with stride 2 halve the image
 # until one number is left. A generator must go the other way, from a vector of random numbers
-# to a 28×28 image. Its layer is the **transposed convolution**: every input pixel *stamps* a
+# to a 28×28 image. Its layer is the **transposed convolution** (chapter 10, section 4, met it
+# in the U-Net's decoder, if you took that chapter): every input pixel *stamps* a
 # copy of the kernel, scaled by the pixel's value, onto the output, the stamps `stride` pixels
 # apart, and where stamps overlap they add. Then `padding` crops $p$ pixels off every border.
 # With kernel $k$, stride $s$ and padding $p$, an input of side $H$ gives
@@ -320,8 +321,9 @@ print(f"{len(loader)} batches per epoch, images in [{real_images.min().item()}, 
 # The networks are narrower than the module's defaults (32 feature maps where it has 64), to
 # train in minutes on a CPU; `tinymed train gan` makes the same choice, for the same reason.
 # Two Adam optimisers with the DCGAN paper's settings: a learning rate of $2\cdot10^{-4}$ and
-# $\beta_1 = 0.5$, a shorter memory than the usual 0.9, so that each network's momentum follows
-# its opponent's moves.
+# $\beta_1 = 0.5$, a shorter memory than the usual 0.9 for Adam's running average of the
+# gradient (its *momentum*: the step keeps going the way recent gradients pointed), so that
+# each network's momentum follows its opponent's moves.
 #
 # One step, written out. The discriminator's step sees `fake.detach()`: its loss must not send
 # gradients into $G$. The generator's step freezes $D$ (`requires_grad_(False)`), so that

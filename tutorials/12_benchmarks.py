@@ -123,7 +123,8 @@ if bench:
 # %% [markdown]
 # Read it with suspicion, as the note committed beside it asks (`NOTE.md` in the same folder):
 # that run was made on a nearly idle machine (the load averages printed above), and still single
-# rows of a few milliseconds move by up to 2x between runs, because a scheduler tick or another
+# rows of a few milliseconds move by large factors between runs (NOTE.md's example: one ratio
+# to PyTorch was 0.25 in one run and 3.17 in the next), because a scheduler tick or another
 # process waking costs as much as the work. A line that jumps up and down between batch sizes
 # is that noise, not the library. Section 6 comes back to this; the rest of the chapter measures
 # for itself.
@@ -329,7 +330,8 @@ course.show(fig, "roofline")
 # Reading the picture. The add sits close to its slanted roof: it is memory-bound, and NumPy's
 # add is about as good as an add gets. No kernel, on any device, will do an element-wise op
 # faster than the memory delivers it; on a GPU the slanted roof is 10 to 50 times higher
-# (HBM moves 1 to 3 TB/s), which is most of a GPU's advantage on such ops. The GEMM gets
+# (HBM moves 1.5 to 3.35 TB/s, the H100's being the latter), which is most of a GPU's advantage
+# on such ops. The GEMM gets
 # closest to the flat roof (it *is* what the roof was measured with, at another size). The
 # convolution sits far below its ceiling: tinymed's im2col (chapter 2) first *writes* a
 # matrix $K_HK_W$ times larger than its input and reads it back, traffic the minimal byte count
@@ -489,7 +491,7 @@ course.show(fig, "noise")
 #   other. `OPENBLAS_NUM_THREADS=1` makes small products faster here, large ones slower.
 # - **Small sizes mislead.** At LeNet's sizes, fixed costs (Python, launches) dominate; a
 #   library that wins there can lose at a batch of 256, and the other way round.
-# - **The model of section 5 is a model.** Its three numbers are assumptions; it explains the
+# - **The model of section 5 is a model.** Its five numbers are assumptions; it explains the
 #   shape of the curves, not where exactly they cross on your GPU.
 #
 # ## Exercises

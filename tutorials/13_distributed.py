@@ -383,7 +383,8 @@ else:
 #   overlap PyTorch gets from hooks. Measure before buying machines.
 # - **Same model, not same training.** Scaling $p$ at a fixed per-rank batch grows the global
 #   batch; a larger batch needs a retuned learning rate (often scaled with it, after a
-#   warm-up), and past some size it generalises worse. Efficiency is about seconds per step,
+#   warm-up: a few hundred steps whose learning rate climbs from small to the full value), and
+#   past some size it generalises worse. Efficiency is about seconds per step,
 #   not about how many steps a good model takes.
 # - **BatchNorm and padding** make the data-parallel run differ slightly from one process
 #   (sections 1 and 2).

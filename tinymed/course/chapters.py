@@ -228,9 +228,8 @@ CHAPTERS: tuple[Chapter, ...] = (
             "Say where the time goes: arithmetic, copies, launches.",
             "Place an op on a roofline and predict its ceiling.",
         ),
-        (6, 7),
+        (5, 6, 7),
         90,
-        gpu=True,
     ),
     Chapter(
         13,

@@ -92,7 +92,12 @@ def _grade_ring_all_reduce(ns: Mapping[str, Any]) -> None:
             f"{what}: {steps} steps; a ring all-reduce takes 2(p - 1) = {2 * (p - 1)}, each rank sending one chunk per "
             "step",
         )
-    # Values of very different sizes, so that the order of the additions changes the result's last bits.
+    _expect_ring_order(ring, rng)
+
+
+def _expect_ring_order(ring: Any, rng: np.random.Generator) -> None:
+    """Fail unless ``ring``'s sums were added in a ring's order (:func:`_ring_order_sum`), on
+    values of very different sizes, so that the order of the additions shows in the last bits."""
     p = 4
     buffers = [rng.standard_normal(8) * 10.0 ** rng.uniform(-8, 8, 8) for _ in range(p)]
     results, _ = ring([b.copy() for b in buffers])

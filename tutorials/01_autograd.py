@@ -32,8 +32,8 @@
 #
 # **You need** Python and NumPy; no deep learning. **Time**: about 90 minutes with the
 # exercises. Run it as a script (`python tutorials/01_autograd.py`, figures go to
-# `tutorials/figures/01_autograd/`) or as a notebook (`tinymed course notebooks`); with
-# `TINYMED_FAST=1` it runs in seconds on less data.
+# `tutorials/figures/01_autograd/`) or as a notebook (`tinymed course release DIR` writes both);
+# with `TINYMED_FAST=1` it runs in seconds on less data.
 
 # %%
 import inspect

@@ -35,8 +35,8 @@
 #
 # **You need** chapter 1 (gradients, `tm.Tensor`, `backward`). **Time**: about two hours with
 # the exercises. Run it as a script (`python tutorials/02_convolution.py`, figures go to
-# `tutorials/figures/02_convolution/`) or as a notebook (`tinymed course notebooks`); with
-# `TINYMED_FAST=1` it runs in seconds on less data and fewer training steps.
+# `tutorials/figures/02_convolution/`) or as a notebook (`tinymed course release DIR` writes
+# both); with `TINYMED_FAST=1` it runs in seconds on less data and fewer training steps.
 
 # %%
 import inspect

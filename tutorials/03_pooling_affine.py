@@ -29,9 +29,10 @@
 # - Explain what pooling buys a CNN and what it throws away.
 #
 # **You need** chapters 1 (gradients, `backward`) and 2 (convolution, feature maps, stride).
-# **Time**: about 90 minutes with the exercises. Run it as a script
-# (`python tutorials/03_pooling_affine.py`, figures go to `tutorials/figures/03_pooling_affine/`)
-# or as a notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs on less data.
+# **Time**: about 90 minutes with the exercises. Run it as a script (`python
+# tutorials/03_pooling_affine.py`, figures go to `tutorials/figures/03_pooling_affine/`) or as a
+# notebook (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it runs on less
+# data.
 
 # %%
 import inspect

@@ -32,10 +32,11 @@
 # - Read a failing check: which input, which element, by how much.
 # - Check an op you wrote with `tinymed.gradcheck`.
 #
-# **You need** chapter 1 (`tm.Function`, `backward`) and chapter 3 (gradients of an affine layer,
-# max pooling's ties). **Time**: about an hour with the exercises. Run it as a script
+# **You need** chapter 1 (`tm.Function`, `backward`) and chapter 3 (gradients of an affine
+# layer, max pooling's ties). **Time**: about an hour with the exercises. Run it as a script
 # (`python tutorials/04_gradcheck.py`, figures go to `tutorials/figures/04_gradcheck/`) or as a
-# notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs on less data.
+# notebook (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it runs on less
+# data.
 
 # %%
 import inspect

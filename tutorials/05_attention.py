@@ -38,9 +38,10 @@
 # - Explain the online softmax behind the fused kernel.
 #
 # **You need** chapter 3 (the affine layer $y = Wx + b$ as a matrix product) and chapter 4
-# (gradient checks). **Time**: about two hours with the exercises. Run it as a script
-# (`python tutorials/05_attention.py`, figures go to `tutorials/figures/05_attention/`) or as a
-# notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs in seconds on less data.
+# (gradient checks). **Time**: about two hours with the exercises. Run it as a script (`python
+# tutorials/05_attention.py`, figures go to `tutorials/figures/05_attention/`) or as a notebook
+# (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it runs in seconds on less
+# data.
 
 # %%
 import functools

@@ -36,9 +36,9 @@
 #
 # **You need** chapter 2 (convolution as a matrix product) and chapter 3 (max pooling and its
 # argmax, the affine layer). No GPU: without one every kernel runs in the simulator, on tiny
-# arrays. **Time**: about two and a half hours with the exercises. Run it as a script
-# (`python tutorials/06_numba_kernels.py`, figures go to `tutorials/figures/06_numba_kernels/`)
-# or as a notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs in seconds.
+# arrays. **Time**: about two and a half hours with the exercises. Run it as a script (`python
+# tutorials/06_numba_kernels.py`, figures go to `tutorials/figures/06_numba_kernels/`) or as a
+# notebook (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it runs in seconds.
 
 # %% [markdown]
 # Numba decides once, when it is first imported, whether `@cuda.jit` kernels go to a GPU or to

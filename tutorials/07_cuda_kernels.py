@@ -30,12 +30,12 @@
 # - Launch the kernels through CuPy where a GPU exists and compare them with the reference.
 #
 # **You need** chapter 6 (threads, blocks, shared memory, tiling) and a little C: `for`, `if`,
-# pointers as arrays. NVRTC comes as a Python wheel and needs no GPU (`pip install
-# cuda-bindings nvidia-cuda-nvrtc`, which `tinymed[test]` includes); running the kernels needs
-# an NVIDIA GPU and `pip install "tinymed[cuda]"`, and the cells that do are skipped, saying
-# so, without one. **Time**: about two hours with the exercises. Run it as a script
-# (`python tutorials/07_cuda_kernels.py`, figures go to `tutorials/figures/07_cuda_kernels/`)
-# or as a notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it compiles less.
+# pointers as arrays. NVRTC comes as a Python wheel and needs no GPU (`pip install cuda-bindings
+# nvidia-cuda-nvrtc`, which `tinymed[course]` includes); running the kernels needs an NVIDIA GPU
+# and `pip install "tinymed[cuda]"`, and the cells that do are skipped, saying so, without one.
+# **Time**: about two hours with the exercises. Run it as a script (`python
+# tutorials/07_cuda_kernels.py`, figures go to `tutorials/figures/07_cuda_kernels/`) or as a
+# notebook (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it compiles less.
 
 # %%
 import copy

@@ -31,11 +31,11 @@
 # - Explain why validation and test figures differ.
 #
 # **You need** chapters 2 and 3 (convolution, pooling, the affine layer) and chapter 1's
-# autograd. **Time**: about three hours with the exercises; the training takes a few minutes
-# on a 2-core laptop. Run it as a script (`python tutorials/08_pneumonia.py`, figures go to
-# `tutorials/figures/08_pneumonia/`) or as a notebook (`tinymed course notebooks`). With
-# `TINYMED_FAST=1` it runs in seconds on a few hundred images: the code is the same, the
-# numbers mean nothing.
+# autograd. **Time**: about three hours with the exercises; the training takes a few minutes on
+# a 2-core laptop. Run it as a script (`python tutorials/08_pneumonia.py`, figures go to
+# `tutorials/figures/08_pneumonia/`) or as a notebook (`tinymed course release DIR` writes
+# both). With `TINYMED_FAST=1` it runs in seconds on a few hundred images: the code is the same,
+# the numbers mean nothing.
 #
 # The chapter trains on PneumoniaMNIST when it finds it (`TINYMED_DATA=/path/to/pneumoniamnist.npz`,
 # or the file in `~/.medmnist/`) and on tinymed's synthetic phantoms otherwise; the first data

@@ -32,11 +32,11 @@
 # - Compare Grad-CAM, attention maps and occlusion sensitivity on the same X-ray.
 # - Say what a heatmap can and cannot tell a radiologist.
 #
-# **You need** chapter 5 (self-attention and MedCNN's attention block) and chapter 8 (training
-# a classifier, ROC AUC). **Time**: about 90 minutes with the exercises. Run it as a script
+# **You need** chapter 5 (self-attention and MedCNN's attention block) and chapter 8 (training a
+# classifier, ROC AUC). **Time**: about 90 minutes with the exercises. Run it as a script
 # (`python tutorials/09_explain.py`, figures go to `tutorials/figures/09_explain/`) or as a
-# notebook (`tinymed course notebooks`); with `TINYMED_FAST=1` it runs in seconds on less data,
-# and the network it explains has barely trained, so its maps mean little.
+# notebook (`tinymed course release DIR` writes both); with `TINYMED_FAST=1` it runs in seconds
+# on less data, and the network it explains has barely trained, so its maps mean little.
 
 # %%
 import inspect

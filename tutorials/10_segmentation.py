@@ -28,12 +28,12 @@
 # - Measure Dice and IoU, and draw predicted masks over the images.
 #
 # **You need** chapter 8 (the training loop written out) and the convolutions of chapter 2;
-# chapter 9 is the motivation, not a requirement. **Time**: about 2 hours with the
-# exercises. Run it as a script (`python tutorials/10_segmentation.py`, figures go to
-# `tutorials/figures/10_segmentation/`) or as a notebook (`tinymed course notebooks`). The full
-# run trains two small networks for a few minutes; with `TINYMED_FAST=1` it runs in seconds on
-# less data and one epoch (the numbers are then poor, and the text's remarks on them are about
-# the full run).
+# chapter 9 is the motivation, not a requirement. **Time**: about 2 hours with the exercises.
+# Run it as a script (`python tutorials/10_segmentation.py`, figures go to
+# `tutorials/figures/10_segmentation/`) or as a notebook (`tinymed course release DIR` writes
+# both). The full run trains two small networks for a few minutes; with `TINYMED_FAST=1` it runs
+# in seconds on less data and one epoch (the numbers are then poor, and the text's remarks on
+# them are about the full run).
 
 # %%
 import inspect

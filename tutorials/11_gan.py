@@ -32,9 +32,9 @@
 # - Repair an image by optimising the latent code.
 #
 # **You need** chapter 2 (convolution, output sizes) and chapter 8 (the training loop).
-# **Time**: about two and a half hours with the exercises; the training takes several minutes
-# on a 2-core laptop. Run it as a script (`python tutorials/11_gan.py`, figures go to
-# `tutorials/figures/11_gan/`) or as a notebook (`tinymed course notebooks`). With
+# **Time**: about two and a half hours with the exercises; the training takes several minutes on
+# a 2-core laptop. Run it as a script (`python tutorials/11_gan.py`, figures go to
+# `tutorials/figures/11_gan/`) or as a notebook (`tinymed course release DIR` writes both). With
 # `TINYMED_FAST=1` it runs in seconds: a few training steps, whose pictures are noise.
 #
 # It trains on PneumoniaMNIST when it finds it (`TINYMED_DATA=/path/to/pneumoniamnist.npz`, or

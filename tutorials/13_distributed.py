@@ -26,11 +26,11 @@
 # - Run a data-parallel training step on several processes.
 # - Check that it computes the same gradients as one process.
 #
-# **You need** chapter 8 (the training loop written out). MPI (`mpiexec` and mpi4py, from
-# `pip install "tinymed[distributed]"`) for section 5; without it that section says so and
-# the rest runs. **Time**: about 90 minutes with the exercises. Run it as a script (`python
+# **You need** chapter 8 (the training loop written out). MPI (`mpiexec` and mpi4py, from `pip
+# install "tinymed[distributed]"`) for section 5; without it that section says so and the rest
+# runs. **Time**: about 90 minutes with the exercises. Run it as a script (`python
 # tutorials/13_distributed.py`, figures go to `tutorials/figures/13_distributed/`) or as a
-# notebook (`tinymed course notebooks`); `TINYMED_FAST=1` runs it in seconds.
+# notebook (`tinymed course release DIR` writes both); `TINYMED_FAST=1` runs it in seconds.
 
 # %%
 import inspect

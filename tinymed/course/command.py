@@ -4,7 +4,7 @@
 
     tinymed course list                      the chapters, their objectives and times
     tinymed course list --markdown           the outline in tutorials/README.md
-    tinymed course notebooks [DIR]           the chapters as .ipynb for Jupyter or Colab
+    tinymed course notebooks [DIR]           the chapters as .ipynb, with their solutions
     tinymed course release OUT               the student version: solutions replaced by stubs
     tinymed course check CHAPTER [--path D]  grade a student's chapter; exit 0 when all pass
 
@@ -71,7 +71,9 @@ def add_course_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the outline of the instructor's guide (Markdown)"
     )
     listing.set_defaults(run=_list)
-    notebooks = commands.add_parser("notebooks", help="write every chapter as a Jupyter notebook (.ipynb)")
+    notebooks = commands.add_parser(
+        "notebooks", help="write every chapter, solutions included, as a Jupyter notebook (.ipynb)"
+    )
     notebooks.add_argument("dir", nargs="?", type=Path, default=Path("notebooks"), help="where (default: notebooks)")
     notebooks.set_defaults(run=_notebooks)
     releasing = commands.add_parser("release", help="write the student version (.py and .ipynb) into OUT")

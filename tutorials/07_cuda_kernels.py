@@ -241,17 +241,31 @@ assert counts["fma (float)"] == 16 * 4 * 4 and counts["bar.sync"] == 2  # check 
 # in the log, one block of lines per kernel; we turn it into a table.
 
 # %%
-REPORT = re.compile(r"Compiling entry function '(\w+)'.*?Used (\d+) registers(?:.*?(\d+) bytes smem)?", re.S)
+ENTRY, SPILLS = re.compile(r"Compiling entry function '(\w+)'"), re.compile(r"(\d+) bytes spill stores")
+USED = re.compile(r"Used (\d+) registers(?:[^\n]*?(\d+) bytes smem)?")  # smem: absent when 0
+
+
+def ptxas_report(log: str) -> dict:
+    """{lowered kernel name: (registers per thread, shared bytes per block, bytes spilled)} from a ptxas -v log."""
+    report = {}
+    for part in log.split("Compiling entry function")[1:]:  # one part per kernel
+        (registers, smem), spilled = USED.search(part).groups(), SPILLS.search(part).group(1)
+        report[ENTRY.search("Compiling entry function" + part).group(1)] = (
+            int(registers),
+            int(smem or 0),
+            int(spilled),
+        )
+    return report
 
 
 def resources_used(family: str, types=("float", "double")) -> dict:
-    """{'kernel<type>': (registers per thread, shared bytes per block)} from ptxas's report for sm_90."""
+    """{'kernel<type>': (registers per thread, shared bytes per block, bytes spilled)} from ptxas's report for sm_90."""
     wanted = [f"{kernel}<{t}>" for kernel in cupy_cuda.KERNELS[family] for t in types]
     result = nvrtc_compile(
         cuda_source(family), [*CUPY_OPTIONS, "--gpu-architecture=sm_90", "--ptxas-options=-v"], wanted, f"{family}.cu"
     )
     assert result.ok and "spill stores" in result.log, result.log
-    by_name = {name: (int(regs), int(smem or 0)) for name, regs, smem in REPORT.findall(result.log)}
+    by_name = ptxas_report(result.log)
     return {expression: by_name[lowered] for expression, lowered in result.names.items()}
 
 
@@ -259,9 +273,9 @@ families = course.pick(["gemm", "conv", "pool"], ["gemm", "pool"])
 used = {
     k: v for family in families for k, v in resources_used(family, course.pick(("float", "double"), ("float",))).items()
 }
-print(f"{'kernel':>32} {'registers':>9} {'shared bytes':>12}")
-for expression, (registers, smem) in used.items():
-    print(f"{expression:>32} {registers:>9} {smem:>12}")
+print(f"{'kernel':>32} {'registers':>9} {'shared bytes':>12} {'spilled bytes':>13}")
+for expression, (registers, smem, spilled) in used.items():
+    print(f"{expression:>32} {registers:>9} {smem:>12} {spilled:>13}")
 assert used["gemm_tiled<float>"][1] == 8320  # check yourself: ptxas agrees with the PTX and with section 2
 
 # %% [markdown]
@@ -397,7 +411,7 @@ H100 = {
 # - **blocks**: at most 32.
 
 # %%
-registers, smem = used["gemm_tiled<float>"]
+registers, smem, _ = used["gemm_tiled<float>"]
 warps = 256 // H100["warp_size"]
 by_warps = H100["max_warps_per_sm"] // warps
 unit = H100["register_allocation_unit"]
@@ -427,7 +441,7 @@ occupancy = np.minimum(H100["registers_per_sm"] // per_warp // warps, by_warps) 
 fig = Figure(figsize=(8, 4.2), layout="constrained")
 ax = fig.add_subplot()
 ax.step(per_thread, occupancy * 100, where="post", label="limit from registers (256-thread blocks)")
-for expression, (r, _) in ((e, v) for e, v in used.items() if e.endswith("<float>")):
+for expression, (r, *_) in ((e, v) for e, v in used.items() if e.endswith("<float>")):
     level = min(H100["registers_per_sm"] // ((r * 32 + unit - 1) // unit * unit) // warps, by_warps) * warps / 64
     ax.plot(r, level * 100, "o", label=f"{expression}: {r} registers")
 ax.set(
@@ -608,5 +622,5 @@ for k_step in course.pick((16, 32), (32,)):
     result = nvrtc_compile(
         text, [*CUPY_OPTIONS, "--gpu-architecture=sm_90", "--ptxas-options=-v"], ["gemm_tiled<float>"], "gemm.cu"
     )
-    ((name, registers, smem),) = REPORT.findall(result.log)
-    print(f"GEMM_K_STEP = {k_step}: {registers} registers, {smem} shared bytes per block")
+    ((registers, smem, spilled),) = ptxas_report(result.log).values()
+    print(f"GEMM_K_STEP = {k_step}: {registers} registers, {smem} shared bytes per block, {spilled} bytes spilled")

@@ -177,7 +177,7 @@ class profile:  # noqa: N801 - PyTorch's name (torch.profiler.profile)
             ax.barh(names, widths, left=left, color=colour, label=phase)
             left = [a + b for a, b in zip(left, widths)]
         ax.barh(["outside ops"], [self.overhead_seconds * 1e3], color="tab:gray", label="framework overhead")
-        ax.set_xlabel("ms")
+        ax.set(xlabel="ms", ylabel="op")
         ax.set_title(f"{title} (total {self.total_seconds * 1e3:.1f} ms)")
         ax.legend(loc="lower right")
         return fig

@@ -28,7 +28,7 @@
 #
 # - Find why the textbook DCGAN listing breaks, by shape arithmetic.
 # - Train the fixed DCGAN and read its training dynamics.
-# - Measure generated images with the Frechet distance.
+# - Measure generated images with the Fréchet distance.
 # - Repair an image by optimising the latent code.
 #
 # **You need** chapter 2 (convolution, output sizes) and chapter 8 (the training loop).
@@ -542,7 +542,7 @@ sets = {
 G.train()
 fd = {name: metrics.frechet_distance_from_features(val_features, f) for name, f in sets.items()}
 for name, value in fd.items():
-    print(f"Frechet distance, {name:>11} vs {n} val images: {value:8.4f}")
+    print(f"Fréchet distance, {name:>11} vs {n} val images: {value:8.4f}")
 assert fd["real train"] < fd["untrained G"]
 
 # %% [markdown]
@@ -557,7 +557,7 @@ fig = Figure(figsize=(6, 3.6), layout="constrained")
 ax = fig.subplots()
 ax.plot(sizes, floor, "o-", label="real train vs real val")
 ax.axhline(fd["trained G"], color="C1", linestyle="--", label=f"trained G vs val ({n} images)")
-ax.set(xscale="log", xlabel="images in each set", ylabel="Frechet distance (thumbnail features)")
+ax.set(xscale="log", xlabel="images in each set", ylabel="Fréchet distance (thumbnail features)")
 ax.set_xticks(sizes, [str(s) for s in sizes])
 ax.minorticks_off()
 ax.set_title("two real sets look far apart when they are small")

@@ -281,7 +281,7 @@ np.matmul(a, a, out=c), np.copyto(dst, src)  # warm-up
 gemm_s = min(timeit.repeat(lambda: np.matmul(a, a, out=c), number=1, repeat=5))
 copy_s = min(timeit.repeat(lambda: np.copyto(dst, src), number=1, repeat=5))
 peak, bandwidth = 2 * size**3 / gemm_s / 1e9, 8 * floats / copy_s / 1e9
-print(f"peak {peak:.1f} GFLOP/s ({size}x{size} GEMM), bandwidth {bandwidth:.1f} GB/s ({4 * floats >> 20} MB copy)")
+print(f"peak {peak:.1f} GFLOP/s ({size}x{size} GEMM), bandwidth {bandwidth:.1f} GB/s ({4 * floats >> 20} MiB copy)")
 print(f"ridge point at I = {peak / bandwidth:.1f} FLOP/byte")
 
 # %% [markdown]

@@ -212,7 +212,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         (
             "Find why the textbook DCGAN listing breaks, by shape arithmetic.",
             "Train the fixed DCGAN and read its training dynamics.",
-            "Measure generated images with the Frechet distance.",
+            "Measure generated images with the Fréchet distance.",
             "Repair an image by optimising the latent code.",
         ),
         (2, 8),

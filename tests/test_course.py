@@ -242,6 +242,13 @@ _CHAPTER5_MISTAKES = [
     pytest.param(
         "5.1",
         "scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])",
+        "scores = q @ k.T / np.sqrt(q.shape[-1])",
+        "np.swapaxes(k, -1, -2)",
+        id="attention-transposes-every-axis",
+    ),
+    pytest.param(
+        "5.1",
+        "scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])",
         "scores = q @ np.swapaxes(k, -1, -2)",
         "sqrt(d_k)",
         id="attention-unscaled",

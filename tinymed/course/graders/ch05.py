@@ -35,8 +35,15 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, **kwargs: Any) -> np
 
 
 def _call(fn: Any, *args: Any, what: str) -> np.ndarray:
-    """The student's result as a float64 array; a result that is no array fails with a hint."""
-    result = fn(*args)
+    """The student's result as a float64 array; a result that is no array fails with a hint, and
+    so does NumPy's shape error (the usual cause: ``k.T``, which reverses every axis)."""
+    try:
+        result = fn(*args)
+    except ValueError as e:
+        raise Fail(
+            f"{what} raised ValueError ({e}); q and k have leading (batch, head) axes: transpose only the last two "
+            "axes of k, np.swapaxes(k, -1, -2), since k.T reverses all of them"
+        ) from None
     expect(result is not None, f"{what}: your function returned None; return the array")
     try:
         return np.asarray(result, dtype=np.float64)

@@ -241,20 +241,17 @@ assert counts["fma (float)"] == 16 * 4 * 4 and counts["bar.sync"] == 2  # check 
 # in the log, one block of lines per kernel; we turn it into a table.
 
 # %%
-ENTRY, SPILLS = re.compile(r"Compiling entry function '(\w+)'"), re.compile(r"(\d+) bytes spill stores")
-USED = re.compile(r"Used (\d+) registers(?:[^\n]*?(\d+) bytes smem)?")  # smem: absent when 0
+ENTRY = re.compile(r"Compiling entry function '(\w+)'")
+SPILLS, USED = re.compile(r"(\d+) bytes spill stores"), re.compile(r"Used (\d+) registers(?:[^\n]*?(\d+) bytes smem)?")
 
 
 def ptxas_report(log: str) -> dict:
     """{lowered kernel name: (registers per thread, shared bytes per block, bytes spilled)} from a ptxas -v log."""
+    pieces = ENTRY.split(log)  # [before, name, its lines, name, its lines, ...]
     report = {}
-    for part in log.split("Compiling entry function")[1:]:  # one part per kernel
-        (registers, smem), spilled = USED.search(part).groups(), SPILLS.search(part).group(1)
-        report[ENTRY.search("Compiling entry function" + part).group(1)] = (
-            int(registers),
-            int(smem or 0),
-            int(spilled),
-        )
+    for name, lines in zip(pieces[1::2], pieces[2::2]):
+        (registers, smem), spilled = USED.search(lines).groups(), SPILLS.search(lines).group(1)
+        report[name] = (int(registers), int(smem or 0), int(spilled))  # no smem in the log means 0
     return report
 
 
@@ -483,10 +480,10 @@ if GPU:
     (a @ b).numpy()  # the first call compiles gemm.cu (or loads it from CuPy's cache)
     times = []
     for _ in range(5):
-        cupy.cuda.Device().synchronize()
+        cupy.cuda.runtime.deviceSynchronize()
         start = time.perf_counter()
         a @ b
-        cupy.cuda.Device().synchronize()  # a launch returns at once: wait for the GPU to finish
+        cupy.cuda.runtime.deviceSynchronize()  # a launch returns at once: wait for the GPU to finish
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
     print(f"{side} x {side} product: {seconds * 1e3:.2f} ms (median of 5), {2 * side**3 / seconds / 1e12:.1f} TFLOP/s")

@@ -413,7 +413,7 @@ def test_minutes_below_zero_is_refused_by_the_config():
 
 
 def test_the_user_generator_is_an_averaged_model_fed_the_same_steps(tmp_path, data_file):
-    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
+    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_multi_avg_fn
 
     config = GANConfig(dataset="pneumoniamnist", data_file=data_file, epochs=2, ema_decay=0.9, seed=1, **TINY)
     saved = {}
@@ -423,7 +423,9 @@ def test_the_user_generator_is_an_averaged_model_fed_the_same_steps(tmp_path, da
         result = original(self, *args)
         # An AveragedModel of our own, fed the raw generator after each step.
         if "ema" not in saved:
-            saved["ema"] = AveragedModel(self.gan.generator, avg_fn=get_ema_warmup_avg_fn(0.9), use_buffers=True)
+            saved["ema"] = AveragedModel(
+                self.gan.generator, multi_avg_fn=get_ema_warmup_multi_avg_fn(0.9), use_buffers=True
+            )
         saved["ema"].update_parameters(self.gan.generator)
         return result
 
@@ -460,10 +462,10 @@ def test_ema_decay_0_gives_the_raw_generator_and_old_checkpoints_load_theirs(tmp
 
 
 def test_the_ema_warm_up_follows_its_formula():
-    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
+    from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_multi_avg_fn
 
     model = tinymed.nn.Linear(1, 1, bias=False)
-    averaged = AveragedModel(model, avg_fn=get_ema_warmup_avg_fn(0.5))
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_warmup_multi_avg_fn(0.5))
     expected = None
     for t, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0]):
         model.weight.data.fill_(w)
@@ -472,4 +474,4 @@ def test_the_ema_warm_up_follows_its_formula():
         expected = w if t == 0 else decay * expected + (1 - decay) * w
         assert averaged.module.weight.item() == pytest.approx(expected)
     with pytest.raises(ValueError, match="decay must be in"):
-        get_ema_warmup_avg_fn(2.0)
+        get_ema_warmup_multi_avg_fn(2.0)

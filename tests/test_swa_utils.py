@@ -5,7 +5,8 @@ import pytest
 
 import tinymed
 from tinymed import nn
-from tinymed.optim.swa_utils import AveragedModel, get_ema_avg_fn, get_swa_avg_fn
+from tinymed.optim import swa_utils as tm_swa
+from tinymed.optim.swa_utils import AveragedModel, get_ema_avg_fn
 
 
 def _twins(torch):
@@ -17,16 +18,18 @@ def _twins(torch):
     return model, twin
 
 
+@pytest.mark.parametrize("form", ["avg_fn", "multi_avg_fn"])
 @pytest.mark.parametrize("average", ["ema", "swa"])
-def test_averaged_model_matches_torch(torch, average):
+def test_averaged_model_matches_torch(torch, average, form):
+    """Both forms of both averages against PyTorch's ``avg_fn`` (its ``multi_avg_fn`` of the
+    mean cannot average BatchNorm's integer step count)."""
     swa_utils = torch.optim.swa_utils
     model, twin = _twins(torch)
-    if average == "ema":
-        averaged = AveragedModel(model, avg_fn=get_ema_avg_fn(0.9), use_buffers=True)
-        twin_averaged = swa_utils.AveragedModel(twin, avg_fn=swa_utils.get_ema_avg_fn(0.9), use_buffers=True)
-    else:
-        averaged = AveragedModel(model, avg_fn=get_swa_avg_fn(), use_buffers=True)
-        twin_averaged = swa_utils.AveragedModel(twin, use_buffers=True)
+    args = (0.9,) if average == "ema" else ()
+    averaged = AveragedModel(model, use_buffers=True, **{form: getattr(tm_swa, f"get_{average}_{form}")(*args)})
+    twin_averaged = swa_utils.AveragedModel(
+        twin, use_buffers=True, avg_fn=getattr(swa_utils, f"get_{average}_avg_fn")(*args)
+    )
     optimizer = tinymed.optim.SGD(model.parameters(), lr=0.1)
     twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
     rng = np.random.default_rng(0)
@@ -68,3 +71,14 @@ def test_update_from_another_model_names_the_mismatch():
 def test_ema_decay_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="decay must be in"):
         get_ema_avg_fn(1.5)
+
+
+def test_the_default_average_is_the_plain_mean_and_one_form_at_a_time():
+    model = nn.Linear(1, 1, bias=False)
+    averaged = AveragedModel(model)
+    for w in (1.0, 2.0, 6.0):
+        model.weight.data.fill_(w)
+        averaged.update_parameters(model)
+    assert averaged.module.weight.item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="give avg_fn or multi_avg_fn, not both"):
+        AveragedModel(model, avg_fn=get_ema_avg_fn(), multi_avg_fn=tm_swa.get_ema_multi_avg_fn())

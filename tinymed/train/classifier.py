@@ -85,7 +85,7 @@ from tinymed import optim, plots
 from tinymed.data import AUGMENTATIONS, Compose, DataLoader, ImageDataset, chest_xray_augmentation, load_dataset
 from tinymed.errors import DatasetError, TrainingError
 from tinymed.models import build_model, model_spec
-from tinymed.optim.swa_utils import AveragedModel, get_ema_avg_fn
+from tinymed.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tinymed.train.checkpoint import Checkpoint, check_metadata
 from tinymed.train.classifier_evaluation import (
     check_every_class,
@@ -322,7 +322,7 @@ class _Run:
         self.averaged = (
             None
             if not config.ema_decay
-            else AveragedModel(self.net, avg_fn=get_ema_avg_fn(config.ema_decay), use_buffers=True)
+            else AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         )
 
     @property

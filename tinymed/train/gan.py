@@ -25,7 +25,7 @@ too (``use_buffers=True``)::
 
     G_ema <- decay_t * G_ema + (1 - decay_t) * G        decay_t = min(decay, (1 + t) / (10 + t))
 
-after the ``t``-th update (:func:`~tinymed.optim.swa_utils.get_ema_warmup_avg_fn`). The game
+after the ``t``-th update (:func:`~tinymed.optim.swa_utils.get_ema_warmup_multi_avg_fn`). The game
 keeps moving G around a good generator; the average sits nearer its middle and gives steadier
 samples. The warm-up keeps a short run's average from being dominated by the random initial
 weights: ``decay ** t`` of them would remain, 17% after 1800 steps at 0.999 (24 epochs of PneumoniaMNIST at batch 64).
@@ -82,7 +82,7 @@ from tinymed import nn, optim, plots
 from tinymed.data import DataLoader, DatasetError, ImageDataset, Normalize, load_dataset
 from tinymed.models import build_model, model_spec
 from tinymed.models.dcgan import DCGAN
-from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_avg_fn
+from tinymed.optim.swa_utils import AveragedModel, get_ema_warmup_multi_avg_fn
 from tinymed.tensor import Tensor
 from tinymed.train.checkpoint import Checkpoint, build_from_checkpoint, load_checkpoint
 from tinymed.train.divergence import DEFAULT_FACTOR, DivergenceGuard
@@ -235,7 +235,7 @@ class GANTrainer:
         self.optimizer_g = optim.Adam(self.generator.parameters(), lr=lr, betas=tuple(betas))
         self.optimizer_d = optim.Adam(self.discriminator.parameters(), lr=lr, betas=tuple(betas))
         self.ema = (
-            AveragedModel(gan.generator, avg_fn=get_ema_warmup_avg_fn(ema_decay), use_buffers=True)
+            AveragedModel(gan.generator, multi_avg_fn=get_ema_warmup_multi_avg_fn(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )

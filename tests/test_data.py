@@ -101,6 +101,8 @@ def test_unknown_names_and_missing_file_without_download(tmp_path):
         load_dataset("phantoms", "training")
     with pytest.raises(DatasetError, match="data file not found"):
         load_dataset("pneumoniamnist", "train", data_file=tmp_path / "nope.npz")
+    with pytest.raises(DatasetError, match="is a directory; --data takes the .npz file itself"):
+        load_dataset("pneumoniamnist", "train", data_file=tmp_path)
     with pytest.raises(DatasetError) as error:
         load_dataset("pneumoniamnist", "train", data_dir=tmp_path, download=False)
     message = str(error.value)

@@ -898,6 +898,11 @@ BAD_INPUT = [
         r"binary_cross_entropy: all elements of input must be between 0 and 1",
     ),
     (
+        lambda: F.binary_cross_entropy(tm.rand(2), tm.tensor([0.0, 2.0])),
+        ValueError,
+        r"binary_cross_entropy: all elements of target must be between 0 and 1 .* from 0.0 to 2.0",
+    ),
+    (
         lambda: F.binary_cross_entropy(tm.rand(3), tm.tensor([0, 1, 1])),
         TypeError,
         r"binary_cross_entropy: target must be a floating-point tensor, got dtype int64",

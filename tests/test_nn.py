@@ -596,6 +596,9 @@ def test_load_state_dict_errors_and_strict_false():
     assert "size mismatch for 0.weight" in message and "(4, 2)" in message and "(4, 3)" in message
     np.testing.assert_array_equal(net[0].weight.numpy(), before)  # nothing was copied
 
+    with pytest.raises(TypeError, match="load_state_dict: state_dict must be a mapping .* got Tensor"):
+        net.load_state_dict(tm.zeros(3))
+
     del bad["0.weight"]
     result = net.load_state_dict(bad, strict=False)
     assert result.missing_keys == ["0.weight", "1.running_var"] and result.unexpected_keys == ["0.extra"]
@@ -703,3 +706,32 @@ def test_to_backend_moves_parameters_buffers_and_grads_in_place():
     assert all(isinstance(v, np.ndarray) for v in net.state_dict().values())
     net.to("numpy")
     assert weight.backend == "numpy" and weight.grad.backend == "numpy" and isinstance(weight.grad.array, np.ndarray)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [((4.5, 2), "in_features must be an int >= 0, got 4.5"), ((4, -2), "out_features must be an int >= 0, got -2")],
+)
+def test_linear_refuses_a_size_that_is_not_a_count(args, message):
+    with pytest.raises(ValueError, match=f"Linear: {message}"):
+        nn.Linear(*args)
+
+
+@pytest.mark.parametrize(
+    "module, shape, message",
+    [
+        (
+            lambda: nn.BatchNorm2d(3),
+            (2, 4, 5, 5),
+            r"BatchNorm2d: built for 3 channels, but the input's dim 1 \(N, C, ...\) has 4",
+        ),
+        (
+            lambda: nn.GroupNorm(2, 4),
+            (2, 6, 4, 4),
+            r"GroupNorm: built for 4 channels, but the input's dim 1 \(N, C, ...\) has 6",
+        ),
+    ],
+)
+def test_a_normalisation_names_the_channels_it_was_built_for(module, shape, message):
+    with pytest.raises(ValueError, match=message):
+        module()(tm.randn(*shape))

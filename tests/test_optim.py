@@ -177,6 +177,12 @@ def test_bad_arguments():
         optim.Adam([])
     with pytest.raises(TypeError, match="iterable"):
         optim.Adam(params[0])
+    with pytest.raises(TypeError, match=r"got the method 'parameters' itself; call it: model.parameters\(\)"):
+        optim.Adam(tm.nn.Linear(2, 2).parameters)
+    with pytest.warns(UserWarning, match="holds the same parameter more than once"):
+        optim.SGD([params[0], params[0]], lr=0.1)
+    with pytest.raises(ValueError, match="StepLR: step_size must be a positive int, got 0"):
+        optim.lr_scheduler.StepLR(optim.SGD(params, lr=0.1), step_size=0)
     with pytest.raises(ValueError, match="more than one parameter group"):
         optim.SGD([{"params": params}, {"params": [params[0]]}])
     with pytest.raises(ValueError, match="non-leaf"):

@@ -124,6 +124,8 @@ def test_load_refuses_malformed_files(tmp_path):
     good = {"metadata": np.array(json.dumps({"format": "tinymed.save", "format_version": 1}))}
     with pytest.raises(FileNotFoundError, match="load: file not found: .*missing.pt"):
         load(tmp_path / "missing.pt")
+    with pytest.raises(IsADirectoryError, match="load: .* is a directory; give the checkpoint file in it"):
+        load(tmp_path)
     (tmp_path / "text.pt").write_text("not a zip at all")
     with pytest.raises(ValueError, match="text.pt is not a readable .npz file"):
         load(tmp_path / "text.pt")

@@ -671,6 +671,32 @@ def test_creation_requires_grad_and_device_names():
         tm.randn(2, dtype=tm.int64)
 
 
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: tm.zeros(2, 3.5), TypeError, r"zeros: size\[1\] must be an int, got float 3.5"),
+        (lambda: tm.randn(2.7), TypeError, r"randn: size\[0\] must be an int"),
+        (lambda: tm.zeros(-1, 3), ValueError, r"zeros: sizes must be >= 0, got \(-1, 3\)"),
+        (lambda: tm.full((2, -2), 1.0), ValueError, r"full: sizes must be >= 0"),
+        (lambda: tm.eye(-1), ValueError, r"eye: sizes must be >= 0, got \(-1, -1\)"),
+        (lambda: tm.linspace(0, 1, -1), ValueError, r"linspace: sizes must be >= 0"),
+        (lambda: tm.randperm(-1), ValueError, r"randperm: sizes must be >= 0, got \(-1,\)"),
+    ],
+)
+def test_creation_refuses_a_float_or_negative_size_instead_of_truncating_it(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_a_view_shares_memory_both_ways():
+    x = tm.arange(6.0).reshape(2, 3)
+    v = x.view(3, 2)
+    with tm.no_grad():
+        v[0, 0] = 100.0
+        x[1, 2] = -1.0
+    assert x[0, 0].item() == 100.0 and v[2, 1].item() == -1.0
+
+
 def test_from_numpy_shares_memory_and_tensor_copies():
     array = np.zeros(3, dtype=np.float64)
     shared, copied = tm.from_numpy(array), tm.tensor(array)
@@ -769,9 +795,20 @@ def test_a_function_returning_a_wrongly_shaped_gradient_is_caught():
         (
             lambda x: x.reshape(4, -1),
             ValueError,
-            r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)",
+            r"reshape: a tensor of shape \(2, 3\) \(6 elements\) does not fit shape \(4, -1\)",
         ),
-        (lambda x: x.view(2, -1, -1), ValueError, "reshape: cannot reshape"),
+        (lambda x: x.view(2, -1, -1), ValueError, r"view: only one dim can be -1 \(inferred\), got \(2, -1, -1\)"),
+        (lambda x: x.t().view(6), RuntimeError, r"view: a tensor of shape \(3, 2\) .* use \.reshape"),
+        (lambda x: x.reshape(2, 3.5), TypeError, r"reshape: size\[1\] must be an int, got float 3.5"),
+        (lambda x: x.permute(0, 1.0), TypeError, r"permute: dims\[1\] must be an int, got float"),
+        (lambda x: tm.stack(x), TypeError, r"stack: tensors must be a list or tuple of Tensors, got Tensor"),
+        (lambda x: tm.cat([x, [[1.0, 2.0, 3.0]]]), TypeError, r"cat: tensors\[1\] must be a Tensor, got list"),
+        (
+            lambda x: x.long() @ x.t(),
+            TypeError,
+            r"matmul: both operands must have the same dtype, got int64 and float32",
+        ),
+        (lambda x: x.__setitem__(0, tm.ones(2)), ValueError, r"setitem: a value of shape \(2,\) does not broadcast"),
         (lambda x: x.permute(0, 0), ValueError, r"permute: dims \(0, 0\) are not a permutation"),
         (lambda x: x.sum(2), IndexError, "sum: dim 2 is out of range for a tensor with 2 dims"),
         (lambda x: x.transpose(0, -3), IndexError, "transpose: dim -3 is out of range"),

@@ -14,7 +14,7 @@ import numpy as np
 
 from tinymed import random
 from tinymed.dtypes import get_default_dtype
-from tinymed.ops.arguments import shape_args
+from tinymed.ops.arguments import size_args
 from tinymed.ops.operands import to_array
 from tinymed.tensor import Tensor
 
@@ -35,14 +35,14 @@ def zeros(
     *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """A tensor of zeros of shape ``size``."""
-    return _make(np.zeros(shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(np.zeros(size_args(size, "zeros")), dtype, requires_grad, backend, device)
 
 
 def ones(
     *size: Any, dtype: Any = None, requires_grad: bool = False, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """A tensor of ones of shape ``size``."""
-    return _make(np.ones(shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(np.ones(size_args(size, "ones")), dtype, requires_grad, backend, device)
 
 
 def full(
@@ -55,7 +55,7 @@ def full(
 ) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (dtype inferred from it)."""
     dtype = to_array(fill_value, None).dtype if dtype is None else dtype
-    return _make(np.full(shape_args((size,)), fill_value), dtype, requires_grad, backend, device)
+    return _make(np.full(size_args((size,), "full"), fill_value), dtype, requires_grad, backend, device)
 
 
 def arange(
@@ -87,6 +87,7 @@ def linspace(
     device: Any = None,
 ) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    (steps,) = size_args((steps,), "linspace")
     return _make(np.linspace(start, end, steps), dtype, requires_grad, backend, device)
 
 
@@ -99,6 +100,7 @@ def eye(
     device: Any = None,
 ) -> Tensor:
     """The identity matrix (n x m)."""
+    n, m = size_args((n, n if m is None else m), "eye")
     return _make(np.eye(n, m), dtype, requires_grad, backend, device)
 
 
@@ -112,7 +114,7 @@ def randn(
 ) -> Tensor:
     """Samples from N(0, 1), drawn from ``generator`` (the global one when None)."""
     dtype = _float_dtype("randn", dtype)
-    draw = random.generator(generator, "randn").standard_normal(shape_args(size))
+    draw = random.generator(generator, "randn").standard_normal(size_args(size, "randn"))
     return _make(draw, dtype, requires_grad, backend, device)
 
 
@@ -126,7 +128,9 @@ def rand(
 ) -> Tensor:
     """Samples from U[0, 1), drawn from ``generator`` (the global one when None)."""
     dtype = _float_dtype("rand", dtype)
-    return _make(random.generator(generator, "rand").random(shape_args(size)), dtype, requires_grad, backend, device)
+    return _make(
+        random.generator(generator, "rand").random(size_args(size, "rand")), dtype, requires_grad, backend, device
+    )
 
 
 def randint(
@@ -145,7 +149,7 @@ def randint(
         low, high, size = 0, low, high
     if high <= low:
         raise ValueError(f"randint: high ({high}) must exceed low ({low})")
-    draw = random.generator(generator, "randint").integers(low, high, shape_args((size,)))
+    draw = random.generator(generator, "randint").integers(low, high, size_args((size,), "randint"))
     return _make(draw, dtype, False, backend, device)
 
 
@@ -153,6 +157,7 @@ def randperm(
     n: int, *, generator: random.Generator | None = None, backend: str = "numpy", device: Any = None
 ) -> Tensor:
     """A random permutation of 0..n-1, drawn from ``generator`` (the global one when None)."""
+    (n,) = size_args((n,), "randperm")
     return _make(random.generator(generator, "randperm").permutation(n), np.int64, False, backend, device)
 
 

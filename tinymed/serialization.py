@@ -168,6 +168,8 @@ def read_npz(f: File, what: str = ".npz file", op: str = "load") -> dict[str, np
     here with a SerializationError saying it is not a readable ``what`` instead of later with
     wrong weights. A missing path raises FileNotFoundError naming ``op``."""
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", type(f).__name__)
+    if isinstance(f, (str, os.PathLike)) and os.path.isdir(f):
+        raise IsADirectoryError(f"{op}: {name} is a directory; give the checkpoint file in it")
     if isinstance(f, (str, os.PathLike)) and not os.path.isfile(f):
         raise FileNotFoundError(f"{op}: file not found: {name}")
     try:

@@ -449,10 +449,23 @@ class Tensor(InPlaceMethods, TensorBase):
     # ---- shape
     def reshape(self, *shape: Any) -> Tensor:
         """The same elements in another shape; one dim may be -1 (inferred)."""
-        target = resolve_shape(shape_args(shape), self.shape, "reshape")
+        target = resolve_shape(shape_args(shape, "reshape"), self.shape, "reshape")
         return self if target == self.shape else Reshape.apply(self, shape=target)
 
-    view = reshape
+    def view(self, *shape: Any) -> Tensor:
+        """The same memory seen in another shape; one dim may be -1 (inferred). Writes through
+        the result reach this tensor and back. Where the elements do not lie in memory in the
+        order the new shape reads them (a transposed or sliced tensor), no view exists: an
+        error, as in PyTorch, where ``reshape`` would quietly copy and lose those writes."""
+        target = resolve_shape(shape_args(shape, "view"), self.shape, "view")
+        result = self if target == self.shape else Reshape.apply(self, shape=target)
+        if result is not self and result.numel() > 1 and result._base is None:
+            raise RuntimeError(
+                f"view: a tensor of shape {self.shape} whose elements are not laid out in memory as shape "
+                f"{target} reads them (a transposed or sliced tensor) cannot be viewed as {target}; use "
+                ".reshape(...), which copies"
+            )
+        return result
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Merge dims ``start_dim`` to ``end_dim`` (inclusive) into one."""
@@ -475,7 +488,7 @@ class Tensor(InPlaceMethods, TensorBase):
 
     def permute(self, *dims: Any) -> Tensor:
         """Reorder the dims: output dim i is input dim ``dims[i]``."""
-        dims = shape_args(dims)
+        dims = shape_args(dims, "permute", what="dims")
         axes = tuple(dim_to_axis(d, self.ndim, "permute") for d in dims)
         if sorted(axes) != list(range(self.ndim)):
             raise ValueError(
@@ -505,7 +518,7 @@ class Tensor(InPlaceMethods, TensorBase):
 
     def expand(self, *sizes: Any) -> Tensor:
         """Broadcast to ``sizes`` without copying; -1 keeps a dim, new dims go in front."""
-        sizes = shape_args(sizes)
+        sizes = shape_args(sizes, "expand")
         lead = len(sizes) - self.ndim
         full = tuple(self.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
         try:

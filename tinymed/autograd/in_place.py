@@ -89,5 +89,12 @@ def write(op: str, target: TensorBase, values: Any, index: Any = Ellipsis) -> No
             f"{op}: this tensor (shape {target.shape}) is read-only: more than one element may refer to a single "
             "memory location, as after expand(); clone() it first"
         )
-    target.array[index] = values
+    try:
+        target.array[index] = values
+    except ValueError as e:  # NumPy's "could not broadcast input array from shape ..."
+        shape = getattr(values, "shape", ())
+        raise ValueError(
+            f"{op}: a value of shape {tuple(shape)} does not broadcast to the selected elements of a tensor of "
+            f"shape {target.shape} ({e})"
+        ) from None
     target.increment_version()

@@ -436,6 +436,8 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     path = Path(path)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; the splits are: {', '.join(SPLITS)}")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory; --data takes the .npz file itself (--data-dir takes a directory)")
     if not path.is_file():
         raise DatasetError(f"data file not found: {path}")
     keys = (f"{split}_images", f"{split}_labels")

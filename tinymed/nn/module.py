@@ -383,6 +383,11 @@ class Module:
         with ``strict`` so are missing and unexpected keys; the error lists all of them.
         Values are cast to each parameter's dtype. An entry a module can do without
         (:meth:`_state_defaults`) is not missing. Returns the skipped keys."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict: state_dict must be a mapping of names to arrays or tensors (what "
+                f"state_dict() returns), got {type(state_dict).__name__}"
+            )
         own = self.state_dict(keep_vars=True)
         # PyTorch's state dicts say which version of each module's layout they hold.
         versions = getattr(state_dict, "_metadata", {})

@@ -98,6 +98,16 @@ class _NormBase(Module):
         )
 
 
+def _check_channels(module: Module, input: Tensor, channels: int) -> None:
+    """The input's dim 1 must hold the ``channels`` the layer was built for (else the error
+    would come later, from a weight of the wrong size, and blame the weight)."""
+    if input.ndim < 2 or input.shape[1] != channels:
+        raise ValueError(
+            f"{type(module).__name__}: built for {channels} channels, but the input's dim 1 "
+            f"(N, C, ...) has {input.shape[1] if input.ndim > 1 else 'none'} (shape {input.shape})"
+        )
+
+
 class _BatchNorm(_NormBase):
     """Batch normalisation over every dim but the channel dim 1.
 
@@ -124,6 +134,7 @@ class _BatchNorm(_NormBase):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dims(input)
+        _check_channels(self, input, self.num_features)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -268,6 +279,7 @@ class GroupNorm(Module):
         _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
+        _check_channels(self, input, self.num_channels)
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

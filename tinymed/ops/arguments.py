@@ -8,6 +8,7 @@ axis, ``2`` as ``(2, 2)``, ...).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,11 +106,24 @@ def dims_to_axes(dim: int | Sequence[int] | None, ndim: int, op: str) -> tuple[i
     return axes if ndim > 0 else ()
 
 
-def shape_args(shape: tuple) -> tuple[int, ...]:
-    """Accept both ``reshape(2, 3)`` and ``reshape((2, 3))``, as PyTorch does."""
+def shape_args(shape: tuple, op: str, what: str = "size") -> tuple[int, ...]:
+    """Accept both ``reshape(2, 3)`` and ``reshape((2, 3))``, as PyTorch does. Every entry
+    must be an integer (anything with ``__index__``): a float such as 3.5 is refused, where
+    ``int()`` would quietly truncate it to 3."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    for i, s in enumerate(shape):
+        if not hasattr(type(s), "__index__"):
+            raise TypeError(f"{op}: {what}[{i}] must be an int, got {type(s).__name__} {s!r} (in {tuple(shape)})")
+    return tuple(operator.index(s) for s in shape)
+
+
+def size_args(size: tuple, op: str) -> tuple[int, ...]:
+    """The sizes of a tensor to create (as :func:`shape_args`), each >= 0."""
+    shape = shape_args(size, op)
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{op}: sizes must be >= 0, got {shape}")
+    return shape
 
 
 def resolve_shape(shape: tuple[int, ...], source: tuple[int, ...], op: str) -> tuple[int, ...]:
@@ -117,13 +131,10 @@ def resolve_shape(shape: tuple[int, ...], source: tuple[int, ...], op: str) -> t
     numel = math.prod(source)
     known = math.prod(n for n in shape if n != -1)
     unknown = [i for i, n in enumerate(shape) if n == -1]
-    if (
-        len(unknown) > 1
-        or any(n < -1 for n in shape)
-        or (unknown and (known == 0 or numel % known))
-        or (not unknown and known != numel)
-    ):
-        raise ValueError(f"{op}: cannot reshape a tensor of shape {source} ({numel} elements) into {shape}")
+    if len(unknown) > 1:
+        raise ValueError(f"{op}: only one dim can be -1 (inferred), got {shape}")
+    if any(n < -1 for n in shape) or (unknown and (known == 0 or numel % known)) or (not unknown and known != numel):
+        raise ValueError(f"{op}: a tensor of shape {source} ({numel} elements) does not fit shape {shape}")
     if unknown:
         shape = shape[: unknown[0]] + (numel // known,) + shape[unknown[0] + 1 :]
     return shape

@@ -268,6 +268,12 @@ def binary_cross_entropy(
         raise ValueError(
             f"{op}: all elements of input must be between 0 and 1 (probabilities); use binary_cross_entropy_with_logits for logits"
         )
+    y = target.array
+    if bool(((y < 0) | (y > 1)).any()):
+        raise ValueError(
+            f"{op}: all elements of target must be between 0 and 1 (a label or its probability), "
+            f"got values from {float(y.min())} to {float(y.max())}"
+        )
     loss = _BinaryCrossEntropy.apply(input, target)
     return _reduce(loss if weight is None else loss * weight, reduction)
 

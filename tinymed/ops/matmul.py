@@ -45,8 +45,19 @@ class MatMul(Function):
         return ga, gb
 
 
+def _same_dtype(op: str, a: Tensor, b: Tensor) -> None:
+    """PyTorch's rule: no silent promotion in a matrix product (NumPy would make int64 @ float32
+    a float64 result, twice the memory, where ``+`` of the same two gives float32)."""
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{op}: both operands must have the same dtype, got {a.dtype} and {b.dtype}; convert one first, "
+            "e.g. with .float()"
+        )
+
+
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch broadcasting rules (``input @ other``)."""
+    _same_dtype("matmul", input, other)
     if input.ndim == 0 or other.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {input.shape} and {other.shape}")
     k_in = input.shape[-1]
@@ -64,4 +75,5 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     """Batched matrix product: ``(B, n, m) @ (B, m, p) -> (B, n, p)``."""
     if input.ndim != 3 or mat2.ndim != 3 or input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
         raise ValueError(f"bmm: expects (B, n, m) and (B, m, p), got {input.shape} and {mat2.shape}")
+    _same_dtype("bmm", input, mat2)
     return MatMul.apply(input, mat2)

@@ -76,7 +76,7 @@ class Repeat(Function):
 def repeat(input: Tensor, *sizes: Any) -> Tensor:
     """``input`` tiled ``sizes[i]`` times along dim i (``x.repeat(2, 1)``); ``sizes`` may have
     more entries than ``input`` has dims, which adds leading dims, never fewer (PyTorch's rule)."""
-    sizes = shape_args(sizes)
+    sizes = shape_args(sizes, "repeat")
     if len(sizes) < input.ndim:
         raise ValueError(
             f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than the number of dims of "
@@ -193,11 +193,22 @@ class Concatenate(Function):
         return tuple(parts)
 
 
+def _tensor_list(op: str, tensors: Any) -> list[Tensor]:
+    """``tensors`` as a non-empty list of tensors, or an error naming the first that is not
+    one (a lone tensor is refused, as in PyTorch: iterating it would split its first dim)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: tensors must be a list or tuple of Tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise ValueError(f"{op}: expects a non-empty list of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, TensorBase):
+            raise TypeError(f"{op}: tensors[{i}] must be a Tensor, got {type(t).__name__}")
+    return list(tensors)
+
+
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along an existing dim (dtypes promoted as in PyTorch)."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expects a non-empty list of tensors")
+    tensors = _tensor_list("cat", tensors)
     ndim = tensors[0].ndim
     axis = dim_to_axis(dim, ndim, "cat")
     for t in tensors:
@@ -213,9 +224,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along a new dim."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expects a non-empty list of tensors")
+    tensors = _tensor_list("stack", tensors)
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ValueError(f"stack: all tensors must have the same shape, got {', '.join(str(t.shape) for t in tensors)}")
     axis = dim_to_axis(dim, tensors[0].ndim + 1, "stack")

@@ -17,6 +17,7 @@ order across groups and arrays copied to NumPy, so a checkpoint resumes bit-iden
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +39,11 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
             raise TypeError(f"{type(self).__name__}: params should be an iterable of Tensors or dicts, got a Tensor")
+        if callable(params):
+            raise TypeError(
+                f"{type(self).__name__}: params should be an iterable of Tensors or dicts, got the method "
+                f"{getattr(params, '__name__', params)!r} itself; call it: model.parameters()"
+            )
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -55,6 +61,13 @@ class Optimizer:
                 raise TypeError(f"{type(self).__name__} can only optimize Tensors, got {type(p).__name__}")
             if not p.is_leaf:
                 raise ValueError(f"{type(self).__name__} can't optimize a non-leaf Tensor (shape {p.shape})")
+        if len({id(p) for p in params}) < len(params):
+            # PyTorch warns too: each step would move such a parameter once per appearance.
+            warnings.warn(
+                f"{type(self).__name__}: a parameter group holds the same parameter more than once; "
+                "each step would update it that many times",
+                stacklevel=3,
+            )
         known = {id(p) for group in self.param_groups for p in group["params"]}
         if any(id(p) in known for p in params):
             raise ValueError(f"{type(self).__name__}: some parameters appear in more than one parameter group")

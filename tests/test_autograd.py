@@ -408,3 +408,16 @@ def test_module_zero_grad_sets_none_by_default_as_pytorch_2():
     assert all(p.grad is not None and not p.grad.numpy().any() for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_function_written_pytorchs_way_is_refused_when_defined():
+    with pytest.raises(TypeError, match=r"MyReLU: tinymed's Function has its own interface.*self.x = x"):
+
+        class MyReLU(tm.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad

@@ -864,3 +864,33 @@ def test_tensor_arguments_to_function_apply_must_be_positional():
 
     with pytest.raises(TypeError, match="Scale: tensor argument 'factor' must be passed positionally"):
         Scale.apply(tm.ones(2), factor=tm.ones(2))
+
+
+def test_integer_and_bool_sums_are_int64_as_in_pytorch():
+    # NumPy sums uint8 into uint64, where subtracting wraps around to 1.8e19.
+    pixels = tm.from_numpy(np.array([[200, 100], [250, 50]], dtype=np.uint8))
+    assert pixels.sum().dtype == tm.int64 and (pixels.sum() - 700).item() == -100
+    assert (pixels.sum(0) - 300).tolist() == [150, -150]
+    assert (pixels > 99).sum().dtype == tm.int64
+
+
+def test_a_0d_tensor_takes_a_format_spec_and_others_refuse_one():
+    loss = tm.tensor(0.123456)
+    assert f"{loss:.4f}" == "0.1235" and f"{loss}" == repr(loss)
+    with pytest.raises(TypeError):
+        f"{tm.ones(2):.3f}"
+
+
+def test_a_name_pytorch_has_and_tinymed_has_not_says_so():
+    with pytest.raises(AttributeError, match="'tinymed' has no attribute 'gather': tinymed implements the part"):
+        tm.gather  # noqa: B018
+    with pytest.raises(AttributeError, match="'tinymed.nn' has no attribute 'Conv1d': tinymed implements"):
+        tm.nn.Conv1d  # noqa: B018
+    assert not hasattr(tm, "gather") and getattr(tm.optim, "Adagrad", None) is None
+
+
+def test_contiguous_copies_a_transposed_tensor_so_that_view_works():
+    x = tm.arange(6.0).reshape(2, 3)
+    assert x.is_contiguous() and x.contiguous() is x and not x.t().is_contiguous()
+    flat = x.t().contiguous().view(6)
+    assert flat.tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]

@@ -51,6 +51,7 @@ from tinymed.dtypes import (
     set_default_dtype,
     uint8,
 )
+from tinymed.errors import not_in_tinymed
 from tinymed.ops.matmul import bmm, matmul
 from tinymed.ops.reduction import norm
 from tinymed.ops.shape import cat, stack, tril, triu, where
@@ -84,3 +85,5 @@ from tinymed import functional, nn, optim, utils
 from tinymed.functional import log_softmax, relu, sigmoid, softmax, tanh
 from tinymed.gradcheck import GradcheckError, gradcheck
 from tinymed.serialization import load, save
+
+__getattr__ = not_in_tinymed("tinymed")

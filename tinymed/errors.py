@@ -9,6 +9,9 @@ written before these types existed still catches them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 __all__ = [
     "TinymedError",
     "DatasetError",
@@ -18,6 +21,7 @@ __all__ = [
     "RepairError",
     "OutputError",
     "SerializationError",
+    "not_in_tinymed",
 ]
 
 
@@ -58,3 +62,19 @@ class SerializationError(TinymedError, ValueError):
     """A file cannot be read by ``tinymed.load`` or as a checkpoint: not an archive of arrays,
     sizes that do not add up, another format or version, or a layout its arrays do not match;
     also an object two of whose arrays ``tinymed.save`` would store under one name."""
+
+
+def not_in_tinymed(module: str) -> Callable[[str], NoReturn]:
+    """A module ``__getattr__``: asked for a name it does not hold (``tm.gather``,
+    ``nn.Conv1d``), the module says that tinymed has not got it, rather than Python's bare
+    "has no attribute", which reads like a typo."""
+
+    def __getattr__(name: str) -> NoReturn:
+        if name.startswith("__"):  # Python's own probes (__path__, __wrapped__, ...)
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        raise AttributeError(
+            f"module {module!r} has no attribute {name!r}: tinymed implements the part of PyTorch's API "
+            "that the course uses, listed in the README's section 'Porting code between PyTorch and tinymed'"
+        )
+
+    return __getattr__

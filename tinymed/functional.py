@@ -19,6 +19,7 @@ Everything else (activations, normalisation, losses, padding, resizing) is eleme
 reductions and matrix products on the backend's array module.
 """
 
+from tinymed.errors import not_in_tinymed
 from tinymed.ops.activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from tinymed.ops.attention import scaled_dot_product_attention
 from tinymed.ops.conv import conv2d, conv_transpose2d
@@ -72,3 +73,5 @@ __all__ = [
     "softmax",
     "tanh",
 ]
+
+__getattr__ = not_in_tinymed("tinymed.functional")

@@ -87,6 +87,13 @@ class Tensor(InPlaceMethods, TensorBase):
     def __iter__(self) -> Iterator[Tensor]:
         return (self[i] for i in range(len(self)))
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"`` formats a 0-d tensor's number, as in PyTorch; other tensors take
+        no format spec."""
+        if self.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return super().__format__(spec) if spec else repr(self)
+
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extras = [] if self.dtype in (float32, int64, bool_) else [f"dtype={self.dtype}"]
@@ -544,9 +551,15 @@ class Tensor(InPlaceMethods, TensorBase):
         """Broadcast to ``other``'s shape."""
         return self.expand(*other.shape)
 
+    def is_contiguous(self) -> bool:
+        """Whether the elements lie in memory in row-major order, one after another (what
+        :meth:`view` needs; a transposed or sliced tensor's do not)."""
+        return bool(self.array.flags.c_contiguous)
+
     def contiguous(self) -> Tensor:
-        """The tensor itself: NumPy and CuPy handle any memory layout."""
-        return self
+        """This tensor if :meth:`is_contiguous`, else a row-major copy (the gradient flows
+        back), which :meth:`view` can then reshape."""
+        return self if self.is_contiguous() else self.clone()
 
     def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
         """Where ``mask`` (bool, broadcastable to this shape) is True use ``value``, elsewhere

@@ -80,6 +80,18 @@ class Function:
     # Set once backward has freed the saved arrays (a backward without retain_graph).
     released: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse PyTorch's style of Function when it is written, not when it first runs: there
+        the call would fail with a confusing missing-argument error."""
+        super().__init_subclass__(**kwargs)
+        if any(isinstance(vars(cls).get(name), staticmethod) for name in ("forward", "backward")):
+            raise TypeError(
+                f"{cls.__name__}: tinymed's Function has its own interface, not PyTorch's @staticmethod "
+                "forward(ctx, ...): write forward(self, *arrays) and backward(self, grad) as plain methods "
+                "on the backend's arrays, and keep what backward needs on self (self.x = x rather than "
+                "ctx.save_for_backward(x)); see tinymed/autograd/function.py"
+            )
+
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run ``forward`` on the arrays of ``args`` and record the op on the result."""

@@ -6,6 +6,7 @@
 import sys
 
 from tinymed import functional
+from tinymed.errors import not_in_tinymed
 from tinymed.nn import init, parallel, utils
 from tinymed.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinymed.nn.attention import MultiHeadAttention, MultiheadAttention
@@ -77,3 +78,5 @@ __all__ = [
     "parallel",
     "utils",
 ]
+
+__getattr__ = not_in_tinymed("tinymed.nn")

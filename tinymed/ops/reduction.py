@@ -28,7 +28,9 @@ class Sum(Function):
 
     def forward(self, a, axis, keepdims, divisor=1):
         self.shape, self.axis, self.keepdims, self.divisor = a.shape, axis, keepdims, divisor
-        z = a.sum(axis=axis, keepdims=keepdims)
+        # PyTorch sums bools and integers into int64. NumPy sums uint8 pixels into uint64, where
+        # the next subtraction would wrap around (sum - 500 = 18446744073709551506).
+        z = a.sum(axis=axis, keepdims=keepdims, dtype=self.xp.int64 if a.dtype.kind in "biu" else None)
         return z if divisor == 1 else z / self.xp.asarray(divisor, dtype=z.dtype)
 
     def backward(self, grad):

@@ -3,6 +3,7 @@
 The schedulers live in :mod:`tinymed.optim.lr_scheduler`, as in PyTorch, and are also
 importable from here; weight averaging (EMA, SWA) in :mod:`tinymed.optim.swa_utils`."""
 
+from tinymed.errors import not_in_tinymed
 from tinymed.optim import lr_scheduler, swa_utils
 from tinymed.optim.adam import Adam, AdamW
 from tinymed.optim.lr_scheduler import (
@@ -32,3 +33,5 @@ __all__ = [
     "lr_scheduler",
     "swa_utils",
 ]
+
+__getattr__ = not_in_tinymed("tinymed.optim")

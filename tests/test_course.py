@@ -23,7 +23,14 @@ from tinymed.course import CHAPTERS, CourseError, fast, find_chapter, pick, show
 from tinymed.course.check import grade_file, student_file
 from tinymed.course.graders import exercises_of
 from tinymed.course.grading import Exercise
-from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, graded_cells, read_cells
+from tinymed.course.notebook import (
+    BEGIN_SOLUTION,
+    END_SOLUTION,
+    EXERCISE_TAG,
+    graded_cells,
+    read_cells,
+    write_notebooks,
+)
 from tinymed.course.release import release, student_version
 
 jupytext = pytest.importorskip("jupytext", reason="the course tests need the course extra (jupytext)")
@@ -133,6 +140,16 @@ def test_graders_pass_on_the_solutions(chapter):
 def released(tmp_path_factory):
     out = tmp_path_factory.mktemp("release")
     return out, release(out)
+
+
+@pytest.mark.parametrize("write", [release, write_notebooks], ids=["release", "notebooks"])
+def test_writing_the_chapters_again_keeps_a_students_answers_unless_told(write, tmp_path):
+    answer = tmp_path / f"{WRITTEN[1].slug}.ipynb"
+    answer.write_text("my answers")
+    with pytest.raises(CourseError, match=rf"{answer.name} already exist.*pass --overwrite to replace them"):
+        write(tmp_path)
+    assert answer.read_text() == "my answers" and sorted(tmp_path.iterdir()) == [answer]
+    assert answer in write(tmp_path, overwrite=True) and answer.read_text() != "my answers"
 
 
 @pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)

@@ -43,13 +43,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    for path in write_notebooks(args.dir):
+    for path in write_notebooks(args.dir, overwrite=args.overwrite):
         print(path)
     return 0
 
 
 def _release(args: argparse.Namespace) -> int:
-    for path in release(args.out):
+    for path in release(args.out, overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -75,9 +75,13 @@ def add_course_parser(subparsers: Any) -> argparse.ArgumentParser:
         "notebooks", help="write every chapter, solutions included, as a Jupyter notebook (.ipynb)"
     )
     notebooks.add_argument("dir", nargs="?", type=Path, default=Path("notebooks"), help="where (default: notebooks)")
+    notebooks.add_argument("--overwrite", action="store_true", help="replace notebooks already in DIR")
     notebooks.set_defaults(run=_notebooks)
     releasing = commands.add_parser("release", help="write the student version (.py and .ipynb) into OUT")
     releasing.add_argument("out", type=Path, help="the folder to write (created if missing)")
+    releasing.add_argument(
+        "--overwrite", action="store_true", help="replace chapters already in OUT (and any answers written in them)"
+    )
     releasing.set_defaults(run=_release)
     checking = commands.add_parser("check", help="grade your answers to a chapter's exercises")
     checking.add_argument("chapter", help="the chapter's number or name, e.g. 1 or 01_autograd")

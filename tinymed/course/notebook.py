@@ -84,10 +84,21 @@ def write_ipynb(text: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_notebooks(out_dir: str | os.PathLike) -> list[Path]:
-    """The instructor's notebooks: every written chapter as ``out_dir/NN_slug.ipynb``."""
-    return [
-        write_ipynb(chapter.path().read_text(), Path(out_dir) / f"{chapter.slug}.ipynb")
-        for chapter in CHAPTERS
-        if chapter.exists()
-    ]
+def refuse_to_overwrite(command: str, paths: list[Path], overwrite: bool) -> None:
+    """Stop before writing anything when some of ``paths`` exist and ``overwrite`` is False:
+    a folder of released chapters is where a student writes answers."""
+    existing = [str(path) for path in paths if path.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise CourseError(
+            f"course {command}: {shown} already exist; writing would replace them, and any answers in them. "
+            "Choose another folder, or pass --overwrite to replace them"
+        )
+
+
+def write_notebooks(out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """The instructor's notebooks: every written chapter as ``out_dir/NN_slug.ipynb``
+    (existing files only with ``overwrite``, see :func:`refuse_to_overwrite`)."""
+    targets = [(chapter, Path(out_dir) / f"{chapter.slug}.ipynb") for chapter in CHAPTERS if chapter.exists()]
+    refuse_to_overwrite("notebooks", [path for _, path in targets], overwrite)
+    return [write_ipynb(chapter.path().read_text(), path) for chapter, path in targets]

@@ -22,7 +22,7 @@ from pathlib import Path
 from tinymed.course.chapters import CHAPTERS, CourseError
 from tinymed.course.graders import exercises_of
 from tinymed.course.grading import Exercise
-from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, write_ipynb
+from tinymed.course.notebook import BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, refuse_to_overwrite, write_ipynb
 
 __all__ = ["student_version", "release"]
 
@@ -68,13 +68,15 @@ def student_version(text: str, exercises: Sequence[Exercise], file_name: str = "
     return "".join(out)
 
 
-def release(out_dir: str | os.PathLike) -> list[Path]:
-    """Write the student version of every written chapter into ``out_dir`` (.py and .ipynb)."""
+def release(out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Write the student version of every written chapter into ``out_dir`` (.py and .ipynb);
+    files already there (a student's answers) are replaced only with ``overwrite``."""
     out_dir = Path(out_dir)
+    chapters = [chapter for chapter in CHAPTERS if chapter.exists()]
+    targets = [out_dir / name for c in chapters for name in (c.file_name, f"{c.slug}.ipynb")]
+    refuse_to_overwrite("release", targets, overwrite)
     written: list[Path] = []
-    for chapter in CHAPTERS:
-        if not chapter.exists():
-            continue
+    for chapter in chapters:
         text = student_version(chapter.path().read_text(), exercises_of(chapter), chapter.file_name)
         out_dir.mkdir(parents=True, exist_ok=True)
         script = out_dir / chapter.file_name

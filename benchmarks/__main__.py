@@ -340,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import torch
     except ImportError:
-        sys.exit("benchmarks: PyTorch is not installed; it is the baseline of every ratio (pip install torch)")
+        sys.exit(
+            "benchmarks: PyTorch is not installed; it is the baseline of every ratio (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, its CPU build)"
+        )
     results = measure(args, torch)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -94,6 +94,9 @@ def test_1_sample_and_evaluate_never_replace_the_checkpoint_they_read(root, caps
     before = {p: p.read_bytes() for p in (last, best)}
     one_line_error(capsys, ["sample", str(last), "--n", "4", "--out", str(last)], "input", "destroy")
     one_line_error(capsys, ["sample", str(last), "--n", "4", "--out", str(best)], "is a tinymed checkpoint")
+    one_line_error(
+        capsys, ["sample", str(last), "--n", "4", "--out", str(root / "fake.png")], "must end in one of .npz"
+    )
     cnn_last = str(root / "cnn" / "last.npz")
     data = ["--data", str(root / "tiny.npz")]
     one_line_error(capsys, ["evaluate", cnn_last, "--split", "val", *data, "--json", cnn_last], "destroy")
@@ -366,10 +369,10 @@ def test_a_gan_checkpoint_without_its_label_gives_one_line(root, tmp_path, capsy
 
 
 def test_sample_writes_exactly_the_path_it_reports(root, tmp_path, capsys):
-    out = tmp_path / "fakes.dat"
+    out = tmp_path / "fakes.npz"  # np.savez would have written fakes.npz.npz
     assert main(["sample", str(root / "gan" / "last.npz"), "--n", "3", "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
-    assert sorted(os.listdir(tmp_path)) == ["fakes.dat"]
+    assert sorted(os.listdir(tmp_path)) == ["fakes.npz"]
     with np.load(out) as f:
         assert f["images"].shape == (3, 28, 28)
 

@@ -192,3 +192,14 @@ def test_the_recipe_defaults_by_data_set_and_an_option_overrides_one_piece():
     assert (phantoms.epochs, phantoms.augment, phantoms.ema_decay, phantoms.selection) == (10, "light", 0.0, "best")
     no_average = TrainConfig(dataset="pneumoniamnist", ema_decay=0.0, epochs=3)
     assert (no_average.epochs, no_average.augment, no_average.ema_decay) == (3, "strong", 0.0)
+
+
+@pytest.mark.parametrize(
+    "selection, marked, summary", [("best", True, "best epoch"), ("last", False, "kept the last epoch 2")]
+)
+def test_only_a_best_selection_speaks_of_a_best_epoch(tmp_path, tiny_data, selection, marked, summary):
+    lines = []
+    config = TrainConfig(**TINY, selection=selection, data_file=tiny_data, out=str(tmp_path / "run"))
+    train_classifier(config, progress=False, log=lines.append)
+    assert any("*best" in line for line in lines) == marked
+    assert any(line.startswith(summary) for line in lines)

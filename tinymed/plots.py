@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
 
 from tinymed.metrics import roc_curve
 
@@ -73,6 +74,7 @@ def plot_curves(
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
         ax.set(xlabel="epoch", ylabel=panel.ylabel, title=panel.title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 on a short run
         if panel.ylim is not None:
             ax.set_ylim(panel.ylim)
         ax.grid(alpha=0.3)

@@ -93,7 +93,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "sample",
-        "generate images with a GAN checkpoint into a MedMNIST-layout .npz",
+        "generate images with a GAN checkpoint into an .npz (images uint8, as MedMNIST stores them)",
         gan.add_sample_arguments,
         gan.sample,
     ),

@@ -146,8 +146,9 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Generate ``--n`` images into a MedMNIST-layout ``.npz`` at exactly ``--out``."""
-    out = output_path(args.out, "--out", [args.checkpoint])
+    """Generate ``--n`` images into an ``.npz`` at exactly ``--out`` (``images`` uint8 as
+    MedMNIST stores them, ``labels`` when conditional; no split keys: it is not a data set)."""
+    out = output_path(args.out, "--out", [args.checkpoint], (".npz",))
     gan, metadata = load_gan(args.checkpoint, args.backend)
     classes = metadata["dataset"]["labels"]
     if args.label is not None and not (gan.num_classes and 0 <= args.label < gan.num_classes):

@@ -430,7 +430,7 @@ class _Run:
             self.log(
                 f"epoch {self.epoch:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val.loss:.4f}  "
                 f"val ACC {val_metrics['acc']:.4f}  val AUC {val_metrics['auc']:.4f}  "
-                f"[{elapsed:.0f} s]{'  *best' if improved else ''}"
+                f"[{elapsed:.0f} s]{'  *best' if improved and config.selection == 'best' else ''}"
             )
         return self.report() if self.directory.writer else None
 
@@ -460,7 +460,9 @@ class _Run:
         }
         self.directory.write_metrics(summary)
         title = f"{self.config.model} on {self.config.dataset}"
-        plots.plot_history(self.history, self.out / "curves.png", best_epoch=self.best["epoch"], title=title)
+        # With --selection last the kept epoch is simply the last: no "best epoch" to mark.
+        marked = self.best["epoch"] if self.config.selection == "best" else None
+        plots.plot_history(self.history, self.out / "curves.png", best_epoch=marked, title=title)
         if not self.multilabel:
             names = self.dataset_meta["labels"]
             plots.plot_confusion_matrix(
@@ -477,7 +479,8 @@ class _Run:
                     title=f"ROC, {title}, val, epoch {self.best['epoch']}",
                 )
         self.log(
-            f"best epoch {self.best['epoch']}: val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
+            f"{'best' if self.config.selection == 'best' else 'kept the last'} epoch {self.best['epoch']}: "
+            f"val AUC {best_metrics['auc']:.4f}, val ACC {best_metrics['acc']:.4f}; "
             f"shift-proxy mean AUC {shift['mean']['auc']:.4f}, ACC {shift['mean']['acc']:.4f}; "
             f"wrote {self.out}/best.npz, last.npz, history.csv, metrics.json and plots"
         )

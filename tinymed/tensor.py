@@ -88,8 +88,7 @@ class Tensor(InPlaceMethods, TensorBase):
         return (self[i] for i in range(len(self)))
 
     def __format__(self, spec: str) -> str:
-        """``f"{loss:.4f}"`` formats a 0-d tensor's number, as in PyTorch; other tensors take
-        no format spec."""
+        """``f"{loss:.4f}"`` formats a 0-d tensor's number, as in PyTorch."""
         if self.ndim == 0 and spec:
             return format(self.item(), spec)
         return super().__format__(spec) if spec else repr(self)
@@ -460,10 +459,9 @@ class Tensor(InPlaceMethods, TensorBase):
         return self if target == self.shape else Reshape.apply(self, shape=target)
 
     def view(self, *shape: Any) -> Tensor:
-        """The same memory seen in another shape; one dim may be -1 (inferred). Writes through
-        the result reach this tensor and back. Where the elements do not lie in memory in the
-        order the new shape reads them (a transposed or sliced tensor), no view exists: an
-        error, as in PyTorch, where ``reshape`` would quietly copy and lose those writes."""
+        """The same memory in another shape (one dim may be -1): writes through either reach the
+        other. A transposed or sliced tensor has no such view: an error, as in PyTorch, where
+        ``reshape`` would quietly copy (and lose those writes)."""
         target = resolve_shape(shape_args(shape, "view"), self.shape, "view")
         result = self if target == self.shape else Reshape.apply(self, shape=target)
         if result is not self and result.numel() > 1 and result._base is None:
@@ -552,8 +550,7 @@ class Tensor(InPlaceMethods, TensorBase):
         return self.expand(*other.shape)
 
     def is_contiguous(self) -> bool:
-        """Whether the elements lie in memory in row-major order, one after another (what
-        :meth:`view` needs; a transposed or sliced tensor's do not)."""
+        """Whether the elements lie in row-major order in memory, as :meth:`view` needs."""
         return bool(self.array.flags.c_contiguous)
 
     def contiguous(self) -> Tensor:

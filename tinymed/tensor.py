@@ -91,7 +91,7 @@ class Tensor(InPlaceMethods, TensorBase):
         """``f"{loss:.4f}"`` formats a 0-d tensor's number, as in PyTorch."""
         if self.ndim == 0 and spec:
             return format(self.item(), spec)
-        return super().__format__(spec) if spec else repr(self)
+        return super().__format__(spec)
 
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
